@@ -1,0 +1,139 @@
+// Concurrency: 50 clients x 200 creates at once; every document is listed
+// exactly once and the change feed holds seq 1..10000 exactly once, in
+// order. Also concurrent writes to one document (versions never repeat) and
+// optimistic read-modify-write with If-Match (no lost update).
+
+import { test, before, after, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, listAll, lastSeq, workers } from './lib.mjs';
+
+let srv;
+const r = (...a) => srv.req(...a);
+before(async () => { srv = await startServer({ args: ['--no-access-log'] }); });
+after(async () => {
+  if (!srv) return;
+  assert.equal(await srv.stop(), 0, srv.stderrTail());
+});
+
+const CLIENTS = 50;
+const PER_CLIENT = 200;
+const TOTAL = CLIENTS * PER_CLIENT;
+
+describe('50 clients x 200 creates', () => {
+  const created = new Map(); // id -> {w, i}
+
+  before(async () => {
+    const failures = [];
+    await workers(CLIENTS, async (w) => {
+      for (let i = 0; i < PER_CLIENT; i++) {
+        const res = await r('POST', '/v1/c/load', { body: { w, i, tag: `w${w}-i${i}` } });
+        if (res.status !== 201) { failures.push(`${res.status} ${res.text}`); continue; }
+        created.set(res.json.id, { w, i });
+      }
+    });
+    assert.deepEqual(failures.slice(0, 5), [], `${failures.length} creates failed`);
+  });
+
+  test('every create succeeded with a distinct id', () => {
+    assert.equal(created.size, TOTAL);
+  });
+
+  test('list pages (limit 1000) show all 10,000 documents exactly once, by id', async () => {
+    const docs = await listAll(srv, 'load');
+    assert.equal(docs.length, TOTAL);
+    const ids = docs.map((d) => d.id);
+    assert.equal(new Set(ids).size, TOTAL, 'no duplicates');
+    const sorted = [...ids].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    assert.deepEqual(ids, sorted, 'default order is by id');
+    for (const d of docs) {
+      const c = created.get(d.id);
+      assert.ok(c, `unknown id ${d.id}`);
+      assert.equal(d.w, c.w);
+      assert.equal(d.i, c.i);
+      assert.equal(d.version, 1);
+    }
+  });
+
+  test('the change feed holds seq 1..10000 exactly once, in order', async () => {
+    const seen = [];
+    let since = 0;
+    for (let page = 0; page < 100; page++) {
+      const res = await r('GET', `/v1/changes?since=${since}&limit=1000`);
+      assert.equal(res.status, 200, res.text);
+      if (res.json.changes.length === 0) break;
+      for (const c of res.json.changes) seen.push(c);
+      since = res.json.seq;
+    }
+    assert.equal(seen.length, TOTAL);
+    seen.forEach((c, k) => {
+      assert.equal(c.seq, k + 1, 'gapless and in order');
+      assert.equal(c.op, 'create');
+      assert.equal(c.col, 'load');
+    });
+    assert.equal(new Set(seen.map((c) => c.id)).size, TOTAL);
+    for (const c of seen) assert.ok(created.has(c.id));
+    assert.equal(await lastSeq(srv), TOTAL);
+  });
+
+  test('a filtered, ordered query over the load sees exactly the matching docs', async () => {
+    const docs = await listAll(srv, 'load', `where=${encodeURIComponent('w:eq:7')}&order=-i`);
+    assert.deepEqual(docs.map((d) => d.i), Array.from({ length: PER_CLIENT }, (_, k) => PER_CLIENT - 1 - k));
+  });
+});
+
+describe('contention on one document', () => {
+  test('20 clients x 25 PATCHes: every answer has a distinct version, final version 501', async () => {
+    const c = await r('PUT', '/v1/c/hot/one', { body: { n: 0 } });
+    assert.equal(c.status, 201);
+    const versions = [];
+    await workers(20, async (w) => {
+      for (let i = 0; i < 25; i++) {
+        const res = await r('PATCH', '/v1/c/hot/one', { body: { [`w${w}`]: i } });
+        assert.equal(res.status, 200, res.text);
+        versions.push(res.json.version);
+        assert.equal(res.json[`w${w}`], i, 'the answer holds this write');
+      }
+    });
+    assert.equal(new Set(versions).size, 500);
+    assert.deepEqual([...versions].sort((a, b) => a - b), Array.from({ length: 500 }, (_, k) => k + 2));
+    const g = await r('GET', '/v1/c/hot/one');
+    assert.equal(g.json.version, 501);
+    for (let w = 0; w < 20; w++) assert.equal(g.json[`w${w}`], 24, 'every client\'s last write is kept');
+  });
+
+  test('If-Match read-modify-write loses no increment', async () => {
+    await r('PUT', '/v1/c/hot/counter', { body: { n: 0 } });
+    const CL = 10;
+    const EACH = 10;
+    let conflicts = 0;
+    await workers(CL, async () => {
+      for (let i = 0; i < EACH; i++) {
+        for (let attempt = 0; ; attempt++) {
+          assert.ok(attempt < 1000, 'too many retries');
+          const g = await r('GET', '/v1/c/hot/counter');
+          const p = await r('PUT', '/v1/c/hot/counter', { body: { n: g.json.n + 1 }, headers: { 'If-Match': g.headers.get('etag') } });
+          if (p.status === 200) break;
+          assert.equal(p.status, 412, p.text);
+          conflicts++;
+        }
+      }
+    });
+    const g = await r('GET', '/v1/c/hot/counter');
+    assert.equal(g.json.n, CL * EACH);
+    assert.equal(g.json.version, CL * EACH + 1);
+  });
+
+  test('concurrent POSTs with the same id: exactly one 201, the rest 409', async () => {
+    const rs = await Promise.all(Array.from({ length: 30 }, (_, k) => r('POST', '/v1/c/hot', { body: { id: 'race', k } })));
+    const st = rs.map((x) => x.status).sort();
+    assert.equal(st.filter((s) => s === 201).length, 1, st.join(','));
+    assert.equal(st.filter((s) => s === 409).length, 29, st.join(','));
+  });
+
+  test('concurrent PUT-creates of one new id: exactly one 201, the rest 200, versions 1..N', async () => {
+    const rs = await Promise.all(Array.from({ length: 30 }, (_, k) => r('PUT', '/v1/c/hot/putrace', { body: { k } })));
+    assert.equal(rs.filter((x) => x.status === 201).length, 1);
+    assert.equal(rs.filter((x) => x.status === 200).length, 29);
+    assert.deepEqual(rs.map((x) => x.json.version).sort((a, b) => a - b), Array.from({ length: 30 }, (_, k) => k + 1));
+  });
+});
