@@ -1,0 +1,120 @@
+# livedb: `make` builds build/livedb. See README.md for the tour.
+#
+#   make run     install what is missing, build, serve ./data with demo data
+#   make test    install what is missing, then every test: unit, API (release
+#                and ASan+UBSan builds), and a short run of each fuzzer
+#   make asan    build/asan/livedb, with AddressSanitizer and UBSan
+#   make fuzz    the fuzzers, longer (FUZZ_SECONDS each, default 300)
+#   make bench   benchmarks side by side with Redis and PostgreSQL
+
+CC      ?= cc
+PKGS    := libuv jansson sqlite3 libsodium
+LLHTTP  := /usr/share/llhttp
+CPPFLAGS := -D_GNU_SOURCE -I/usr/share/include/llhttp $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+WARN    := -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes -Wvla -Wformat=2 \
+           -Wno-unused-parameter -Werror
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -pthread
+LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lwslay -pthread -lm
+
+SRC     := $(shell find src -name '*.c' | sort)
+LIBSRC  := $(filter-out src/main.c,$(SRC))
+LLSRC   := api.c http.c llhttp.c
+UNITSRC := $(sort $(wildcard tests/unit/*.c))
+FUZZSRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+FUZZ_SECONDS ?= 300
+
+# objects(dir, sources)
+obj = $(patsubst %.c,$(1)/obj/%.o,$(2)) $(patsubst %.c,$(1)/obj/llhttp/%.o,$(LLSRC))
+
+.PHONY: all asan unit fuzz-build fuzz fuzz-smoke test test-unit test-api run deps bench clean
+
+all: build/livedb
+
+# ---------------------------------------------------------------- objects
+
+define build_dir
+$(1)/obj/%.o: %.c $$(shell find src -name '*.h')
+	@mkdir -p $$(dir $$@)
+	$$(CC_$(2)) $$(CPPFLAGS) $$(CFLAGS) $$(FLAGS_$(2)) $$(WARN) -c $$< -o $$@
+
+$(1)/obj/llhttp/%.o: $(LLHTTP)/%.c
+	@mkdir -p $$(dir $$@)
+	$$(CC_$(2)) $$(CPPFLAGS) $$(CFLAGS) $$(FLAGS_$(2)) -w -c $$< -o $$@
+endef
+
+CC_REL   := $(CC)
+FLAGS_REL :=
+CC_ASAN  := $(CC)
+FLAGS_ASAN := $(SAN_FLAGS) -O1
+CC_FUZZ  := clang
+FLAGS_FUZZ := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -O1
+
+$(eval $(call build_dir,build,REL))
+$(eval $(call build_dir,build/asan,ASAN))
+$(eval $(call build_dir,build/fuzz,FUZZ))
+
+build/livedb: $(call obj,build,$(SRC))
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+build/asan/livedb: $(call obj,build/asan,$(SRC))
+	$(CC) $(CFLAGS) $(SAN_FLAGS) $^ -o $@ $(LDLIBS)
+
+asan: build/asan/livedb
+
+# ---------------------------------------------------------------- unit tests
+
+build/unit: $(call obj,build,$(LIBSRC) $(UNITSRC))
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+build/asan/unit: $(call obj,build/asan,$(LIBSRC) $(UNITSRC))
+	$(CC) $(CFLAGS) $(SAN_FLAGS) $^ -o $@ $(LDLIBS)
+
+unit: build/unit build/asan/unit
+
+# ---------------------------------------------------------------- fuzzers
+
+FUZZERS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZSRC))
+
+build/fuzz/fuzz_%: $(call obj,build/fuzz,$(LIBSRC) tests/fuzz/fuzz_%.c)
+	clang -fsanitize=fuzzer,address,undefined $^ -o $@ $(LDLIBS)
+
+fuzz-build: $(FUZZERS)
+
+fuzz-smoke: fuzz-build
+	tests/fuzz/run 20
+
+fuzz: fuzz-build
+	tests/fuzz/run $(FUZZ_SECONDS)
+
+# ---------------------------------------------------------------- the two commands
+
+deps:
+	scripts/install-deps
+
+run: deps
+	$(MAKE) build/livedb
+	build/livedb serve --data ./data --listen 127.0.0.1:8080 --demo
+
+test-unit: build/unit build/asan/unit
+	build/unit
+	build/asan/unit
+
+test-api: build/livedb build/asan/livedb
+	node --test --test-concurrency=1 tests/api/
+	LIVEDB_BIN=build/asan/livedb node --test --test-concurrency=1 tests/api/
+
+test: deps
+	$(MAKE) test-unit
+	$(MAKE) test-api
+	$(MAKE) fuzz-smoke
+
+bench: deps
+	scripts/install-deps --bench
+	$(MAKE) build/livedb
+	bench/run
+
+clean:
+	rm -rf build

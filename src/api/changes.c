@@ -1,0 +1,410 @@
+/*
+ * changes.c: GET /v1/changes: the change feed as pages, long polls and
+ * Server-Sent Events.
+ *
+ * Recent changes are answered from the in-memory ring (core/feed.c) on the
+ * loop thread; older ones are read from the changes table on the reader
+ * pool. Either way the bytes of a change are the ones the writer encoded.
+ * `seq` in every answer is the position it covers, so a client that passes
+ * it back as `since` sees every change once, in order.
+ */
+#include "api.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/doc.h"
+
+#define FEED_LIMIT_DEFAULT 100
+#define FEED_LIMIT_MAX 1000
+#define WAIT_MAX_S 60
+#define SSE_PAGE 1000
+#define SSE_MAX_PENDING (4 * 1024 * 1024)
+#define SSE_PING_MS 15000
+
+typedef struct feed_req {
+    int64_t since;
+    int limit;
+    int wait_s;
+    char col[COL_NAME_MAX + 1];
+    bool has_col;
+    bool sse;
+} feed_req;
+
+struct long_poll {
+    app_t *app;
+    conn_t *c;
+    feed_req fr;
+    feed_waiter w;
+    uv_timer_t timer;
+    long_poll *prev, *next;
+};
+
+struct sse_stream {
+    app_t *app;
+    conn_t *c;
+    feed_req fr; /* fr.since is the position sent so far */
+    feed_waiter w;
+    bool db_pending;
+    bool dead;
+    sse_stream *prev, *next;
+};
+
+/* ------------------------------------------------------------------ parsing */
+
+static int parse_feed_req(const http_req *req, feed_req *fr, err_t *e)
+{
+    params_t p;
+    memset(fr, 0, sizeof *fr);
+    fr->limit = FEED_LIMIT_DEFAULT;
+    if (params_parse(&p, req, e))
+        return -1;
+    int rc = 0;
+    for (int i = 0; i < p.n && rc == 0; i++) {
+        const char *k = p.kv[i].key, *v = p.kv[i].value;
+        size_t n = p.kv[i].value_len;
+        int64_t x;
+        if (strcmp(k, "since") == 0) {
+            if (parse_i64(v, n, &x) || x < 0)
+                rc = err_set(e, E_BAD_REQUEST, "since must be an integer >= 0");
+            fr->since = x;
+        } else if (strcmp(k, "limit") == 0) {
+            if (parse_i64(v, n, &x) || x < 1 || x > FEED_LIMIT_MAX)
+                rc = err_set(e, E_BAD_REQUEST, "limit must be an integer from 1 to %d",
+                             FEED_LIMIT_MAX);
+            fr->limit = (int)x;
+        } else if (strcmp(k, "wait") == 0) {
+            if (parse_i64(v, n, &x) || x < 0 || x > WAIT_MAX_S)
+                rc = err_set(e, E_BAD_REQUEST, "wait must be whole seconds from 0 to %d",
+                             WAIT_MAX_S);
+            fr->wait_s = (int)x;
+        } else if (strcmp(k, "col") == 0) {
+            rc = doc_check_collection(v, n, e);
+            snprintf(fr->col, sizeof fr->col, "%s", v);
+            fr->has_col = true;
+        } else {
+            rc = err_set(e, E_BAD_REQUEST,
+                         "unknown query parameter %.40s (use since, limit, col, wait)", k);
+        }
+    }
+    params_free(&p);
+    if (rc)
+        return -1;
+    size_t n;
+    const char *accept = http_header_get(req, "accept", &n);
+    fr->sse = accept && memmem(accept, n, "text/event-stream", 17);
+    const char *last = http_header_get(req, "last-event-id", &n);
+    if (fr->sse && last && n) {
+        int64_t x;
+        if (parse_i64(last, n, &x) || x < 0)
+            return err_set(e, E_BAD_REQUEST, "Last-Event-ID must be a seq");
+        fr->since = x;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ pages */
+
+static void respond_page(conn_t *c, change_t **chs, int n, int64_t covered)
+{
+    buf_t b = {0};
+    buf_puts(&b, "{\"changes\":[");
+    for (int i = 0; i < n; i++) {
+        if (i)
+            buf_putc(&b, ',');
+        buf_put(&b, chs[i]->json, chs[i]->json_len);
+    }
+    buf_printf(&b, "],\"seq\":%lld}", (long long)covered);
+    conn_respond_buf(c, 200, "application/json", NULL, &b);
+}
+
+/* Collects from memory; returns how many. */
+static int collect(app_t *app, feed_req *fr, change_t **out, int64_t *covered)
+{
+    return feed_collect(app->feed, fr->since, fr->has_col ? fr->col : NULL, fr->limit, out,
+                        covered);
+}
+
+static void on_db_page(rjob *job)
+{
+    conn_t *c = job->ctx;
+    if (conn_open(c)) {
+        if (job->err.code) {
+            respond_err(c, &job->err);
+        } else {
+            buf_t b = {0};
+            buf_puts(&b, "{\"changes\":[");
+            buf_put(&b, job->out.p, job->out.len);
+            buf_printf(&b, "],\"seq\":%lld}", (long long)job->seq);
+            conn_respond_buf(c, 200, "application/json", NULL, &b);
+        }
+    }
+    conn_unref(c);
+    rjob_free(job);
+}
+
+static rjob *db_read(app_t *app, const feed_req *fr, int limit, bool sse)
+{
+    rjob *job = rjob_new(R_CHANGES);
+    job->since = fr->since;
+    job->limit = limit;
+    job->sse = sse;
+    if (fr->has_col) {
+        job->col_filter = true;
+        snprintf(job->col, sizeof job->col, "%s", fr->col);
+    }
+    (void)app;
+    return job;
+}
+
+/* ------------------------------------------------------------------ long poll */
+
+static void lp_free(uv_handle_t *h) { free(h->data); }
+
+static void lp_finish(long_poll *lp, bool answer)
+{
+    app_t *app = lp->app;
+    feed_unwait(app->feed, &lp->w);
+    uv_timer_stop(&lp->timer);
+    if (lp->prev)
+        lp->prev->next = lp->next;
+    else
+        app->polls = lp->next;
+    if (lp->next)
+        lp->next->prev = lp->prev;
+    conn_set_close_hook(lp->c, NULL, NULL);
+    if (answer && conn_open(lp->c)) {
+        change_t *chs[FEED_LIMIT_MAX];
+        int64_t covered;
+        int n = collect(app, &lp->fr, chs, &covered);
+        respond_page(lp->c, chs, n, covered);
+    }
+    conn_unref(lp->c);
+    uv_close((uv_handle_t *)&lp->timer, lp_free);
+}
+
+static void lp_wake(feed_waiter *w)
+{
+    long_poll *lp = (long_poll *)((char *)w - offsetof(long_poll, w));
+    change_t *chs[FEED_LIMIT_MAX];
+    int64_t covered;
+    int n = collect(lp->app, &lp->fr, chs, &covered);
+    if (n > 0) {
+        lp_finish(lp, true);
+        return;
+    }
+    /* Only changes of other collections: skip past them and wait on. */
+    lp->fr.since = covered;
+    feed_wait(lp->app->feed, &lp->w);
+}
+
+static void lp_timeout(uv_timer_t *t) { lp_finish(t->data, true); }
+
+static void lp_conn_closed(conn_t *c, void *ctx)
+{
+    (void)c;
+    lp_finish(ctx, false);
+}
+
+static void long_poll_start(app_t *app, conn_t *c, const feed_req *fr)
+{
+    long_poll *lp = xcalloc(1, sizeof *lp);
+    lp->app = app;
+    lp->c = conn_ref(c);
+    lp->fr = *fr;
+    lp->w.wake = lp_wake;
+    uv_timer_init(app->loop, &lp->timer);
+    lp->timer.data = lp;
+    uv_timer_start(&lp->timer, lp_timeout, (uint64_t)fr->wait_s * 1000, 0);
+    lp->next = app->polls;
+    if (app->polls)
+        app->polls->prev = lp;
+    app->polls = lp;
+    conn_set_close_hook(c, lp_conn_closed, lp);
+    feed_wait(app->feed, &lp->w);
+}
+
+/* ------------------------------------------------------------------ SSE */
+
+static void sse_pump(sse_stream *s);
+
+static void sse_unlink(sse_stream *s)
+{
+    app_t *app = s->app;
+    feed_unwait(app->feed, &s->w);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        app->streams = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+}
+
+static void sse_conn_closed(conn_t *c, void *ctx)
+{
+    sse_stream *s = ctx;
+    (void)c;
+    s->dead = true;
+    sse_unlink(s);
+    conn_unref(s->c);
+    if (!s->db_pending)
+        free(s);
+}
+
+static void sse_wake(feed_waiter *w)
+{
+    sse_pump((sse_stream *)((char *)w - offsetof(sse_stream, w)));
+}
+
+static void on_sse_db_page(rjob *job)
+{
+    sse_stream *s = job->ctx;
+    s->db_pending = false;
+    if (s->dead) {
+        free(s);
+    } else if (job->err.code) {
+        buf_t b = {0};
+        buf_printf(&b, "event: error\ndata: {\"error\":{\"code\":\"%s\",\"message\":",
+                   err_name(job->err.code));
+        buf_put_json_str(&b, job->err.msg, strlen(job->err.msg));
+        buf_puts(&b, "}}\n\n");
+        conn_stream_write(s->c, b.p, b.len);
+        buf_free(&b);
+        conn_close(s->c);
+    } else {
+        conn_stream_write(s->c, job->out.p, job->out.len);
+        s->fr.since = job->seq;
+        sse_pump(s);
+    }
+    rjob_free(job);
+}
+
+static void sse_pump(sse_stream *s)
+{
+    app_t *app = s->app;
+    while (!s->dead && !s->db_pending) {
+        if (conn_pending_bytes(s->c) > SSE_MAX_PENDING) {
+            /* A reader this slow resumes with Last-Event-ID instead. */
+            conn_close(s->c);
+            return;
+        }
+        if (s->fr.since < feed_first(app->feed) - 1) {
+            rjob *job = db_read(app, &s->fr, SSE_PAGE, true);
+            job->done = on_sse_db_page;
+            job->ctx = s;
+            s->db_pending = true;
+            store_read(app->store, job);
+            return;
+        }
+        change_t *chs[SSE_PAGE];
+        int64_t covered;
+        feed_req fr = s->fr;
+        fr.limit = SSE_PAGE;
+        int n = collect(app, &fr, chs, &covered);
+        buf_t b = {0};
+        for (int i = 0; i < n; i++) {
+            buf_printf(&b, "id: %lld\ndata: ", (long long)chs[i]->seq);
+            buf_put(&b, chs[i]->json, chs[i]->json_len);
+            buf_puts(&b, "\n\n");
+        }
+        conn_stream_write(s->c, b.p, b.len);
+        buf_free(&b);
+        s->fr.since = covered;
+        if (n < SSE_PAGE) {
+            feed_wait(app->feed, &s->w);
+            return;
+        }
+    }
+}
+
+static void sse_start(app_t *app, conn_t *c, const feed_req *fr)
+{
+    sse_stream *s = xcalloc(1, sizeof *s);
+    s->app = app;
+    s->c = conn_ref(c);
+    s->fr = *fr;
+    s->w.wake = sse_wake;
+    s->next = app->streams;
+    if (app->streams)
+        app->streams->prev = s;
+    app->streams = s;
+    conn_stream_start(c, 200, "text/event-stream; charset=utf-8",
+                      "Cache-Control: no-store\r\nX-Accel-Buffering: no\r\n", sse_conn_closed, s);
+    conn_stream_write(c, "retry: 1000\n\n", 13);
+    sse_pump(s);
+}
+
+static void on_ping(uv_timer_t *t)
+{
+    app_t *app = t->data;
+    for (sse_stream *s = app->streams; s; s = s->next)
+        conn_stream_write(s->c, ": ping\n\n", 8);
+}
+
+/* ------------------------------------------------------------------ entry */
+
+void changes_get(app_t *app, conn_t *c, http_req *req)
+{
+    err_t e = {0};
+    auth_t who;
+    feed_req fr;
+    if (api_auth(app, c, req, &who, &e) || parse_feed_req(req, &fr, &e))
+        return respond_err(c, &e);
+    int64_t committed = store_committed_seq(app->store);
+    if (fr.since > committed) {
+        err_set(&e, E_RESYNC_REQUIRED,
+                "since %lld is ahead of the feed (last seq %lld): the data was replaced;"
+                " list again",
+                (long long)fr.since, (long long)committed);
+        return respond_err(c, &e);
+    }
+    if (fr.since < store_first_seq(app->store) - 1) {
+        err_set(&e, E_RESYNC_REQUIRED,
+                "changes after %lld are no longer retained (oldest is %lld); list again",
+                (long long)fr.since, (long long)store_first_seq(app->store));
+        return respond_err(c, &e);
+    }
+    if (fr.sse)
+        return sse_start(app, c, &fr);
+    if (fr.since < feed_first(app->feed) - 1) {
+        rjob *job = db_read(app, &fr, fr.limit, false);
+        job->done = on_db_page;
+        job->ctx = conn_ref(c);
+        store_read(app->store, job);
+        return;
+    }
+    change_t *chs[FEED_LIMIT_MAX];
+    int64_t covered;
+    int n = collect(app, &fr, chs, &covered);
+    if (n > 0 || fr.wait_s == 0)
+        return respond_page(c, chs, n, covered);
+    fr.since = covered;
+    long_poll_start(app, c, &fr);
+}
+
+void changes_on_commit(void *appv, change_t *list)
+{
+    app_t *app = appv;
+    feed_append(app->feed, list);
+    metrics_gauge_set(M_FEED_LAST_SEQ, feed_last(app->feed));
+}
+
+void changes_init(app_t *app)
+{
+    feed_set_last(app->feed, store_committed_seq(app->store));
+    metrics_gauge_set(M_FEED_LAST_SEQ, feed_last(app->feed));
+    uv_timer_init(app->loop, &app->ping_timer);
+    app->ping_timer.data = app;
+    uv_timer_start(&app->ping_timer, on_ping, SSE_PING_MS, SSE_PING_MS);
+}
+
+void changes_shutdown(app_t *app)
+{
+    while (app->polls)
+        lp_finish(app->polls, true);
+    while (app->streams)
+        conn_close(app->streams->c); /* unlinks via sse_conn_closed */
+    uv_close((uv_handle_t *)&app->ping_timer, NULL);
+}

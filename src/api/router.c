@@ -1,0 +1,235 @@
+/*
+ * router.c: which handler answers a request, and the checks every request
+ * passes on its way there (identity, path shape, query string).
+ *
+ *   GET    /v1/health                    health.c
+ *   GET    /metrics                      health.c
+ *   GET    /v1/changes                   changes.c
+ *   POST   /v1/batch                     docs.c
+ *   GET    /v1/c/COL          POST       docs.c
+ *   GET    /v1/c/COL/ID       PUT PATCH DELETE   docs.c
+ */
+#include "api.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/doc.h"
+
+void respond_err(conn_t *c, err_t *e)
+{
+    conn_respond_error(c, e, NULL);
+    err_clear(e);
+}
+
+void respond_simple(conn_t *c, err_code code, const char *msg)
+{
+    err_t e = {0};
+    err_set(&e, code, "%s", msg);
+    respond_err(c, &e);
+}
+
+static void method_not_allowed(conn_t *c, const char *allow)
+{
+    err_t e = {0};
+    err_set(&e, E_METHOD_NOT_ALLOWED, "this path takes %s", allow);
+    char hdr[96];
+    snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allow);
+    conn_respond_error(c, &e, hdr);
+    err_clear(&e);
+}
+
+/* ------------------------------------------------------------------ query string */
+
+int params_parse(params_t *p, const http_req *r, err_t *err)
+{
+    memset(p, 0, sizeof *p);
+    if (!r->query)
+        return 0;
+    const char *s = r->query, *end = r->query + r->query_len;
+    buf_t k = {0}, v = {0};
+    while (s < end) {
+        const char *amp = memchr(s, '&', (size_t)(end - s));
+        const char *stop = amp ? amp : end;
+        if (stop > s) {
+            const char *eq = memchr(s, '=', (size_t)(stop - s));
+            const char *kend = eq ? eq : stop;
+            if (p->n == PARAMS_MAX) {
+                buf_free(&k);
+                buf_free(&v);
+                return err_set(err, E_BAD_REQUEST, "more than %d query parameters", PARAMS_MAX);
+            }
+            if (http_unescape(s, (size_t)(kend - s), true, &k) ||
+                http_unescape(eq ? eq + 1 : stop, eq ? (size_t)(stop - eq - 1) : 0, true, &v)) {
+                buf_free(&k);
+                buf_free(&v);
+                return err_set(err, E_BAD_REQUEST, "bad percent-encoding in the query string");
+            }
+            p->kv[p->n].key = buf_take(&k, NULL);
+            p->kv[p->n].value = buf_take(&v, &p->kv[p->n].value_len);
+            p->n++;
+        }
+        s = stop + 1;
+    }
+    return 0;
+}
+
+void params_free(params_t *p)
+{
+    for (int i = 0; i < p->n; i++) {
+        free(p->kv[i].key);
+        free(p->kv[i].value);
+    }
+    p->n = 0;
+}
+
+/* ------------------------------------------------------------------ access */
+
+int api_auth(app_t *app, conn_t *c, http_req *req, auth_t *who, err_t *err)
+{
+    (void)app;
+    (void)c;
+    (void)req;
+    (void)err;
+    /* Accounts come later: until then everyone is the anonymous admin. */
+    who->account = "";
+    who->role = "admin";
+    return 0;
+}
+
+bool api_allowed(const auth_t *who, access_t what, const char *col)
+{
+    (void)what;
+    (void)col;
+    return strcmp(who->role, "admin") == 0;
+}
+
+/* ------------------------------------------------------------------ routing */
+
+/* Splits path into at most 4 decoded segments. -1 on bad encoding. */
+static int split_path(const http_req *req, char seg[4][DOC_ID_MAX * 3 + 1], int *nseg)
+{
+    *nseg = 0;
+    const char *s = req->path, *end = req->path + req->path_len;
+    if (s == end || *s != '/')
+        return -1;
+    s++;
+    buf_t tmp = {0};
+    while (s <= end) {
+        const char *slash = memchr(s, '/', (size_t)(end - s));
+        const char *stop = slash ? slash : end;
+        if (*nseg == 4 || (size_t)(stop - s) > DOC_ID_MAX * 3) {
+            buf_free(&tmp);
+            return -1;
+        }
+        if (http_unescape(s, (size_t)(stop - s), false, &tmp)) {
+            buf_free(&tmp);
+            return -1;
+        }
+        memcpy(seg[*nseg], tmp.p, tmp.len + 1);
+        (*nseg)++;
+        if (!slash)
+            break;
+        s = slash + 1;
+    }
+    buf_free(&tmp);
+    return 0;
+}
+
+void api_handle(void *appv, conn_t *c, http_req *req)
+{
+    app_t *app = appv;
+    char seg[4][DOC_ID_MAX * 3 + 1];
+    int n;
+    int m = req->method == HTTP_HEAD ? HTTP_GET : req->method;
+    if (split_path(req, seg, &n) != 0) {
+        respond_simple(c, E_NOT_FOUND, "no such path");
+        return;
+    }
+    if (n == 1 && strcmp(seg[0], "metrics") == 0) {
+        conn_set_route(c, ROUTE_METRICS);
+        if (m != HTTP_GET)
+            return method_not_allowed(c, "GET");
+        return metrics_get(app, c, req);
+    }
+    if (n < 2 || strcmp(seg[0], "v1") != 0) {
+        respond_simple(c, E_NOT_FOUND, "no such path; the API is under /v1/");
+        return;
+    }
+    if (app->shutting_down) {
+        respond_simple(c, E_UNAVAILABLE, "the server is shutting down");
+        return;
+    }
+    if (n == 2 && strcmp(seg[1], "health") == 0) {
+        conn_set_route(c, ROUTE_HEALTH);
+        if (m != HTTP_GET)
+            return method_not_allowed(c, "GET");
+        return health_get(app, c, req);
+    }
+    if (n == 2 && strcmp(seg[1], "changes") == 0) {
+        conn_set_route(c, ROUTE_CHANGES);
+        if (m != HTTP_GET)
+            return method_not_allowed(c, "GET");
+        return changes_get(app, c, req);
+    }
+    if (n == 2 && strcmp(seg[1], "batch") == 0) {
+        conn_set_route(c, ROUTE_BATCH);
+        if (m != HTTP_POST)
+            return method_not_allowed(c, "POST");
+        return docs_batch(app, c, req);
+    }
+    if ((n == 3 || n == 4) && strcmp(seg[1], "c") == 0) {
+        err_t e = {0};
+        if (doc_check_collection(seg[2], strlen(seg[2]), &e)) {
+            respond_err(c, &e);
+            return;
+        }
+        if (n == 3) {
+            if (m == HTTP_GET) {
+                conn_set_route(c, ROUTE_LIST);
+                return docs_list(app, c, req, seg[2]);
+            }
+            if (m == HTTP_POST) {
+                conn_set_route(c, ROUTE_CREATE);
+                return docs_write(app, c, req, seg[2], NULL);
+            }
+            return method_not_allowed(c, "GET, POST");
+        }
+        if (doc_check_id(seg[3], strlen(seg[3]), &e)) {
+            respond_err(c, &e);
+            return;
+        }
+        switch (m) {
+        case HTTP_GET:
+            conn_set_route(c, ROUTE_DOC_GET);
+            return docs_get(app, c, req, seg[2], seg[3]);
+        case HTTP_PUT:
+            conn_set_route(c, ROUTE_DOC_PUT);
+            return docs_write(app, c, req, seg[2], seg[3]);
+        case HTTP_PATCH:
+            conn_set_route(c, ROUTE_DOC_PATCH);
+            return docs_write(app, c, req, seg[2], seg[3]);
+        case HTTP_DELETE:
+            conn_set_route(c, ROUTE_DOC_DELETE);
+            return docs_write(app, c, req, seg[2], seg[3]);
+        default:
+            return method_not_allowed(c, "GET, PUT, PATCH, DELETE");
+        }
+    }
+    respond_simple(c, E_NOT_FOUND, "no such path");
+}
+
+void api_init(app_t *app)
+{
+    store_set_commit_cb(app->store, changes_on_commit, app);
+    changes_init(app);
+    health_init(app);
+}
+
+void api_shutdown(app_t *app)
+{
+    app->shutting_down = true;
+    changes_shutdown(app);
+    health_shutdown(app);
+}

@@ -1,0 +1,65 @@
+/*
+ * err.c: error codes to names and HTTP statuses, decided once here.
+ */
+#include "err.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+    int status;
+    const char *name;
+} table[] = {
+    [E_OK] = {200, "ok"},
+    [E_BAD_REQUEST] = {400, "bad_request"},
+    [E_UNAUTHORIZED] = {401, "unauthorized"},
+    [E_FORBIDDEN] = {403, "forbidden"},
+    [E_NOT_FOUND] = {404, "not_found"},
+    [E_METHOD_NOT_ALLOWED] = {405, "method_not_allowed"},
+    [E_CONFLICT] = {409, "conflict"},
+    [E_INVALID_TRANSITION] = {409, "invalid_transition"},
+    [E_RESYNC_REQUIRED] = {410, "resync_required"},
+    [E_PRECONDITION_FAILED] = {412, "precondition_failed"},
+    [E_PAYLOAD_TOO_LARGE] = {413, "payload_too_large"},
+    [E_HEADERS_TOO_LARGE] = {431, "headers_too_large"},
+    [E_INVALID] = {422, "invalid"},
+    [E_INSUFFICIENT_STOCK] = {422, "insufficient_stock"},
+    [E_RATE_LIMITED] = {429, "rate_limited"},
+    [E_UNAVAILABLE] = {503, "unavailable"},
+    [E_STORAGE_FULL] = {507, "storage_full"},
+    [E_INTERNAL] = {500, "internal"},
+};
+
+int err_set(err_t *e, err_code code, const char *fmt, ...)
+{
+    e->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+void err_details(err_t *e, json_t *details)
+{
+    json_decref(e->details);
+    e->details = details;
+}
+
+void err_clear(err_t *e)
+{
+    json_decref(e->details);
+    memset(e, 0, sizeof *e);
+}
+
+void err_move(err_t *dst, err_t *src)
+{
+    err_clear(dst);
+    *dst = *src;
+    memset(src, 0, sizeof *src);
+}
+
+int err_status(err_code code) { return table[code].status; }
+
+const char *err_name(err_code code) { return table[code].name; }

@@ -1,0 +1,315 @@
+/*
+ * main.c: the command line.
+ *
+ *   livedb serve [--data DIR] [--listen HOST:PORT] [--demo] [...]
+ *
+ * Exit status: 0 success, 1 failure at run time, 2 bad usage. Errors are
+ * one line on stderr that says what is wrong and what to do.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+#include <sqlite3.h>
+#include <uv.h>
+
+#include "api/api.h"
+#include "ops/log.h"
+#include "store/store.h"
+
+#define LIVEDB_VERSION "0.1.0"
+
+static const char usage[] =
+    "usage: livedb serve [--data DIR] [--listen HOST:PORT] [--demo]\n"
+    "                    [--retain-changes N] [--feed-memory N] [--header-timeout S]\n"
+    "                    [--idle-timeout S] [--auto-index N] [--no-access-log]\n"
+    "       livedb help | --version\n"
+    "\n"
+    "  --data DIR            data directory (default ./data)\n"
+    "  --listen HOST:PORT    address to serve on (default 127.0.0.1:8080; port 0 = any)\n"
+    "  --demo                load sample documents into an empty data directory\n"
+    "  --retain-changes N    changes kept for resuming clients (default 1000000)\n"
+    "  --feed-memory N       recent changes kept in memory (default 65536)\n"
+    "  --header-timeout S    drop clients that take longer to send headers (default 10)\n"
+    "  --idle-timeout S      close idle keep-alive connections (default 60)\n"
+    "  --auto-index N        automatic indexes per collection (default 16)\n"
+    "  --no-access-log       no log line per request\n";
+
+typedef struct serve_opts {
+    const char *data;
+    char host[256];
+    int port;
+    bool demo;
+    int64_t retain;
+    int64_t feed_memory;
+    double header_timeout, idle_timeout;
+    int auto_index;
+    bool access_log;
+} serve_opts;
+
+__attribute__((format(printf, 1, 2))) static int bad_usage(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "livedb: ");
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n(run 'livedb help' for the options)\n");
+    return 2;
+}
+
+static int parse_num(const char *s, int64_t lo, int64_t hi, int64_t *out)
+{
+    int64_t v;
+    if (parse_i64(s, strlen(s), &v) || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_listen(const char *s, serve_opts *o)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s || (size_t)(colon - s) >= sizeof o->host)
+        return -1;
+    const char *h = s;
+    size_t hn = (size_t)(colon - s);
+    if (h[0] == '[' && h[hn - 1] == ']') { /* [::1]:8080 */
+        h++;
+        hn -= 2;
+    }
+    memcpy(o->host, h, hn);
+    o->host[hn] = '\0';
+    int64_t port;
+    if (parse_num(colon + 1, 0, 65535, &port))
+        return -1;
+    o->port = (int)port;
+    return 0;
+}
+
+static int parse_serve(int argc, char **argv, serve_opts *o)
+{
+    *o = (serve_opts){.data = "./data", .host = "127.0.0.1", .port = 8080,
+                      .retain = 1000000, .feed_memory = 65536, .header_timeout = 10,
+                      .idle_timeout = 60, .auto_index = 16, .access_log = true};
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int64_t n;
+        if (strcmp(a, "--demo") == 0) {
+            o->demo = true;
+            continue;
+        }
+        if (strcmp(a, "--no-access-log") == 0) {
+            o->access_log = false;
+            continue;
+        }
+        if (!v)
+            return bad_usage("%s needs a value", a);
+        i++;
+        if (strcmp(a, "--data") == 0) {
+            o->data = v;
+        } else if (strcmp(a, "--listen") == 0) {
+            if (parse_listen(v, o))
+                return bad_usage("--listen takes HOST:PORT, not '%s'", v);
+        } else if (strcmp(a, "--retain-changes") == 0) {
+            if (parse_num(v, 1, INT64_MAX / 2, &n))
+                return bad_usage("--retain-changes takes a number >= 1, not '%s'", v);
+            o->retain = n;
+        } else if (strcmp(a, "--feed-memory") == 0) {
+            if (parse_num(v, 1, 100000000, &n))
+                return bad_usage("--feed-memory takes a number from 1 to 100000000, not '%s'", v);
+            o->feed_memory = n;
+        } else if (strcmp(a, "--header-timeout") == 0) {
+            if (parse_num(v, 1, 3600, &n))
+                return bad_usage("--header-timeout takes seconds from 1 to 3600, not '%s'", v);
+            o->header_timeout = (double)n;
+        } else if (strcmp(a, "--idle-timeout") == 0) {
+            if (parse_num(v, 1, 86400, &n))
+                return bad_usage("--idle-timeout takes seconds from 1 to 86400, not '%s'", v);
+            o->idle_timeout = (double)n;
+        } else if (strcmp(a, "--auto-index") == 0) {
+            if (parse_num(v, 0, 64, &n))
+                return bad_usage("--auto-index takes a number from 0 to 64, not '%s'", v);
+            o->auto_index = (int)n;
+        } else {
+            return bad_usage("unknown option %s", a);
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ demo */
+
+static const char demo_ops[] =
+    "{\"ops\":["
+    "{\"op\":\"put\",\"col\":\"products\",\"id\":\"p-olive-oil\",\"doc\":{\"sku\":\"OIL-001\","
+    "\"name\":\"Olive oil 5 l\",\"category\":\"pantry\",\"unit\":\"can\",\"price_cents\":4250,"
+    "\"stock\":40,\"active\":true}},"
+    "{\"op\":\"put\",\"col\":\"products\",\"id\":\"p-basmati\",\"doc\":{\"sku\":\"RICE-010\","
+    "\"name\":\"Basmati rice 10 kg\",\"category\":\"pantry\",\"unit\":\"bag\",\"price_cents\":2899,"
+    "\"stock\":25,\"active\":true}},"
+    "{\"op\":\"put\",\"col\":\"products\",\"id\":\"p-espresso\",\"doc\":{\"sku\":\"COF-250\","
+    "\"name\":\"Espresso beans 1 kg\",\"category\":\"drinks\",\"unit\":\"bag\",\"price_cents\":1890,"
+    "\"stock\":60,\"active\":true}},"
+    "{\"op\":\"put\",\"col\":\"notes\",\"id\":\"welcome\",\"doc\":{\"title\":\"Welcome to livedb\","
+    "\"body\":\"Try GET /v1/c/products, then watch GET /v1/changes?wait=30 while you write.\"}}"
+    "]}";
+
+static void on_demo_done(wjob *job)
+{
+    if (job->err.code)
+        log_msg(LOG_ERROR, "demo data: %s", job->err.msg);
+    else
+        printf("livedb: demo data loaded (products, notes)\n");
+    fflush(stdout);
+    wjob_free(job);
+}
+
+static void load_demo(store_t *st)
+{
+    if (store_committed_seq(st) != 0)
+        return; /* only into an empty data directory */
+    json_t *root = json_loads(demo_ops, 0, NULL);
+    json_t *ops = json_object_get(root, "ops");
+    wjob *job = wjob_new(WJ_OPS, (int)json_array_size(ops));
+    job->is_batch = true;
+    for (int i = 0; i < job->nops; i++) {
+        json_t *o = json_array_get(ops, (size_t)i);
+        wop *op = &job->ops[i];
+        op->kind = W_PUT;
+        snprintf(op->col, sizeof op->col, "%s", json_string_value(json_object_get(o, "col")));
+        op->id = xstrdup(json_string_value(json_object_get(o, "id")));
+        op->doc = json_incref(json_object_get(o, "doc"));
+    }
+    json_decref(root);
+    job->done = on_demo_done;
+    store_submit(st, job);
+}
+
+/* ------------------------------------------------------------------ serve */
+
+typedef struct runtime {
+    app_t app;
+    uv_signal_t sigterm, sigint;
+    bool stopping;
+} runtime;
+
+static void on_drained(void *ctx)
+{
+    runtime *rt = ctx;
+    server_close_all(rt->app.server);
+    log_access_stop();
+    uv_close((uv_handle_t *)&rt->sigterm, NULL);
+    uv_close((uv_handle_t *)&rt->sigint, NULL);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    runtime *rt = s->data;
+    if (rt->stopping)
+        return;
+    rt->stopping = true;
+    log_msg(LOG_INFO, "%s: stopping; finishing writes in flight",
+            signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    server_stop_accepting(rt->app.server);
+    api_shutdown(&rt->app);
+    store_drain(rt->app.store, on_drained, rt);
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    serve_opts o;
+    int rc = parse_serve(argc, argv, &o);
+    if (rc)
+        return rc;
+    signal(SIGPIPE, SIG_IGN);
+    /* The reader pool runs on libuv's thread pool: size it before first use. */
+    setenv("UV_THREADPOOL_SIZE", "4", 0);
+
+    runtime *rt = xcalloc(1, sizeof *rt);
+    uv_loop_t *loop = uv_default_loop();
+    app_t *app = &rt->app;
+    app->loop = loop;
+    err_t e = {0};
+    store_opts so = {.dir = o.data, .retain_changes = o.retain, .readers = 4,
+                     .auto_index_max = o.auto_index};
+    if (store_open(&app->store, loop, &so, &e)) {
+        fprintf(stderr, "livedb: %s\n", e.msg);
+        err_clear(&e);
+        free(rt);
+        return 1;
+    }
+    app->feed = feed_new((size_t)o.feed_memory);
+    api_init(app);
+    log_access_start(loop, o.access_log);
+
+    server_opts sv = {.host = o.host, .port = o.port, .header_timeout = o.header_timeout,
+                      .idle_timeout = o.idle_timeout};
+    int port = 0;
+    char errbuf[256];
+    if (server_start(&app->server, loop, &sv, api_handle, app, &port, errbuf, sizeof errbuf)) {
+        fprintf(stderr, "livedb: %s (is another server using the port?)\n", errbuf);
+        api_shutdown(app);
+        store_drain(app->store, NULL, NULL);
+        log_access_stop();
+        uv_run(loop, UV_RUN_NOWAIT);
+        store_close(app->store);
+        feed_free(app->feed);
+        free(rt);
+        return 1;
+    }
+    uv_signal_init(loop, &rt->sigterm);
+    uv_signal_init(loop, &rt->sigint);
+    rt->sigterm.data = rt->sigint.data = rt;
+    uv_signal_start(&rt->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&rt->sigint, on_signal, SIGINT);
+    if (o.demo)
+        load_demo(app->store);
+
+    char hostbuf[300];
+    if (strchr(o.host, ':'))
+        snprintf(hostbuf, sizeof hostbuf, "[%s]", o.host);
+    else
+        snprintf(hostbuf, sizeof hostbuf, "%s", o.host);
+    printf("livedb: listening on http://%s:%d\n", hostbuf, port);
+    fflush(stdout);
+    log_msg(LOG_INFO, "serving %s on %s:%d (livedb %s, SQLite %s)", store_dir(app->store),
+            hostbuf, port, LIVEDB_VERSION, sqlite3_libversion());
+
+    uv_run(loop, UV_RUN_DEFAULT);
+
+    store_close(app->store);
+    feed_free(app->feed);
+    server_free(app->server);
+    uv_loop_close(loop);
+    free(rt);
+    log_msg(LOG_INFO, "stopped cleanly");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (sodium_init() < 0) {
+        fprintf(stderr, "livedb: libsodium failed to start\n");
+        return 1;
+    }
+    if (argc < 2)
+        return fputs(usage, stderr), 2;
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "serve") == 0)
+        return cmd_serve(argc - 2, argv + 2);
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("livedb %s\n", LIVEDB_VERSION);
+        return 0;
+    }
+    return bad_usage("unknown command '%s'", cmd);
+}

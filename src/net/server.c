@@ -1,0 +1,584 @@
+/*
+ * server.c: HTTP connections on libuv. See server.h.
+ *
+ * A connection is in one of these timer modes:
+ *   HEADER  waiting for a whole header section (--header-timeout): a
+ *           client that trickles its headers is dropped when it runs out;
+ *   BODY    waiting for the body (--idle-timeout);
+ *   IDLE    keep-alive between requests (--idle-timeout);
+ *   NONE    a request is being handled, or the connection streams;
+ *   LINGER  an error answer was sent and our side shut down; what the
+ *           client still sends is read and dropped for a moment, so that
+ *           the kernel does not reset the connection before the client
+ *           has read the answer.
+ */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/err.h"
+#include "../ops/log.h"
+
+#define INBUF_MAX (HTTP_MAX_BODY + HTTP_MAX_HEAD + 64 * 1024)
+#define LINGER_MS 2000
+
+typedef enum { T_NONE, T_HEADER, T_BODY, T_IDLE, T_LINGER } tmode;
+
+struct conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    server_t *srv;
+    int refs;
+    int handles_open;
+    bool closing;
+    bool busy;         /* a request is with the handler */
+    bool in_process;   /* process() is on the stack */
+    bool streaming;
+    bool close_after_write;
+    bool eof;
+    bool reading;
+    tmode mode;
+    http_in in;
+    buf_t inbuf;
+    size_t inpos;
+    size_t write_pending;
+    /* The request being handled, for the access log. */
+    route_id route;
+    uint64_t t_req;
+    char remote[64];
+    bool loopback;
+    void (*on_stream_close)(conn_t *c, void *ctx);
+    void *stream_ctx;
+    conn_t *prev, *next;
+};
+
+struct server {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    bool listening;
+    server_opts opts;
+    server_handler handler;
+    void *app;
+    conn_t conns; /* sentinel */
+};
+
+static void process(conn_t *c);
+static void read_start(conn_t *c);
+
+/* ------------------------------------------------------------------ lifetime */
+
+conn_t *conn_ref(conn_t *c)
+{
+    c->refs++;
+    return c;
+}
+
+void conn_unref(conn_t *c)
+{
+    if (--c->refs > 0)
+        return;
+    http_in_free(&c->in);
+    buf_free(&c->inbuf);
+    free(c);
+}
+
+bool conn_open(const conn_t *c) { return !c->closing; }
+const char *conn_remote(const conn_t *c) { return c->remote; }
+bool conn_is_loopback(const conn_t *c) { return c->loopback; }
+void conn_set_route(conn_t *c, route_id r) { c->route = r; }
+size_t conn_pending_bytes(const conn_t *c) { return c->write_pending; }
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    conn_t *c = h->data;
+    if (--c->handles_open == 0)
+        conn_unref(c);
+}
+
+void conn_close(conn_t *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    c->prev->next = c->next;
+    c->next->prev = c->prev;
+    metrics_gauge_add(M_CONNECTIONS, -1);
+    if (c->on_stream_close) {
+        void (*cb)(conn_t *, void *) = c->on_stream_close;
+        c->on_stream_close = NULL;
+        cb(c, c->stream_ctx);
+    }
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+/* ------------------------------------------------------------------ timers */
+
+static void on_timer(uv_timer_t *t)
+{
+    conn_t *c = t->data;
+    if (c->mode == T_HEADER && c->in.head_started)
+        log_msg(LOG_INFO, "dropped %s: headers not complete within %.0f s", c->remote,
+                c->srv->opts.header_timeout);
+    conn_close(c);
+}
+
+static void set_mode(conn_t *c, tmode m)
+{
+    if (c->closing)
+        return;
+    c->mode = m;
+    double secs = 0;
+    switch (m) {
+    case T_HEADER: secs = c->srv->opts.header_timeout; break;
+    case T_BODY:
+    case T_IDLE: secs = c->srv->opts.idle_timeout; break;
+    case T_LINGER: secs = LINGER_MS / 1000.0; break;
+    case T_NONE: uv_timer_stop(&c->timer); return;
+    }
+    uv_timer_start(&c->timer, on_timer, (uint64_t)(secs * 1000), 0);
+}
+
+/* ------------------------------------------------------------------ writing */
+
+typedef struct wreq {
+    uv_write_t req;
+    conn_t *c;
+    char *bufs[2];
+    size_t len;
+} wreq;
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    conn_t *c = req->data;
+    (void)status;
+    free(req);
+    if (!c->closing) {
+        if (c->eof)
+            conn_close(c);
+        else
+            set_mode(c, T_LINGER);
+    }
+    conn_unref(c);
+}
+
+static void maybe_close_after_write(conn_t *c)
+{
+    if (c->closing || !c->close_after_write || c->write_pending || c->busy)
+        return;
+    if (c->eof) {
+        conn_close(c);
+        return;
+    }
+    uv_shutdown_t *sh = xmalloc(sizeof *sh);
+    sh->data = conn_ref(c);
+    if (uv_shutdown(sh, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        free(sh);
+        conn_unref(c);
+        conn_close(c);
+    }
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    wreq *w = (wreq *)req;
+    conn_t *c = w->c;
+    c->write_pending -= w->len;
+    free(w->bufs[0]);
+    free(w->bufs[1]);
+    free(w);
+    if (status < 0)
+        conn_close(c);
+    else
+        maybe_close_after_write(c);
+    conn_unref(c);
+}
+
+/* Writes head (and body), taking ownership of both. */
+static void write_owned(conn_t *c, char *head, size_t hlen, char *body, size_t blen)
+{
+    if (c->closing) {
+        free(head);
+        free(body);
+        return;
+    }
+    wreq *w = xmalloc(sizeof *w);
+    w->c = conn_ref(c);
+    w->bufs[0] = head;
+    w->bufs[1] = body;
+    w->len = hlen + blen;
+    uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)hlen), uv_buf_init(body, (unsigned)blen)};
+    c->write_pending += w->len;
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, blen ? 2 : 1, on_write) != 0) {
+        c->write_pending -= w->len;
+        free(head);
+        free(body);
+        free(w);
+        conn_close(c);
+        conn_unref(c);
+    }
+}
+
+static void access_log(conn_t *c, int status, size_t bytes)
+{
+    double secs = (double)(time_mono_ns() - c->t_req) / 1e9;
+    metrics_http(c->route, status, secs);
+    if (!log_access_enabled())
+        return;
+    char at[TIME_RFC3339_LEN + 1];
+    time_format_rfc3339(time_now_ms(), at);
+    buf_t b = {0};
+    buf_printf(&b, "{\"at\":\"%s\",\"remote\":\"%s\",\"method\":\"%s\",\"path\":", at, c->remote,
+               llhttp_method_name((llhttp_method_t)c->in.req.method));
+    buf_put_json_str(&b, c->in.req.path ? c->in.req.path : "",
+                     c->in.req.path ? c->in.req.path_len : 0);
+    buf_printf(&b, ",\"route\":\"%s\",\"status\":%d,\"ms\":%.3f,\"bytes\":%zu}",
+               route_name(c->route), status, secs * 1000, bytes);
+    log_access_line(b.p, b.len);
+    buf_free(&b);
+}
+
+static char *format_head(conn_t *c, int status, const char *ctype, const char *headers,
+                         long long content_length, size_t *len)
+{
+    buf_t h = {0};
+    buf_reserve(&h, 256);
+    buf_printf(&h, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
+    if (ctype)
+        buf_printf(&h, "Content-Type: %s\r\n", ctype);
+    if (content_length >= 0)
+        buf_printf(&h, "Content-Length: %lld\r\n", content_length);
+    if (c->close_after_write)
+        buf_puts(&h, "Connection: close\r\n");
+    if (headers)
+        buf_puts(&h, headers);
+    buf_puts(&h, "\r\n");
+    return buf_take(&h, len);
+}
+
+/* The request is answered: make ready for the next one. */
+static void finish_request(conn_t *c)
+{
+    c->busy = false;
+    http_in_next(&c->in);
+    if (c->closing)
+        return;
+    if (c->close_after_write) {
+        maybe_close_after_write(c);
+        return;
+    }
+    set_mode(c, T_IDLE);
+    if (!c->reading && !c->eof)
+        read_start(c);
+    if (!c->in_process)
+        process(c);
+}
+
+void conn_respond_buf(conn_t *c, int status, const char *ctype, const char *headers, buf_t *body)
+{
+    if (!c->busy) { /* answered already (a bug), or the request was dropped */
+        buf_free(body);
+        return;
+    }
+    if (!c->in.req.keep_alive)
+        c->close_after_write = true;
+    size_t blen = body ? body->len : 0;
+    char *b = body && body->p ? buf_take(body, NULL) : NULL;
+    size_t hlen;
+    bool head_only = c->in.req.method == HTTP_HEAD;
+    char *h = format_head(c, status, ctype, headers, (long long)blen, &hlen);
+    access_log(c, status, blen);
+    if (head_only) {
+        free(b);
+        b = NULL;
+        blen = 0;
+    }
+    write_owned(c, h, hlen, b, blen);
+    finish_request(c);
+}
+
+void conn_respond(conn_t *c, int status, const char *ctype, const char *headers,
+                  const char *body, size_t len)
+{
+    buf_t b = {0};
+    if (len)
+        buf_put(&b, body, len);
+    conn_respond_buf(c, status, ctype, headers, &b);
+}
+
+void conn_respond_error(conn_t *c, const err_t *e, const char *headers)
+{
+    buf_t b = {0};
+    buf_puts(&b, "{\"error\":{\"code\":\"");
+    buf_puts(&b, err_name(e->code));
+    buf_puts(&b, "\",\"message\":");
+    buf_put_json_str(&b, e->msg, strlen(e->msg));
+    if (e->details) {
+        char *d = json_dumps(e->details, JSON_COMPACT | JSON_ENCODE_ANY);
+        buf_puts(&b, ",\"details\":");
+        buf_puts(&b, d);
+        free(d);
+    }
+    buf_puts(&b, "}}");
+    conn_respond_buf(c, err_status(e->code), "application/json", headers, &b);
+}
+
+void conn_stream_start(conn_t *c, int status, const char *ctype, const char *headers,
+                       void (*on_close)(conn_t *c, void *ctx), void *ctx)
+{
+    c->streaming = true;
+    c->on_stream_close = on_close;
+    c->stream_ctx = ctx;
+    set_mode(c, T_NONE);
+    size_t hlen;
+    c->close_after_write = false;
+    buf_t hb = {0};
+    if (headers)
+        buf_puts(&hb, headers);
+    buf_puts(&hb, "Connection: close\r\n");
+    char *h = format_head(c, status, ctype, hb.p, -1, &hlen);
+    buf_free(&hb);
+    access_log(c, status, 0);
+    write_owned(c, h, hlen, NULL, 0);
+}
+
+void conn_set_close_hook(conn_t *c, void (*hook)(conn_t *c, void *ctx), void *ctx)
+{
+    c->on_stream_close = hook;
+    c->stream_ctx = ctx;
+}
+
+void conn_stream_write(conn_t *c, const char *data, size_t len)
+{
+    if (c->closing || !len)
+        return;
+    write_owned(c, xstrndup(data, len), len, NULL, 0);
+}
+
+/* ------------------------------------------------------------------ reading */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
+{
+    conn_t *c = h->data;
+    (void)suggested;
+    if (c->mode == T_LINGER || c->streaming) {
+        /* Drop what arrives: reuse the start of the buffer. */
+        c->inbuf.len = c->inpos = 0;
+    }
+    buf_reserve(&c->inbuf, 64 * 1024);
+    *out = uv_buf_init(c->inbuf.p + c->inbuf.len, (unsigned)(c->inbuf.cap - c->inbuf.len - 1));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+    conn_t *c = s->data;
+    (void)b;
+    if (nread < 0) {
+        c->eof = true;
+        uv_read_stop(s);
+        c->reading = false;
+        if (c->streaming || c->mode == T_LINGER || nread != UV_EOF) {
+            conn_close(c);
+            return;
+        }
+        /* The client is done sending: answer the requests it sent, then
+         * close (process closes when nothing is left). */
+        c->close_after_write = true;
+        if (!c->busy)
+            process(c);
+        return;
+    }
+    if (nread == 0)
+        return;
+    if (c->mode == T_LINGER || c->streaming) {
+        c->inbuf.len = c->inpos = 0;
+        return;
+    }
+    c->inbuf.len += (size_t)nread;
+    c->inbuf.p[c->inbuf.len] = '\0';
+    process(c);
+}
+
+static void read_start(conn_t *c)
+{
+    c->reading = true;
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+static void respond_parse_error(conn_t *c)
+{
+    err_t e = {0};
+    err_code code = c->in.status == 413   ? E_PAYLOAD_TOO_LARGE
+                    : c->in.status == 431 ? E_HEADERS_TOO_LARGE
+                                          : E_BAD_REQUEST;
+    err_set(&e, code, "%s", c->in.reason ? c->in.reason : "malformed HTTP request");
+    c->busy = true;
+    c->t_req = time_mono_ns();
+    c->route = ROUTE_NONE;
+    c->close_after_write = true;
+    c->in.req.keep_alive = false;
+    conn_respond_error(c, &e, NULL);
+    err_clear(&e);
+}
+
+static void process(conn_t *c)
+{
+    c->in_process = true;
+    /* After the headers, feed once more even with no bytes left: llhttp
+     * completes a message without a body only when called again. */
+    bool kick = false;
+    while (!c->busy && !c->closing && !c->streaming && c->mode != T_LINGER &&
+           (c->inpos < c->inbuf.len || kick)) {
+        kick = false;
+        http_event ev;
+        size_t n = http_in_feed(&c->in, c->inbuf.p + c->inpos, c->inbuf.len - c->inpos, &ev);
+        c->inpos += n;
+        if (ev == HTTP_NEED_MORE) {
+            if (c->mode == T_IDLE && c->in.head_started)
+                set_mode(c, T_HEADER);
+            break;
+        }
+        if (ev == HTTP_HEAD_DONE) {
+            set_mode(c, T_BODY);
+            if (c->in.req.expect_continue)
+                write_owned(c, xstrdup("HTTP/1.1 100 Continue\r\n\r\n"), 25, NULL, 0);
+            kick = true;
+            continue;
+        }
+        if (ev == HTTP_ERROR) {
+            respond_parse_error(c);
+            break;
+        }
+        /* HTTP_GOT_REQUEST */
+        set_mode(c, T_NONE);
+        c->busy = true;
+        c->t_req = time_mono_ns();
+        c->route = ROUTE_NONE;
+        c->srv->handler(c->srv->app, c, &c->in.req);
+    }
+    c->in_process = false;
+    if (c->closing)
+        return;
+    /* Keep the input buffer small: drop what was parsed. */
+    if (c->inpos == c->inbuf.len) {
+        c->inbuf.len = c->inpos = 0;
+        if (c->inbuf.cap > 256 * 1024 && !c->busy)
+            buf_free(&c->inbuf);
+    } else if (c->inpos > 64 * 1024) {
+        memmove(c->inbuf.p, c->inbuf.p + c->inpos, c->inbuf.len - c->inpos);
+        c->inbuf.len -= c->inpos;
+        c->inpos = 0;
+    }
+    /* A client pipelining while we work may fill us up: stop reading. */
+    if (c->busy && c->inbuf.len > INBUF_MAX && c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+    if (c->eof && !c->busy && !c->write_pending)
+        conn_close(c);
+}
+
+/* ------------------------------------------------------------------ accept */
+
+static void on_connection(uv_stream_t *l, int status)
+{
+    server_t *s = l->data;
+    if (status < 0)
+        return;
+    conn_t *c = xcalloc(1, sizeof *c);
+    c->srv = s;
+    c->refs = 1;
+    uv_tcp_init(s->loop, &c->tcp);
+    uv_timer_init(s->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->handles_open = 2;
+    http_in_init(&c->in);
+    c->next = &s->conns;
+    c->prev = s->conns.prev;
+    s->conns.prev->next = c;
+    s->conns.prev = c;
+    metrics_gauge_add(M_CONNECTIONS, 1);
+    if (uv_accept(l, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    snprintf(c->remote, sizeof c->remote, "unknown");
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            uv_ip4_name(a, c->remote, sizeof c->remote);
+            c->loopback = (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            uv_ip6_name(a, c->remote, sizeof c->remote);
+            c->loopback = IN6_IS_ADDR_LOOPBACK(&a->sin6_addr) ||
+                          (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) && a->sin6_addr.s6_addr[12] == 127);
+        }
+    }
+    set_mode(c, T_HEADER);
+    read_start(c);
+}
+
+static void free_server_cb(uv_handle_t *h) { free(h->data); }
+
+int server_start(server_t **out, uv_loop_t *loop, const server_opts *opts, server_handler h,
+                 void *app, int *bound_port, char *errbuf, size_t errlen)
+{
+    server_t *s = xcalloc(1, sizeof *s);
+    s->loop = loop;
+    s->opts = *opts;
+    s->handler = h;
+    s->app = app;
+    s->conns.next = s->conns.prev = &s->conns;
+    struct sockaddr_storage addr;
+    int rc = strchr(opts->host, ':')
+                 ? uv_ip6_addr(opts->host, opts->port, (struct sockaddr_in6 *)&addr)
+                 : uv_ip4_addr(opts->host, opts->port, (struct sockaddr_in *)&addr);
+    if (rc != 0) {
+        snprintf(errbuf, errlen, "bad listen address %s", opts->host);
+        free(s);
+        return -1;
+    }
+    uv_tcp_init(loop, &s->listener);
+    s->listener.data = s;
+    rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&s->listener, 4096, on_connection);
+    if (rc != 0) {
+        snprintf(errbuf, errlen, "cannot listen on %s:%d: %s", opts->host, opts->port,
+                 uv_strerror(rc));
+        uv_close((uv_handle_t *)&s->listener, free_server_cb);
+        return -1;
+    }
+    s->listening = true;
+    struct sockaddr_storage bound;
+    int blen = sizeof bound;
+    uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &blen);
+    *bound_port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                    : ((struct sockaddr_in *)&bound)->sin_port);
+    *out = s;
+    return 0;
+}
+
+void server_stop_accepting(server_t *s)
+{
+    if (s->listening) {
+        s->listening = false;
+        uv_close((uv_handle_t *)&s->listener, NULL);
+    }
+}
+
+void server_close_all(server_t *s)
+{
+    while (s->conns.next != &s->conns)
+        conn_close(s->conns.next);
+}
+
+void server_free(server_t *s) { free(s); }

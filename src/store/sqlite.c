@@ -1,0 +1,1262 @@
+/*
+ * sqlite.c: the SQLite storage backend (see store.h for the contract).
+ *
+ * Layout of the database (DIR/livedb.db, WAL, synchronous=FULL):
+ *   meta(key, value)                     schema version, health probe
+ *   changes(seq PK, col, id, op, version, at, doc)   the change feed
+ *   idempotency(account, key, at, status, version, body)
+ *   indexes(col, field, name)            automatic indexes
+ *   "c_NAME"(id PK, version, created_at, updated_at, body)  one per collection
+ *
+ * seq is assigned by the writer from its own counter, one per change, in
+ * commit order. A rolled-back savepoint hands its numbers back, so the feed
+ * stays gapless. Pruning keeps at least the newest row, so the counter can
+ * always be found again at start-up.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "../core/doc.h"
+#include "../ops/log.h"
+#include "../ops/metrics.h"
+#include "sqlite_query.h"
+
+#define MAX_GROUP 1024          /* jobs in one transaction */
+#define IDEMPOTENCY_MS (24LL * 3600 * 1000)
+#define COLS_BUCKETS 256
+
+/* Writer-side statements of one collection. */
+typedef struct colstmts {
+    char name[65];
+    sqlite3_stmt *sel, *ins, *upd, *del;
+    int nindexes;
+    struct colstmts *next;
+} colstmts;
+
+typedef struct reader {
+    sqlite3 *db;
+    struct reader *next;
+} reader;
+
+struct store {
+    uv_loop_t *loop;
+    char *dir;
+    char *path;
+    int lock_fd;
+    store_opts opts;
+
+    /* Writer thread state: touched by the writer only (after start). */
+    sqlite3 *wdb;
+    sqlite3_stmt *ins_change, *idem_get, *idem_put, *probe;
+    colstmts *cols[COLS_BUCKETS];
+    int64_t next_seq;
+    int64_t last_prune_check;
+
+    /* Queue into the writer. */
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    wjob *q_head, *q_tail;
+    int q_len;
+    bool stopping;  /* no more jobs accepted */
+    bool exit_writer;
+
+    /* Done queue back to the loop. */
+    uv_async_t async;
+    wjob *d_head, *d_tail;
+    void (*drained)(void *);
+    void *drained_ctx;
+    bool writer_exited;
+
+    store_commit_cb commit_cb;
+    void *commit_ctx;
+
+    /* Readers. */
+    pthread_mutex_t rmu;
+    pthread_cond_t rcv;
+    reader *free_readers;
+    reader *all_readers;
+
+    /* Indexes known or asked for: "col\tfield" strings (loop thread). */
+    char **index_keys;
+    size_t n_index_keys;
+
+    _Atomic int64_t committed_seq;
+    _Atomic int64_t first_seq;
+    _Atomic uint64_t heartbeat;
+    atomic_bool busy;
+};
+
+/* ------------------------------------------------------------------ errors */
+
+static err_code code_of(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_FULL:
+        return E_STORAGE_FULL;
+    case SQLITE_IOERR:
+    case SQLITE_READONLY:
+    case SQLITE_CANTOPEN:
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return E_UNAVAILABLE;
+    default:
+        return E_INTERNAL;
+    }
+}
+
+static int db_err(err_t *err, sqlite3 *db, int rc, const char *what)
+{
+    log_msg(LOG_ERROR, "sqlite %s: %s (%d)", what, db ? sqlite3_errmsg(db) : "", rc);
+    if (code_of(rc) == E_STORAGE_FULL)
+        return err_set(err, E_STORAGE_FULL, "the disk is full; nothing was written");
+    if (code_of(rc) == E_UNAVAILABLE)
+        return err_set(err, E_UNAVAILABLE, "the database cannot be written right now");
+    return err_set(err, E_INTERNAL, "database error during %s", what);
+}
+
+static int exec(sqlite3 *db, const char *sql, err_t *err)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        log_msg(LOG_ERROR, "sqlite exec %s: %s", sql, msg ? msg : "");
+        sqlite3_free(msg);
+        if (err)
+            db_err(err, NULL, rc, "exec");
+        return -1;
+    }
+    return 0;
+}
+
+static sqlite3_stmt *prepare(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+        log_msg(LOG_ERROR, "sqlite prepare %s: %s", sql, sqlite3_errmsg(db));
+        return NULL;
+    }
+    return st;
+}
+
+/* ------------------------------------------------------------------ open */
+
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS changes(seq INTEGER PRIMARY KEY, col TEXT NOT NULL,"
+    " id TEXT NOT NULL, op TEXT NOT NULL, version INTEGER NOT NULL, at TEXT NOT NULL, doc TEXT);"
+    "CREATE TABLE IF NOT EXISTS idempotency(account TEXT NOT NULL, key TEXT NOT NULL,"
+    " at INTEGER NOT NULL, status INTEGER NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL,"
+    " PRIMARY KEY(account, key)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS indexes(col TEXT NOT NULL, field TEXT NOT NULL,"
+    " name TEXT NOT NULL, PRIMARY KEY(col, field)) WITHOUT ROWID;"
+    "INSERT OR IGNORE INTO meta VALUES('schema_version', 1);";
+
+static int open_conn(const char *path, bool readonly, sqlite3 **out, err_t *err)
+{
+    int flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    flags |= SQLITE_OPEN_NOMUTEX; /* each connection is used by one thread at a time */
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(path, &db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        err_set(err, E_UNAVAILABLE, "cannot open %s: %s", path, db ? sqlite3_errmsg(db) : "");
+        sqlite3_close(db);
+        return -1;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    sqlite3_extended_result_codes(db, 1);
+    *out = db;
+    return 0;
+}
+
+static int64_t query_i64(sqlite3 *db, const char *sql, int64_t dflt)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t v = dflt;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+        sqlite3_column_type(st, 0) != SQLITE_NULL)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static void *writer_main(void *arg);
+static void on_done_async(uv_async_t *h);
+
+static int mkdir_p(const char *dir)
+{
+    char *tmp = xstrdup(dir);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0700) != 0 && errno != EEXIST) {
+            free(tmp);
+            return -1;
+        }
+        *p = '/';
+    }
+    int rc = mkdir(tmp, 0700) != 0 && errno != EEXIST ? -1 : 0;
+    free(tmp);
+    return rc;
+}
+
+int store_open(store_t **out, uv_loop_t *loop, const store_opts *opts, err_t *err)
+{
+    store_t *st = xcalloc(1, sizeof *st);
+    st->loop = loop;
+    st->opts = *opts;
+    if (st->opts.retain_changes < 1)
+        st->opts.retain_changes = 1;
+    if (st->opts.readers < 1)
+        st->opts.readers = 1;
+    st->dir = xstrdup(opts->dir);
+    st->lock_fd = -1;
+    pthread_mutex_init(&st->mu, NULL);
+    pthread_cond_init(&st->cv, NULL);
+    pthread_mutex_init(&st->rmu, NULL);
+    pthread_cond_init(&st->rcv, NULL);
+
+    if (mkdir_p(st->dir) != 0) {
+        err_set(err, E_UNAVAILABLE, "cannot create data directory %s: %s", st->dir,
+                strerror(errno));
+        goto fail;
+    }
+    buf_t b = {0};
+    buf_printf(&b, "%s/livedb.lock", st->dir);
+    st->lock_fd = open(b.p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    buf_free(&b);
+    if (st->lock_fd < 0 || flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        err_set(err, E_UNAVAILABLE,
+                "data directory %s is in use by another livedb process (or not writable)",
+                st->dir);
+        goto fail;
+    }
+    buf_printf(&b, "%s/livedb.db", st->dir);
+    st->path = buf_take(&b, NULL);
+
+    if (open_conn(st->path, false, &st->wdb, err))
+        goto fail;
+    if (exec(st->wdb, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                      "PRAGMA foreign_keys=OFF; PRAGMA cache_size=-65536;",
+             err) ||
+        exec(st->wdb, schema, err))
+        goto fail;
+    if (query_i64(st->wdb, "SELECT quick_check='ok' FROM pragma_quick_check(1)", 0) != 1) {
+        err_set(err, E_UNAVAILABLE, "the database %s fails its integrity check", st->path);
+        goto fail;
+    }
+    st->ins_change = prepare(st->wdb, "INSERT INTO changes(seq,col,id,op,version,at,doc)"
+                                      " VALUES(?1,?2,?3,?4,?5,?6,?7)");
+    st->idem_get = prepare(st->wdb, "SELECT status, version, body FROM idempotency"
+                                    " WHERE account=?1 AND key=?2 AND at>?3");
+    st->idem_put = prepare(st->wdb, "INSERT OR REPLACE INTO idempotency(account,key,at,status,"
+                                    "version,body) VALUES(?1,?2,?3,?4,?5,?6)");
+    st->probe = prepare(st->wdb, "INSERT OR REPLACE INTO meta VALUES('health_probe', ?1)");
+    if (!st->ins_change || !st->idem_get || !st->idem_put || !st->probe) {
+        err_set(err, E_INTERNAL, "cannot prepare statements");
+        goto fail;
+    }
+    int64_t last = query_i64(st->wdb, "SELECT max(seq) FROM changes", 0);
+    int64_t first = query_i64(st->wdb, "SELECT min(seq) FROM changes", last + 1);
+    st->next_seq = last + 1;
+    atomic_store(&st->committed_seq, last);
+    atomic_store(&st->first_seq, first);
+    atomic_store(&st->heartbeat, time_mono_ns());
+
+    /* Known indexes, so that store_want_index asks only once. */
+    sqlite3_stmt *ix = NULL;
+    sqlite3_prepare_v2(st->wdb, "SELECT col, field FROM indexes", -1, &ix, NULL);
+    while (ix && sqlite3_step(ix) == SQLITE_ROW) {
+        buf_t k = {0};
+        buf_printf(&k, "%s\t%s", sqlite3_column_text(ix, 0), sqlite3_column_text(ix, 1));
+        st->index_keys = xrealloc(st->index_keys, (st->n_index_keys + 1) * sizeof(char *));
+        st->index_keys[st->n_index_keys++] = buf_take(&k, NULL);
+    }
+    sqlite3_finalize(ix);
+
+    for (int i = 0; i < st->opts.readers; i++) {
+        reader *r = xcalloc(1, sizeof *r);
+        if (open_conn(st->path, true, &r->db, err)) {
+            free(r);
+            goto fail;
+        }
+        exec(r->db, "PRAGMA query_only=1; PRAGMA cache_size=-16384;", NULL);
+        r->next = st->all_readers;
+        st->all_readers = r;
+    }
+    for (reader *r = st->all_readers; r; r = r->next) {
+        /* A second list, so that all_readers stays whole for closing. */
+        reader *f = xcalloc(1, sizeof *f);
+        f->db = r->db;
+        f->next = st->free_readers;
+        st->free_readers = f;
+    }
+
+    uv_async_init(loop, &st->async, on_done_async);
+    st->async.data = st;
+    if (pthread_create(&st->thread, NULL, writer_main, st) != 0) {
+        err_set(err, E_INTERNAL, "cannot start the writer thread");
+        uv_close((uv_handle_t *)&st->async, NULL);
+        goto fail;
+    }
+    *out = st;
+    return 0;
+fail:
+    st->thread = 0;
+    store_close(st);
+    return -1;
+}
+
+void store_set_commit_cb(store_t *st, store_commit_cb cb, void *ctx)
+{
+    st->commit_cb = cb;
+    st->commit_ctx = ctx;
+}
+
+static void free_cols(store_t *st)
+{
+    for (int i = 0; i < COLS_BUCKETS; i++) {
+        colstmts *c = st->cols[i];
+        while (c) {
+            colstmts *next = c->next;
+            sqlite3_finalize(c->sel);
+            sqlite3_finalize(c->ins);
+            sqlite3_finalize(c->upd);
+            sqlite3_finalize(c->del);
+            free(c);
+            c = next;
+        }
+        st->cols[i] = NULL;
+    }
+}
+
+void store_close(store_t *st)
+{
+    if (!st)
+        return;
+    if (st->thread) {
+        pthread_mutex_lock(&st->mu);
+        st->stopping = true;
+        st->exit_writer = true;
+        pthread_cond_signal(&st->cv);
+        pthread_mutex_unlock(&st->mu);
+        pthread_join(st->thread, NULL);
+    }
+    free_cols(st);
+    sqlite3_finalize(st->ins_change);
+    sqlite3_finalize(st->idem_get);
+    sqlite3_finalize(st->idem_put);
+    sqlite3_finalize(st->probe);
+    if (st->wdb) {
+        /* A clean close checkpoints and removes the WAL. */
+        sqlite3_close(st->wdb);
+    }
+    while (st->free_readers) {
+        reader *r = st->free_readers;
+        st->free_readers = r->next;
+        free(r);
+    }
+    while (st->all_readers) {
+        reader *r = st->all_readers;
+        st->all_readers = r->next;
+        sqlite3_close(r->db);
+        free(r);
+    }
+    for (size_t i = 0; i < st->n_index_keys; i++)
+        free(st->index_keys[i]);
+    free(st->index_keys);
+    if (st->lock_fd >= 0)
+        close(st->lock_fd);
+    pthread_mutex_destroy(&st->mu);
+    pthread_cond_destroy(&st->cv);
+    pthread_mutex_destroy(&st->rmu);
+    pthread_cond_destroy(&st->rcv);
+    free(st->dir);
+    free(st->path);
+    free(st);
+}
+
+/* ------------------------------------------------------------------ jobs */
+
+wjob *wjob_new(wjob_kind kind, int nops)
+{
+    wjob *job = xcalloc(1, sizeof *job);
+    job->kind = kind;
+    job->nops = nops;
+    job->ops = nops ? xcalloc((size_t)nops, sizeof *job->ops) : NULL;
+    for (int i = 0; i < nops; i++)
+        job->ops[i].if_version = -1;
+    return job;
+}
+
+static void free_changes(change_t *ch)
+{
+    while (ch) {
+        change_t *next = ch->next;
+        ch->next = NULL;
+        change_unref(ch);
+        ch = next;
+    }
+}
+
+void wjob_free(wjob *job)
+{
+    if (!job)
+        return;
+    for (int i = 0; i < job->nops; i++) {
+        free(job->ops[i].id);
+        json_decref(job->ops[i].doc);
+    }
+    free(job->ops);
+    free(job->idem_account);
+    free(job->idem_key);
+    free(job->index_col);
+    free(job->index_field);
+    err_clear(&job->err);
+    buf_free(&job->answer);
+    free_changes(job->changes);
+    free(job);
+}
+
+void store_submit(store_t *st, wjob *job)
+{
+    job->t_queued = time_mono_ns();
+    pthread_mutex_lock(&st->mu);
+    if (st->stopping) {
+        pthread_mutex_unlock(&st->mu);
+        err_set(&job->err, E_UNAVAILABLE, "the server is shutting down");
+        job->done(job);
+        return;
+    }
+    job->next = NULL;
+    if (st->q_tail)
+        st->q_tail->next = job;
+    else
+        st->q_head = job;
+    st->q_tail = job;
+    st->q_len++;
+    metrics_gauge_set(M_WRITER_QUEUE, st->q_len);
+    pthread_cond_signal(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+}
+
+void store_drain(store_t *st, void (*done)(void *), void *ctx)
+{
+    pthread_mutex_lock(&st->mu);
+    st->stopping = true;
+    st->exit_writer = true;
+    st->drained = done;
+    st->drained_ctx = ctx;
+    pthread_cond_signal(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+}
+
+int store_queue_depth(store_t *st)
+{
+    pthread_mutex_lock(&st->mu);
+    int n = st->q_len;
+    pthread_mutex_unlock(&st->mu);
+    return n;
+}
+
+int64_t store_committed_seq(const store_t *st) { return atomic_load(&st->committed_seq); }
+int64_t store_first_seq(const store_t *st) { return atomic_load(&st->first_seq); }
+const char *store_dir(const store_t *st) { return st->dir; }
+
+uint64_t store_writer_heartbeat(store_t *st, bool *busy)
+{
+    *busy = atomic_load(&st->busy) || store_queue_depth(st) > 0;
+    return atomic_load(&st->heartbeat);
+}
+
+/* ------------------------------------------------------------------ writer: collections */
+
+static unsigned hash_str(const char *s)
+{
+    unsigned h = 2166136261u;
+    while (*s)
+        h = (h ^ (unsigned char)*s++) * 16777619u;
+    return h;
+}
+
+/* The statements of a collection, creating its table when new. Runs
+ * outside the group transaction (DDL commits on its own). */
+static colstmts *writer_col(store_t *st, const char *col)
+{
+    unsigned h = hash_str(col) % COLS_BUCKETS;
+    for (colstmts *c = st->cols[h]; c; c = c->next)
+        if (strcmp(c->name, col) == 0)
+            return c;
+    buf_t sql = {0};
+    buf_printf(&sql, "CREATE TABLE IF NOT EXISTS \"c_%s\"(id TEXT PRIMARY KEY,"
+                     " version INTEGER NOT NULL, created_at TEXT NOT NULL,"
+                     " updated_at TEXT NOT NULL, body TEXT NOT NULL) WITHOUT ROWID",
+               col);
+    if (exec(st->wdb, sql.p, NULL)) {
+        buf_free(&sql);
+        return NULL;
+    }
+    colstmts *c = xcalloc(1, sizeof *c);
+    snprintf(c->name, sizeof c->name, "%s", col);
+    sql.len = 0;
+    buf_printf(&sql, "SELECT version, created_at, body FROM \"c_%s\" WHERE id=?1", col);
+    c->sel = prepare(st->wdb, sql.p);
+    sql.len = 0;
+    buf_printf(&sql, "INSERT INTO \"c_%s\"(id,version,created_at,updated_at,body)"
+                     " VALUES(?1,?2,?3,?4,?5)", col);
+    c->ins = prepare(st->wdb, sql.p);
+    sql.len = 0;
+    buf_printf(&sql, "UPDATE \"c_%s\" SET version=?2, updated_at=?4, body=?5 WHERE id=?1", col);
+    c->upd = prepare(st->wdb, sql.p);
+    sql.len = 0;
+    buf_printf(&sql, "DELETE FROM \"c_%s\" WHERE id=?1", col);
+    c->del = prepare(st->wdb, sql.p);
+    buf_free(&sql);
+    if (!c->sel || !c->ins || !c->upd || !c->del) {
+        sqlite3_finalize(c->sel);
+        sqlite3_finalize(c->ins);
+        sqlite3_finalize(c->upd);
+        sqlite3_finalize(c->del);
+        free(c);
+        return NULL;
+    }
+    char q[200];
+    snprintf(q, sizeof q, "SELECT count(*) FROM indexes WHERE col='%s'", col);
+    c->nindexes = (int)query_i64(st->wdb, q, 0);
+    c->next = st->cols[h];
+    st->cols[h] = c;
+    return c;
+}
+
+static void writer_index(store_t *st, wjob *job)
+{
+    colstmts *c = writer_col(st, job->index_col);
+    if (!c) {
+        err_set(&job->err, E_INTERNAL, "cannot create collection table");
+        return;
+    }
+    if (c->nindexes >= st->opts.auto_index_max)
+        return;
+    buf_t sql = {0};
+    buf_printf(&sql, "SAVEPOINT ix; CREATE INDEX IF NOT EXISTS \"ix_%s_%d\" ON \"c_%s\"(",
+               job->index_col, c->nindexes + 1, job->index_col);
+    sqlq_field_expr(&sql, job->index_field);
+    buf_printf(&sql, "); INSERT OR IGNORE INTO indexes VALUES('%s','%s','ix_%s_%d'); RELEASE ix;",
+               job->index_col, job->index_field, job->index_col, c->nindexes + 1);
+    uint64_t t0 = time_mono_ns();
+    if (exec(st->wdb, sql.p, &job->err) == 0) {
+        c->nindexes++;
+        log_msg(LOG_INFO, "created index on %s.%s in %.1f ms", job->index_col, job->index_field,
+                (double)(time_mono_ns() - t0) / 1e6);
+    } else {
+        exec(st->wdb, "ROLLBACK TO ix; RELEASE ix;", NULL);
+    }
+    buf_free(&sql);
+}
+
+/* ------------------------------------------------------------------ writer: ops */
+
+typedef struct wctx {
+    store_t *st;
+    wjob *job;
+    change_t **tail; /* where the next change of the job goes */
+    char now[TIME_RFC3339_LEN + 1];
+} wctx;
+
+static int add_change(wctx *w, const char *col, const char *id, change_op op, int64_t version,
+                      const char *doc, size_t doc_len)
+{
+    store_t *st = w->st;
+    int64_t seq = st->next_seq;
+    sqlite3_stmt *s = st->ins_change;
+    sqlite3_bind_int64(s, 1, seq);
+    sqlite3_bind_text(s, 2, col, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 4, change_op_name(op), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 5, version);
+    sqlite3_bind_text(s, 6, w->now, -1, SQLITE_STATIC);
+    if (doc)
+        sqlite3_bind_text(s, 7, doc, (int)doc_len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, 7);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_DONE)
+        return db_err(&w->job->err, st->wdb, rc, "change insert");
+    st->next_seq++;
+    change_t *ch = change_new(seq, col, id, op, version, doc, doc_len, w->now);
+    *w->tail = ch;
+    w->tail = &ch->next;
+    w->job->seq = seq;
+    return 0;
+}
+
+/* Reads the stored row: 1 found, 0 absent, -1 error. */
+static int load_row(wctx *w, colstmts *c, const char *id, int64_t *version, char **created,
+                    json_t **body)
+{
+    sqlite3_stmt *s = c->sel;
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    int found = 0;
+    if (rc == SQLITE_ROW) {
+        found = 1;
+        *version = sqlite3_column_int64(s, 0);
+        if (created)
+            *created = xstrdup((const char *)sqlite3_column_text(s, 1));
+        if (body) {
+            *body = json_loadb((const char *)sqlite3_column_text(s, 2),
+                               (size_t)sqlite3_column_bytes(s, 2), 0, NULL);
+            if (!*body) {
+                found = -1;
+                err_set(&w->job->err, E_INTERNAL, "stored document %s is not JSON", id);
+            }
+        }
+    } else if (rc != SQLITE_DONE) {
+        found = db_err(&w->job->err, w->st->wdb, rc, "read");
+    }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return found;
+}
+
+static int write_row(wctx *w, sqlite3_stmt *s, const char *id, int64_t version,
+                     const char *created, const buf_t *doc)
+{
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, version);
+    if (created)
+        sqlite3_bind_text(s, 3, created, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 4, w->now, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 5, doc->p, (int)doc->len, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+        return err_set(&w->job->err, E_CONFLICT, "a document with id %s exists", id);
+    if (rc != SQLITE_DONE)
+        return db_err(&w->job->err, w->st->wdb, rc, "write");
+    return 0;
+}
+
+static int check_version(wctx *w, const wop *op, int found, int64_t version)
+{
+    if (op->if_version == -1)
+        return 0;
+    if (!found)
+        return err_set(&w->job->err, E_PRECONDITION_FAILED, "the document does not exist");
+    if (op->if_version == -2) /* If-Match: * */
+        return 0;
+    if (version != op->if_version)
+        return err_set(&w->job->err, E_PRECONDITION_FAILED,
+                       "the document is at version %lld, not %lld", (long long)version,
+                       (long long)op->if_version);
+    return 0;
+}
+
+/* Runs one op; appends its answer to out. */
+static int run_op(wctx *w, wop *op, buf_t *out, int *status)
+{
+    colstmts *c = writer_col(w->st, op->col);
+    if (!c)
+        return err_set(&w->job->err, E_INTERNAL, "cannot open collection %s", op->col);
+    int64_t version = 0;
+    char *created = NULL;
+    json_t *stored = NULL;
+    buf_t doc = {0};
+    int rc = -1;
+    *status = 200;
+
+    if (op->kind == W_CREATE || op->kind == W_PUT) {
+        size_t mlen;
+        char *members = doc_members(op->doc, &mlen);
+        int found = 0;
+        if (op->kind == W_PUT) {
+            found = load_row(w, c, op->id, &version, &created, NULL);
+            if (found < 0 || check_version(w, op, found, version))
+                goto out_members;
+        }
+        if (found) {
+            version++;
+            doc_compose(&doc, op->id, version, created, w->now, members, mlen);
+            rc = write_row(w, c->upd, op->id, version, NULL, &doc);
+        } else {
+            version = 1;
+            *status = 201;
+            doc_compose(&doc, op->id, version, w->now, w->now, members, mlen);
+            rc = write_row(w, c->ins, op->id, version, w->now, &doc);
+        }
+        if (rc == 0 && doc.len > DOC_MAX_BYTES)
+            rc = err_set(&w->job->err, E_PAYLOAD_TOO_LARGE, "the document is over 1 MiB");
+        if (rc == 0)
+            rc = add_change(w, op->col, op->id, found ? CH_UPDATE : CH_CREATE, version, doc.p,
+                            doc.len);
+    out_members:
+        free(members);
+    } else if (op->kind == W_PATCH) {
+        int found = load_row(w, c, op->id, &version, &created, &stored);
+        if (found < 0 || check_version(w, op, found, version))
+            goto done;
+        if (!found) {
+            err_set(&w->job->err, E_NOT_FOUND, "no document %s in %s", op->id, op->col);
+            goto done;
+        }
+        stored = merge_patch(stored, op->doc);
+        doc_take_server_fields(stored, NULL, NULL, &w->job->err);
+        size_t mlen;
+        char *members = doc_members(stored, &mlen);
+        version++;
+        doc_compose(&doc, op->id, version, created, w->now, members, mlen);
+        free(members);
+        if (doc.len > DOC_MAX_BYTES) {
+            err_set(&w->job->err, E_PAYLOAD_TOO_LARGE, "the patched document is over 1 MiB");
+            goto done;
+        }
+        rc = write_row(w, c->upd, op->id, version, NULL, &doc);
+        if (rc == 0)
+            rc = add_change(w, op->col, op->id, CH_UPDATE, version, doc.p, doc.len);
+    } else { /* W_DELETE */
+        int found = load_row(w, c, op->id, &version, NULL, NULL);
+        if (found < 0 || check_version(w, op, found, version))
+            goto done;
+        if (!found) {
+            err_set(&w->job->err, E_NOT_FOUND, "no document %s in %s", op->id, op->col);
+            goto done;
+        }
+        sqlite3_bind_text(c->del, 1, op->id, -1, SQLITE_STATIC);
+        int src = sqlite3_step(c->del);
+        sqlite3_reset(c->del);
+        sqlite3_clear_bindings(c->del);
+        if (src != SQLITE_DONE) {
+            db_err(&w->job->err, w->st->wdb, src, "delete");
+            goto done;
+        }
+        buf_puts(&doc, "{\"id\":");
+        buf_put_json_str(&doc, op->id, strlen(op->id));
+        buf_printf(&doc, ",\"version\":%lld}", (long long)version);
+        rc = add_change(w, op->col, op->id, CH_DELETE, version, NULL, 0);
+    }
+done:
+    if (rc == 0) {
+        buf_put(out, doc.p, doc.len);
+        w->job->version = version;
+    }
+    buf_free(&doc);
+    free(created);
+    json_decref(stored);
+    return rc;
+}
+
+static int idem_lookup(wctx *w)
+{
+    wjob *job = w->job;
+    sqlite3_stmt *s = w->st->idem_get;
+    sqlite3_bind_text(s, 1, job->idem_account, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, job->idem_key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, time_now_ms() - IDEMPOTENCY_MS);
+    int found = 0;
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        found = 1;
+        job->status = sqlite3_column_int(s, 0);
+        job->version = sqlite3_column_int64(s, 1);
+        buf_put(&job->answer, sqlite3_column_text(s, 2), (size_t)sqlite3_column_bytes(s, 2));
+        job->replayed = true;
+    }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return found;
+}
+
+static int idem_store(wctx *w)
+{
+    wjob *job = w->job;
+    sqlite3_stmt *s = w->st->idem_put;
+    sqlite3_bind_text(s, 1, job->idem_account, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, job->idem_key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, time_now_ms());
+    sqlite3_bind_int(s, 4, job->status);
+    sqlite3_bind_int64(s, 5, job->version);
+    sqlite3_bind_text(s, 6, job->answer.p, (int)job->answer.len, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return rc == SQLITE_DONE ? 0 : db_err(&job->err, w->st->wdb, rc, "idempotency");
+}
+
+/* Runs a job inside its own savepoint. */
+static void run_job(store_t *st, wjob *job)
+{
+    wctx w = {.st = st, .job = job, .tail = &job->changes};
+    time_format_rfc3339(time_now_ms(), w.now);
+    int64_t seq0 = st->next_seq;
+    job->seq = seq0 - 1;
+
+    if (job->kind == WJ_PROBE) {
+        sqlite3_bind_int64(st->probe, 1, time_now_ms());
+        int rc = sqlite3_step(st->probe);
+        sqlite3_reset(st->probe);
+        if (rc != SQLITE_DONE)
+            db_err(&job->err, st->wdb, rc, "health probe");
+        return;
+    }
+    if (exec(st->wdb, "SAVEPOINT job", &job->err))
+        return;
+    int rc = 0;
+    if (job->idem_key && idem_lookup(&w)) {
+        exec(st->wdb, "RELEASE job", NULL);
+        return;
+    }
+    if (job->is_batch)
+        buf_puts(&job->answer, "{\"results\":[");
+    for (int i = 0; i < job->nops && rc == 0; i++) {
+        if (i)
+            buf_putc(&job->answer, ',');
+        int status;
+        rc = run_op(&w, &job->ops[i], &job->answer, &status);
+        if (rc && job->is_batch) {
+            json_t *d = json_pack("{si}", "index", i);
+            if (job->err.details && json_is_object(job->err.details))
+                json_object_update(d, job->err.details);
+            err_details(&job->err, d);
+        }
+        job->status = job->is_batch ? 200 : status;
+    }
+    if (rc == 0 && job->is_batch)
+        buf_printf(&job->answer, "],\"seq\":%lld}", (long long)job->seq);
+    if (rc == 0 && job->idem_key)
+        rc = idem_store(&w);
+    if (rc == 0) {
+        exec(st->wdb, "RELEASE job", NULL);
+        return;
+    }
+    /* Fails alone: undo its rows, give back its seqs, drop its changes. */
+    exec(st->wdb, "ROLLBACK TO job; RELEASE job", NULL);
+    st->next_seq = seq0;
+    free_changes(job->changes);
+    job->changes = NULL;
+    job->answer.len = 0;
+    if (!job->err.code)
+        err_set(&job->err, E_INTERNAL, "the write failed");
+}
+
+static void prune(store_t *st)
+{
+    int64_t last = st->next_seq - 1;
+    int64_t first = atomic_load(&st->first_seq);
+    int64_t keep = st->opts.retain_changes;
+    /* Prune in steps of a tenth of the window (at least 1), so the cost is
+     * spread and rare. */
+    int64_t slack = keep / 10 > 0 ? keep / 10 : 1;
+    if (last - first + 1 < keep + slack)
+        return;
+    int64_t new_first = last - keep + 1;
+    char sql[128];
+    snprintf(sql, sizeof sql, "DELETE FROM changes WHERE seq < %lld", (long long)new_first);
+    if (exec(st->wdb, sql, NULL) == 0)
+        atomic_store(&st->first_seq, new_first);
+    int64_t now = time_now_ms();
+    if (now - st->last_prune_check > 600000) {
+        st->last_prune_check = now;
+        snprintf(sql, sizeof sql, "DELETE FROM idempotency WHERE at < %lld",
+                 (long long)(now - IDEMPOTENCY_MS));
+        exec(st->wdb, sql, NULL);
+    }
+}
+
+/* One group: every queued job, one transaction, one fsync. */
+static void commit_group(store_t *st, wjob *jobs, int n)
+{
+    uint64_t t0 = time_mono_ns();
+    /* DDL first, each committing alone: tables of new collections and
+     * requested indexes. Then the group transaction holds only data. */
+    for (wjob *j = jobs; j; j = j->next) {
+        if (j->kind == WJ_INDEX)
+            writer_index(st, j);
+        for (int i = 0; i < j->nops; i++)
+            writer_col(st, j->ops[i].col);
+    }
+    int64_t seq_before = st->next_seq;
+    err_t txerr = {0};
+    if (exec(st->wdb, "BEGIN IMMEDIATE", &txerr) == 0) {
+        for (wjob *j = jobs; j; j = j->next)
+            if (j->kind != WJ_INDEX)
+                run_job(st, j);
+        int rc = sqlite3_exec(st->wdb, "COMMIT", NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            db_err(&txerr, st->wdb, rc, "commit");
+            exec(st->wdb, "ROLLBACK", NULL);
+        }
+    }
+    if (txerr.code) {
+        /* Nothing of this group is durable: every job fails. */
+        st->next_seq = seq_before;
+        for (wjob *j = jobs; j; j = j->next) {
+            free_changes(j->changes);
+            j->changes = NULL;
+            j->answer.len = 0;
+            err_clear(&j->err);
+            j->err.code = txerr.code;
+            snprintf(j->err.msg, sizeof j->err.msg, "%s", txerr.msg);
+        }
+    }
+    err_clear(&txerr);
+    int64_t committed = st->next_seq - 1;
+    atomic_store(&st->committed_seq, committed);
+    uint64_t t1 = time_mono_ns();
+    metrics_observe(M_COMMIT_SECONDS, (double)(t1 - t0) / 1e9);
+    metrics_observe(M_COMMIT_BATCH, n);
+    metrics_add(M_CHANGES_COMMITTED, (uint64_t)(committed - seq_before + 1));
+    prune(st);
+}
+
+static void *writer_main(void *arg)
+{
+    store_t *st = arg;
+    for (;;) {
+        pthread_mutex_lock(&st->mu);
+        while (!st->q_head && !st->exit_writer)
+            pthread_cond_wait(&st->cv, &st->mu);
+        if (!st->q_head && st->exit_writer) {
+            pthread_mutex_unlock(&st->mu);
+            break;
+        }
+        wjob *head = st->q_head, *tail = head;
+        int n = 1;
+        while (tail->next && n < MAX_GROUP) {
+            tail = tail->next;
+            n++;
+        }
+        st->q_head = tail->next;
+        if (!st->q_head)
+            st->q_tail = NULL;
+        tail->next = NULL;
+        st->q_len -= n;
+        metrics_gauge_set(M_WRITER_QUEUE, st->q_len);
+        atomic_store(&st->busy, true);
+        pthread_mutex_unlock(&st->mu);
+
+        commit_group(st, head, n);
+
+        pthread_mutex_lock(&st->mu);
+        if (st->d_tail)
+            st->d_tail->next = head;
+        else
+            st->d_head = head;
+        st->d_tail = tail;
+        pthread_mutex_unlock(&st->mu);
+        atomic_store(&st->heartbeat, time_mono_ns());
+        atomic_store(&st->busy, false);
+        uv_async_send(&st->async);
+    }
+    pthread_mutex_lock(&st->mu);
+    st->writer_exited = true;
+    pthread_mutex_unlock(&st->mu);
+    uv_async_send(&st->async);
+    return NULL;
+}
+
+/* Loop thread: answers in commit order. */
+static void on_done_async(uv_async_t *h)
+{
+    store_t *st = h->data;
+    pthread_mutex_lock(&st->mu);
+    wjob *j = st->d_head;
+    st->d_head = st->d_tail = NULL;
+    bool exited = st->writer_exited;
+    pthread_mutex_unlock(&st->mu);
+    while (j) {
+        wjob *next = j->next;
+        j->next = NULL;
+        if (j->changes && st->commit_cb)
+            st->commit_cb(st->commit_ctx, j->changes);
+        j->done(j);
+        j = next;
+    }
+    if (exited && st->drained) {
+        void (*cb)(void *) = st->drained;
+        st->drained = NULL;
+        pthread_join(st->thread, NULL);
+        st->thread = 0;
+        uv_close((uv_handle_t *)&st->async, NULL);
+        cb(st->drained_ctx);
+    }
+}
+
+/* ------------------------------------------------------------------ indexes */
+
+void store_want_index(store_t *st, const char *col, const char *field)
+{
+    if (st->opts.auto_index_max <= 0 || strcmp(field, "id") == 0)
+        return;
+    buf_t k = {0};
+    buf_printf(&k, "%s\t%s", col, field);
+    size_t per_col = 0, clen = strlen(col);
+    for (size_t i = 0; i < st->n_index_keys; i++) {
+        if (strcmp(st->index_keys[i], k.p) == 0) {
+            buf_free(&k);
+            return;
+        }
+        if (strncmp(st->index_keys[i], col, clen) == 0 && st->index_keys[i][clen] == '\t')
+            per_col++;
+    }
+    if (per_col >= (size_t)st->opts.auto_index_max) {
+        buf_free(&k);
+        return;
+    }
+    st->index_keys = xrealloc(st->index_keys, (st->n_index_keys + 1) * sizeof(char *));
+    st->index_keys[st->n_index_keys++] = buf_take(&k, NULL);
+    wjob *job = wjob_new(WJ_INDEX, 0);
+    job->index_col = xstrdup(col);
+    job->index_field = xstrdup(field);
+    job->done = wjob_free;
+    store_submit(st, job);
+}
+
+/* ------------------------------------------------------------------ reads */
+
+rjob *rjob_new(rjob_kind kind)
+{
+    rjob *job = xcalloc(1, sizeof *job);
+    job->kind = kind;
+    query_init(&job->query);
+    return job;
+}
+
+void rjob_free(rjob *job)
+{
+    if (!job)
+        return;
+    free(job->id);
+    query_free(&job->query);
+    err_clear(&job->err);
+    buf_free(&job->out);
+    free(job);
+}
+
+static sqlite3 *reader_take(store_t *st, reader **slot)
+{
+    pthread_mutex_lock(&st->rmu);
+    while (!st->free_readers)
+        pthread_cond_wait(&st->rcv, &st->rmu);
+    reader *r = st->free_readers;
+    st->free_readers = r->next;
+    pthread_mutex_unlock(&st->rmu);
+    *slot = r;
+    return r->db;
+}
+
+static void reader_give(store_t *st, reader *r)
+{
+    pthread_mutex_lock(&st->rmu);
+    r->next = st->free_readers;
+    st->free_readers = r;
+    pthread_cond_signal(&st->rcv);
+    pthread_mutex_unlock(&st->rmu);
+}
+
+static bool no_table(sqlite3 *db)
+{
+    return strncmp(sqlite3_errmsg(db), "no such table", 13) == 0;
+}
+
+static void read_get(rjob *job, sqlite3 *db)
+{
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT version, body FROM \"c_%s\" WHERE id=?1", job->col);
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK) {
+        if (!no_table(db))
+            db_err(&job->err, db, sqlite3_errcode(db), "get");
+        return;
+    }
+    sqlite3_bind_text(s, 1, job->id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        job->found = true;
+        job->version = sqlite3_column_int64(s, 0);
+        buf_put(&job->out, sqlite3_column_text(s, 1), (size_t)sqlite3_column_bytes(s, 1));
+    } else if (rc != SQLITE_DONE) {
+        db_err(&job->err, db, rc, "get");
+    }
+    sqlite3_finalize(s);
+}
+
+static json_t *sql_value_json(sqlite3_stmt *s, int col)
+{
+    switch (sqlite3_column_type(s, col)) {
+    case SQLITE_INTEGER:
+        return json_integer(sqlite3_column_int64(s, col));
+    case SQLITE_FLOAT:
+        return json_real(sqlite3_column_double(s, col));
+    case SQLITE_TEXT:
+        return json_stringn((const char *)sqlite3_column_text(s, col),
+                            (size_t)sqlite3_column_bytes(s, col));
+    default:
+        return json_null();
+    }
+}
+
+static void read_list(rjob *job, sqlite3 *db)
+{
+    int64_t seq = query_i64(db, "SELECT max(seq) FROM changes", 0);
+    job->seq = seq;
+    sqlq q;
+    sqlq_build_list(&q, &job->query, job->col);
+    sqlite3_stmt *s = NULL;
+    buf_t *o = &job->out;
+    buf_puts(o, "{\"docs\":[");
+    if (sqlite3_prepare_v2(db, q.sql.p, -1, &s, NULL) != SQLITE_OK) {
+        if (!no_table(db))
+            db_err(&job->err, db, sqlite3_errcode(db), "list");
+        else
+            buf_printf(o, "],\"seq\":%lld,\"next\":null}", (long long)seq);
+        sqlq_free(&q);
+        return;
+    }
+    sqlq_bind(s, &q);
+    int rc, n = 0;
+    char *next = NULL;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n == job->query.limit) {
+            /* One row more than asked: there is a next page, after the
+             * last row sent. Its key is read again below. */
+            break;
+        }
+        if (n)
+            buf_putc(o, ',');
+        buf_put(o, sqlite3_column_text(s, 0), (size_t)sqlite3_column_bytes(s, 0));
+        n++;
+        free(next);
+        json_t *key = sql_value_json(s, 1);
+        next = query_cursor_encode(&job->query, key, (const char *)sqlite3_column_text(s, 2));
+        json_decref(key);
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        db_err(&job->err, db, rc, "list");
+    } else {
+        job->count = n;
+        buf_printf(o, "],\"seq\":%lld,\"next\":", (long long)seq);
+        if (rc == SQLITE_ROW && next)
+            buf_put_json_str(o, next, strlen(next));
+        else
+            buf_puts(o, "null");
+        buf_putc(o, '}');
+    }
+    free(next);
+    sqlite3_finalize(s);
+    sqlq_free(&q);
+}
+
+static void read_changes(rjob *job, sqlite3 *db)
+{
+    int64_t last = query_i64(db, "SELECT max(seq) FROM changes", 0);
+    int64_t first = query_i64(db, "SELECT min(seq) FROM changes", last + 1);
+    if (job->since < first - 1) {
+        err_set(&job->err, E_RESYNC_REQUIRED,
+                "changes after %lld are no longer retained (oldest is %lld); list again",
+                (long long)job->since, (long long)first);
+        return;
+    }
+    const char *sql = job->col_filter
+        ? "SELECT seq,col,id,op,version,doc,at FROM changes WHERE seq>?1 AND col=?3"
+          " ORDER BY seq LIMIT ?2"
+        : "SELECT seq,col,id,op,version,doc,at FROM changes WHERE seq>?1 ORDER BY seq LIMIT ?2";
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK) {
+        db_err(&job->err, db, sqlite3_errcode(db), "changes");
+        return;
+    }
+    sqlite3_bind_int64(s, 1, job->since);
+    sqlite3_bind_int(s, 2, job->limit);
+    if (job->col_filter)
+        sqlite3_bind_text(s, 3, job->col, -1, SQLITE_STATIC);
+    int rc, n = 0;
+    int64_t covered = job->since;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        static const change_op ops[256] = {['c'] = CH_CREATE, ['u'] = CH_UPDATE,
+                                           ['d'] = CH_DELETE};
+        const char *opname = (const char *)sqlite3_column_text(s, 3);
+        change_t *ch = change_new(sqlite3_column_int64(s, 0),
+                                  (const char *)sqlite3_column_text(s, 1),
+                                  (const char *)sqlite3_column_text(s, 2),
+                                  ops[(unsigned char)opname[0]], sqlite3_column_int64(s, 4),
+                                  (const char *)sqlite3_column_text(s, 5),
+                                  (size_t)sqlite3_column_bytes(s, 5),
+                                  (const char *)sqlite3_column_text(s, 6));
+        if (job->sse) {
+            buf_printf(&job->out, "id: %lld\ndata: ", (long long)ch->seq);
+            buf_put(&job->out, ch->json, ch->json_len);
+            buf_puts(&job->out, "\n\n");
+        } else {
+            if (n)
+                buf_putc(&job->out, ',');
+            buf_put(&job->out, ch->json, ch->json_len);
+        }
+        n++;
+        covered = ch->seq;
+        change_unref(ch);
+    }
+    if (rc != SQLITE_DONE) {
+        db_err(&job->err, db, rc, "changes");
+    } else {
+        /* Fewer than asked: everything up to the snapshot's end is covered. */
+        job->seq = n < job->limit ? last : covered;
+        if (job->seq < job->since)
+            job->seq = job->since;
+        job->count = n;
+    }
+    sqlite3_finalize(s);
+}
+
+static void read_work(uv_work_t *req)
+{
+    rjob *job = req->data;
+    reader *r;
+    sqlite3 *db = reader_take(job->st, &r);
+    /* One read transaction: every statement below sees one snapshot. */
+    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    switch (job->kind) {
+    case R_GET:
+        read_get(job, db);
+        break;
+    case R_LIST:
+        read_list(job, db);
+        break;
+    case R_CHANGES:
+        read_changes(job, db);
+        break;
+    default:
+        err_set(&job->err, E_INTERNAL, "unknown read");
+    }
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    reader_give(job->st, r);
+}
+
+static void read_after(uv_work_t *req, int status)
+{
+    rjob *job = req->data;
+    if (status == UV_ECANCELED && !job->err.code)
+        err_set(&job->err, E_UNAVAILABLE, "the server is shutting down");
+    job->done(job);
+}
+
+void store_read(store_t *st, rjob *job)
+{
+    job->st = st;
+    job->work.data = job;
+    uv_queue_work(st->loop, &job->work, read_work, read_after);
+}
