@@ -18,7 +18,13 @@ after(async () => {
 // ({id, data, event}); comments (": ping") are counted in `comments`.
 async function openSSE(url, headers = {}) {
   const ac = new AbortController();
-  const res = await fetch(url, { headers: { Accept: 'text/event-stream', ...headers }, signal: ac.signal });
+  const headTimer = setTimeout(() => ac.abort(), 15000);
+  let res;
+  try {
+    res = await fetch(url, { headers: { Accept: 'text/event-stream', ...headers }, signal: ac.signal });
+  } finally {
+    clearTimeout(headTimer);
+  }
   const s = {
     status: res.status, headers: res.headers, events: [], comments: 0, ended: false, buf: '',
     waiters: [],
@@ -195,7 +201,7 @@ describe('feed contents', () => {
 describe('long poll', () => {
   test('returns as soon as a write commits', async () => {
     const last = await lastSeq(srv);
-    const poll = r('GET', `/v1/changes?since=${last}&wait=30`);
+    const poll = r('GET', `/v1/changes?since=${last}&wait=30`, { timeout: 45000 });
     await sleep(300);
     const doc = await write('PUT', 'lp', 'w1', { hello: 1 });
     const res = await poll;
@@ -209,7 +215,7 @@ describe('long poll', () => {
 
   test('with col, only a matching change ends the wait', async () => {
     const last = await lastSeq(srv);
-    const poll = r('GET', `/v1/changes?since=${last}&wait=30&col=lp_a`);
+    const poll = r('GET', `/v1/changes?since=${last}&wait=30&col=lp_a`, { timeout: 45000 });
     await sleep(200);
     await write('PUT', 'lp_b', 'other', { x: 1 });
     await sleep(200);
@@ -223,7 +229,7 @@ describe('long poll', () => {
 
   test('many waiters all wake', async () => {
     const last = await lastSeq(srv);
-    const polls = Array.from({ length: 20 }, () => r('GET', `/v1/changes?since=${last}&wait=30`));
+    const polls = Array.from({ length: 20 }, () => r('GET', `/v1/changes?since=${last}&wait=30`, { timeout: 45000 }));
     await sleep(300);
     await write('POST', 'lp', null, { n: 1 });
     for (const res of await Promise.all(polls)) {
@@ -234,7 +240,7 @@ describe('long poll', () => {
 
   test('a change already there answers at once', async () => {
     const last = await lastSeq(srv);
-    const res = await r('GET', `/v1/changes?since=${last - 1}&wait=60`);
+    const res = await r('GET', `/v1/changes?since=${last - 1}&wait=60`, { timeout: 70000 });
     assert.equal(res.status, 200);
     assert.equal(res.json.changes.length, 1);
   });
@@ -371,7 +377,7 @@ describe('shutdown ends feeds', () => {
   test('SIGTERM ends long polls and event streams, exit 0', async () => {
     const s2 = await startServer();
     await s2.req('PUT', '/v1/c/t/a', { body: {} });
-    const poll = s2.req('GET', '/v1/changes?since=1&wait=60').then((x) => x.status, () => 'error');
+    const poll = s2.req('GET', '/v1/changes?since=1&wait=60', { timeout: 70000 }).then((x) => x.status, () => 'error');
     const sse = await openSSE(`${s2.url}/v1/changes?since=1`);
     assert.equal(sse.status, 200);
     await sleep(300);

@@ -159,9 +159,11 @@ export async function startServer({ args = [], env, dataDir } = {}) {
 // ---------------------------------------------------------------------------
 // HTTP helpers
 
-// req(method, url, {body, headers, signal}) -> {status, headers, json, text}
+// req(method, url, {body, headers, signal, timeout}) -> {status, headers, json, text}
 // body: a plain value is sent as JSON; a string or Buffer is sent as is.
-export async function req(method, url, { body, headers = {}, signal } = {}) {
+// timeout (ms, default 20000) bounds the whole exchange so that a server that
+// never answers fails the test instead of hanging it.
+export async function req(method, url, { body, headers = {}, signal, timeout = 20_000 } = {}) {
   const h = { ...headers };
   let payload;
   if (body !== undefined) {
@@ -174,8 +176,16 @@ export async function req(method, url, { body, headers = {}, signal } = {}) {
       h['Content-Type'] = 'application/json';
     }
   }
-  const res = await fetch(url, { method, headers: h, body: payload, signal });
-  const text = await res.text();
+  const tsig = AbortSignal.timeout(timeout);
+  const sig = signal ? AbortSignal.any([signal, tsig]) : tsig;
+  let res, text;
+  try {
+    res = await fetch(url, { method, headers: h, body: payload, signal: sig });
+    text = await res.text();
+  } catch (e) {
+    if (tsig.aborted) throw new Error(`${method} ${url}: no answer within ${timeout} ms`);
+    throw e;
+  }
   let json;
   try { json = text.length ? JSON.parse(text) : undefined; } catch { json = undefined; }
   return { status: res.status, headers: res.headers, json, text };
