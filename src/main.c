@@ -294,6 +294,9 @@ static int cmd_serve(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    /* libsodium's ChaCha20 generator, keyed once from the kernel, instead
+     * of one getrandom() system call for every id and token. */
+    randombytes_set_implementation(&randombytes_internal_implementation);
     if (sodium_init() < 0) {
         fprintf(stderr, "livedb: libsodium failed to start\n");
         return 1;

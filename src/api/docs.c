@@ -138,7 +138,7 @@ void docs_write(app_t *app, conn_t *c, http_req *req, const char *col, const cha
             job->idem_account = xstrdup(who.account);
         if (!op->id) {
             op->id = xmalloc(DOC_GEN_ID_LEN + 1);
-            random_id(op->id, DOC_GEN_ID_LEN);
+            time_ordered_id(op->id, DOC_GEN_ID_LEN);
         }
     } else {
         op->kind = m == HTTP_PUT ? W_PUT : W_PATCH;
@@ -316,7 +316,7 @@ static int batch_op(wop *op, json_t *o, err_t *e)
         op->id = body_id;
         if (!op->id) {
             op->id = xmalloc(DOC_GEN_ID_LEN + 1);
-            random_id(op->id, DOC_GEN_ID_LEN);
+            time_ordered_id(op->id, DOC_GEN_ID_LEN);
         }
     }
     return 0;

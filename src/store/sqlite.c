@@ -250,7 +250,11 @@ int store_open(store_t **out, uv_loop_t *loop, const store_opts *opts, err_t *er
     if (open_conn(st->path, false, &st->wdb, err))
         goto fail;
     if (exec(st->wdb, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-                      "PRAGMA foreign_keys=OFF; PRAGMA cache_size=-65536;",
+                      "PRAGMA foreign_keys=OFF; PRAGMA mmap_size=1073741824;"
+                      /* Checkpoint every 32 MiB of WAL, not 4: pages written
+                       * by many commits (the feed's tail, inner B-tree
+                       * pages) are copied to the database once. */
+                      "PRAGMA wal_autocheckpoint=8192; PRAGMA journal_size_limit=67108864;",
              err) ||
         exec(st->wdb, schema, err))
         goto fail;
@@ -293,7 +297,7 @@ int store_open(store_t **out, uv_loop_t *loop, const store_opts *opts, err_t *er
             free(r);
             goto fail;
         }
-        exec(r->db, "PRAGMA query_only=1; PRAGMA cache_size=-16384;", NULL);
+        exec(r->db, "PRAGMA query_only=1; PRAGMA mmap_size=1073741824;", NULL);
         r->next = st->all_readers;
         st->all_readers = r;
     }

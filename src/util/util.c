@@ -281,11 +281,31 @@ int ascii_casecmp_n(const char *a, const char *b, size_t n)
     return 0;
 }
 
+/* In ASCII order, so that the text of ids sorts as their numbers do. */
+static const char alphabet[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+void time_ordered_id(char *out, size_t n)
+{
+    uint64_t t = (uint64_t)time_now_ms();
+    for (int i = 7; i >= 0; i--) {
+        out[i] = alphabet[t % 62];
+        t /= 62;
+    }
+    random_id(out + 8, n - 8);
+}
+
 void random_id(char *out, size_t n)
 {
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    for (size_t i = 0; i < n; i++)
-        out[i] = alphabet[randombytes_uniform(62)];
+    /* One call for the randomness of the whole id: the kernel's generator
+     * costs a system call per call. Bytes >= 248 are dropped so that every
+     * character is equally likely (248 = 4 * 62). */
+    unsigned char rnd[64];
+    size_t got = 0;
+    while (got < n) {
+        randombytes_buf(rnd, sizeof rnd);
+        for (size_t i = 0; i < sizeof rnd && got < n; i++)
+            if (rnd[i] < 248)
+                out[got++] = alphabet[rnd[i] % 62];
+    }
     out[n] = '\0';
 }

@@ -62,5 +62,10 @@ int ascii_casecmp_n(const char *a, const char *b, size_t n);
 
 /* Random identifiers: n characters of [A-Za-z0-9] into out (NUL added). */
 void random_id(char *out, size_t n);
+/* A new document id: 8 characters of the time in ms (base 62, so ids sort
+ * by creation time) and n-8 random ones. Ids made later sort later, which
+ * keeps inserts at the right edge of the B-tree and lists by id in the
+ * order documents were made. n >= 16. */
+void time_ordered_id(char *out, size_t n);
 
 #endif
