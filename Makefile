@@ -15,7 +15,7 @@ WARN    := -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes -Wvla -Wfo
            -Wno-unused-parameter -Werror
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -pthread
-LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lwslay -pthread -lm
+LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread -lm
 
 SRC     := $(shell find src -name '*.c' | sort)
 LIBSRC  := $(filter-out src/main.c,$(SRC))
