@@ -373,6 +373,51 @@ describe('--retain-changes 5', () => {
   });
 });
 
+describe('--feed-memory 10', () => {
+  let fm;
+  before(async () => { fm = await startServer({ args: ['--feed-memory', '10'] }); });
+  after(async () => { if (fm) assert.equal(await fm.stop(), 0, fm.stderrTail()); });
+
+  test('reads from before the in-memory window come from the database, gapless', async () => {
+    const docs = [];
+    for (let i = 0; i < 60; i++) {
+      const res = await fm.req('PUT', `/v1/c/fm${i % 2}/d${i}`, { body: { i } });
+      assert.equal(res.status, 201);
+      docs.push(res.json);
+    }
+    for (const since of [0, 5, 45, 49, 50, 51, 59]) {
+      const res = await fm.req('GET', `/v1/changes?since=${since}&limit=1000`);
+      assert.equal(res.status, 200, res.text);
+      assert.deepEqual(res.json.changes.map((c) => c.seq), Array.from({ length: 60 - since }, (_, k) => since + k + 1), `since=${since}`);
+      res.json.changes.forEach((c) => assert.deepEqual(c.doc, docs[c.seq - 1]));
+    }
+    // Paging with small limits across the memory boundary.
+    const seen = [];
+    let since = 0;
+    for (let g = 0; g < 100; g++) {
+      const res = await fm.req('GET', `/v1/changes?since=${since}&limit=7&col=fm1`);
+      assert.equal(res.status, 200);
+      seen.push(...res.json.changes.map((c) => c.seq));
+      if (res.json.seq >= 60) break;
+      assert.ok(res.json.seq > since);
+      since = res.json.seq;
+    }
+    assert.deepEqual(seen, Array.from({ length: 30 }, (_, k) => 2 * k + 2));
+    // An event stream from an old position replays from the database, then goes live.
+    const s = await openSSE(`${fm.url}/v1/changes?since=3`);
+    try {
+      assert.equal(s.status, 200);
+      const evs = await s.take(57);
+      assert.deepEqual(evs.map((e) => Number(e.id)), Array.from({ length: 57 }, (_, k) => k + 4));
+      await fm.req('PUT', '/v1/c/fm0/live', { body: {} });
+      const [ev] = await s.take(1);
+      assert.equal(ev.id, '61');
+    } finally {
+      s.close();
+    }
+  });
+});
+
 describe('shutdown ends feeds', () => {
   test('SIGTERM ends long polls and event streams, exit 0', async () => {
     const s2 = await startServer();

@@ -168,6 +168,25 @@ describe('SIGTERM', () => {
     assert.equal(await srv.stop(), 0, srv.stderrTail());
   });
 
+  test('an Idempotency-Key answer survives a restart', async () => {
+    const srv = await startServer();
+    servers.push(srv);
+    const headers = { 'Idempotency-Key': 'survives-restart' };
+    const a = await srv.req('POST', '/v1/c/idem', { body: { n: 1 }, headers });
+    assert.equal(a.status, 201);
+    const b1 = await srv.req('POST', '/v1/batch', { body: { ops: [{ op: 'create', col: 'idem', doc: { n: 2 } }] }, headers: { 'Idempotency-Key': 'batch-survives' } });
+    assert.equal(b1.status, 200);
+    assert.equal(await srv.stop(), 0);
+    await srv.restart();
+    const b = await srv.req('POST', '/v1/c/idem', { body: { n: 1 }, headers });
+    assert.equal(b.status, 201);
+    assert.deepEqual(b.json, a.json);
+    const b2 = await srv.req('POST', '/v1/batch', { body: { ops: [{ op: 'create', col: 'idem', doc: { n: 2 } }] }, headers: { 'Idempotency-Key': 'batch-survives' } });
+    assert.deepEqual(b2.json, b1.json);
+    assert.equal((await listAll(srv, 'idem')).length, 2);
+    assert.equal(await srv.stop(), 0);
+  });
+
   test('a second server on the same data dir is refused while the first runs', async () => {
     const srv = await startServer();
     servers.push(srv);

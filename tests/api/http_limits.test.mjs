@@ -183,6 +183,30 @@ describe('limits', () => {
     await checkUnchanged();
   });
 
+  test('request line over 16 KiB -> 431', async () => {
+    const res = await raw(srv.port, `GET /v1/c/h/${'a'.repeat(17 * 1024)} HTTP/1.1\r\nHost: t\r\n\r\n`, { timeout: 5000, untilResponses: 1 });
+    assert.equal(res.responses[0]?.status, 431, res.text.slice(0, 300));
+    await checkUnchanged();
+  });
+
+  test('Expect: 100-continue gets an interim answer, then the body is read', async () => {
+    const body = '{"cont":1}';
+    const sock = await openSocket(srv.port);
+    sock.write(`PUT /v1/c/cont/c1 HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`);
+    for (let i = 0; i < 100 && !/^HTTP\/1\.1 100/.test(sock.received()); i++) await sleep(50);
+    assert.match(sock.received(), /^HTTP\/1\.1 100 Continue\r\n\r\n$/);
+    sock.write(body);
+    await sock.closedPromise;
+    assert.match(sock.received(), /HTTP\/1\.1 201/);
+    assert.equal((await r('GET', '/v1/c/cont/c1')).json.cont, 1);
+  });
+
+  test('Expect: 100-continue with an oversized Content-Length -> 413, no 100', async () => {
+    const res = await raw(srv.port, `PUT /v1/c/cont/c2 HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: ${2 * 1024 * 1024}\r\n\r\n`, { timeout: 5000, untilResponses: 1 });
+    assert.equal(res.responses[0]?.status, 413, res.text.slice(0, 200));
+    await checkUnchanged();
+  });
+
   test('a valid chunked body is accepted', async () => {
     const body = '{"chunked":true}';
     const bytes = `PUT /v1/c/chunk/c1 HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\n${body.slice(0, 5)}\r\n${(body.length - 5).toString(16)}\r\n${body.slice(5)}\r\n0\r\n\r\n`;
@@ -238,6 +262,30 @@ describe('keep-alive and pipelining', () => {
     const { parseResponses } = await import('./lib.mjs');
     const rs = parseResponses(Buffer.from(sock.received(), 'latin1'));
     assert.deepEqual(rs.map((x) => x.json?.id), ['d1', 'd2', 'd3']);
+  });
+
+  test('a GET with a body: the body is skipped and the next request parsed', async () => {
+    const hidden = 'GET /v1/c/h/d2 HTTP/1.1'; // looks like a request, but is the body
+    const bytes = `GET /v1/c/h/d1 HTTP/1.1\r\nHost: t\r\nContent-Length: ${hidden.length}\r\n\r\n${hidden}` +
+      'GET /v1/c/h/d3 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n';
+    const res = await raw(srv.port, bytes, { timeout: 5000 });
+    assert.deepEqual(res.responses.map((x) => x.json?.id), ['d1', 'd3'], res.text.slice(0, 500));
+  });
+
+  test('300 idle connections open at once: counted, and others are still served', async () => {
+    const socks = [];
+    for (let i = 0; i < 300; i++) socks.push(await openSocket(srv.port));
+    try {
+      const g = await r('GET', '/v1/c/h/d0');
+      assert.equal(g.status, 200);
+      const m = await r('GET', '/metrics');
+      const open = Number(/^livedb_connections_open (\d+)/m.exec(m.text)?.[1]);
+      assert.ok(open >= 300, `livedb_connections_open ${open}`);
+    } finally {
+      for (const s of socks) s.end();
+    }
+    const g = await r('GET', '/v1/c/h/d0');
+    assert.equal(g.status, 200);
   });
 
   test('HTTP/1.0 request without keep-alive is answered and closed', async () => {
@@ -310,6 +358,20 @@ describe('header timeout', () => {
       // The server is still fine.
       const w = await s.req('PUT', '/v1/c/x/after', { body: { ok: 1 } });
       assert.equal(w.status, 201);
+    } finally {
+      assert.equal(await s.stop(), 0, s.stderrTail());
+    }
+  });
+
+  test('--idle-timeout closes an idle keep-alive connection after its answer', async () => {
+    const s = await startServer({ args: ['--idle-timeout', '1'] });
+    try {
+      const sock = await openSocket(s.port);
+      sock.write('GET /v1/health HTTP/1.1\r\nHost: t\r\n\r\n');
+      const deadline = Date.now() + 10_000;
+      while (!sock.closed && Date.now() < deadline) await sleep(100);
+      assert.ok(sock.closed, 'closed by the server');
+      assert.match(sock.received(), /^HTTP\/1\.1 200/, 'the request was answered first');
     } finally {
       assert.equal(await s.stop(), 0, s.stderrTail());
     }

@@ -219,6 +219,10 @@ describe('bad queries -> 400, nothing changes', () => {
     '1a:eq:1', 'a-b:eq:1', 'a..b:eq:1', '.a:eq:1', 'a.:eq:1', ':eq:1', 'a b:eq:1', 'a.1:eq:1',
     'a.b.c.d.e.f.g.h.i:eq:1', 'stock:eq:"unterminated',
   ];
+  test('bad percent-encoding in the query -> 400', async () => {
+    assertError(await r('GET', '/v1/c/items?where=stock:eq:%zz'), 400, 'bad_request');
+    assertError(await r('GET', '/v1/c/items?where=stock%3Aeq%3A%'), 400, 'bad_request');
+  });
   for (const w of bad) {
     test(`where=${w.length > 40 ? w.slice(0, 40) + '…' : w}`, async () => {
       const before = await snapshot(srv, ['items']);
@@ -318,6 +322,21 @@ describe('order and pagination', () => {
     });
     assert.deepEqual(await listIds('ord', `${whereQuery(['rank:ge:2'])}&order=rank`, 2), exp);
     assert.deepEqual(await listIds('ord', `${whereQuery(['rank:ge:2'])}&order=-rank`, 3), [...exp].reverse());
+  });
+
+  test('order over a field with mixed types pages consistently (every doc once, same order as one page)', async () => {
+    for (const o of ['stock', '-stock', 'meta.size', '-tags', 'active']) {
+      const whole = await listIds('items', `order=${encodeURIComponent(o)}`, 1000);
+      assert.equal(whole.length, model.size, `order=${o}: every doc`);
+      for (const limit of [1, 2, 5]) {
+        const paged = await listIds('items', `order=${encodeURIComponent(o)}`, limit);
+        assert.deepEqual(paged, whole, `order=${o} limit=${limit}`);
+      }
+      // Among documents whose field is a number, the order is numeric.
+      const nums = whole.map((id) => getField(model.get(id), o.replace(/^-/, ''))).filter((v) => typeof v === 'number');
+      const sortedNums = [...nums].sort((a, b) => (o.startsWith('-') ? b - a : a - b));
+      assert.deepEqual(nums, sortedNums, `order=${o}: numbers in order`);
+    }
   });
 
   test('a page shape: docs are full documents with server fields', async () => {
