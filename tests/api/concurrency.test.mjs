@@ -5,7 +5,7 @@
 
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, listAll, lastSeq, workers } from './lib.mjs';
+import { startServer, listAll, lastSeq, workers, sleep } from './lib.mjs';
 
 let srv;
 const r = (...a) => srv.req(...a);
@@ -22,7 +22,46 @@ const TOTAL = CLIENTS * PER_CLIENT;
 describe('50 clients x 200 creates', () => {
   const created = new Map(); // id -> {w, i}
 
+  // Followers that run during the load: an event stream and a long-poll
+  // loop, each must see seq 1..10000 exactly once, in order.
+  const sseSeqs = [];
+  const pollSeqs = [];
+  let sseDone;
+  let pollDone;
+
   before(async () => {
+    const ac = new AbortController();
+    const sseRes = await fetch(`${srv.url}/v1/changes?since=0`, { headers: { Accept: 'text/event-stream' }, signal: ac.signal });
+    assert.equal(sseRes.status, 200);
+    sseDone = (async () => {
+      const dec = new TextDecoder();
+      let buf = '';
+      try {
+        for await (const chunk of sseRes.body) {
+          buf += dec.decode(chunk, { stream: true });
+          let i;
+          while ((i = buf.indexOf('\n\n')) >= 0) {
+            const block = buf.slice(0, i);
+            buf = buf.slice(i + 2);
+            const m = /^id: ?(\d+)$/m.exec(block);
+            if (m) sseSeqs.push(Number(m[1]));
+          }
+          if (sseSeqs.length >= TOTAL) break;
+        }
+      } catch { /* aborted */ }
+      ac.abort();
+    })();
+    pollDone = (async () => {
+      let since = 0;
+      for (let g = 0; g < 100000 && since < TOTAL; g++) {
+        const res = await r('GET', `/v1/changes?since=${since}&limit=1000&wait=20`, { timeout: 40000 });
+        assert.equal(res.status, 200, res.text);
+        pollSeqs.push(...res.json.changes.map((c) => c.seq));
+        since = res.json.seq;
+      }
+    })();
+    await sleep(100);
+
     const failures = [];
     await workers(CLIENTS, async (w) => {
       for (let i = 0; i < PER_CLIENT; i++) {
@@ -75,9 +114,42 @@ describe('50 clients x 200 creates', () => {
     assert.equal(await lastSeq(srv), TOTAL);
   });
 
+  test('an event stream open during the load saw seq 1..10000 once each, in order', async () => {
+    let t;
+    await Promise.race([sseDone, new Promise((resolve) => { t = setTimeout(resolve, 30000); })]);
+    clearTimeout(t);
+    assert.equal(sseSeqs.length, TOTAL, `events received: ${sseSeqs.length}`);
+    sseSeqs.forEach((q, k) => assert.equal(q, k + 1));
+  });
+
+  test('a long-poll follower during the load saw seq 1..10000 once each, in order', async () => {
+    await pollDone;
+    assert.equal(pollSeqs.length, TOTAL);
+    pollSeqs.forEach((q, k) => assert.equal(q, k + 1));
+  });
+
   test('a filtered, ordered query over the load sees exactly the matching docs', async () => {
     const docs = await listAll(srv, 'load', `where=${encodeURIComponent('w:eq:7')}&order=-i`);
     assert.deepEqual(docs.map((d) => d.i), Array.from({ length: PER_CLIENT }, (_, k) => PER_CLIENT - 1 - k));
+  });
+});
+
+describe('concurrent batches', () => {
+  test('20 concurrent batches of 10: each batch is contiguous in the feed and ends at its seq', async () => {
+    const s0 = await lastSeq(srv);
+    const answers = await Promise.all(Array.from({ length: 20 }, (_, b) => r('POST', '/v1/batch', {
+      body: { ops: Array.from({ length: 10 }, (_, k) => ({ op: 'create', col: 'cb', id: `b${b}-${k}`, doc: { b, k } })) },
+    })));
+    const res = await r('GET', `/v1/changes?since=${s0}&limit=1000`);
+    const bySeq = new Map(res.json.changes.map((c) => [c.seq, c]));
+    assert.equal(res.json.changes.length, 200);
+    answers.forEach((a, b) => {
+      assert.equal(a.status, 200, a.text);
+      for (let k = 0; k < 10; k++) {
+        const c = bySeq.get(a.json.seq - 9 + k);
+        assert.equal(c?.id, `b${b}-${k}`, `batch ${b} op ${k} at seq ${a.json.seq - 9 + k}`);
+      }
+    });
   });
 });
 

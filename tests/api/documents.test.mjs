@@ -259,6 +259,7 @@ describe('delete', () => {
     const d = await r('DELETE', '/v1/c/things/d1');
     assert.equal(d.status, 200, d.text);
     assert.deepEqual(d.json, { id: 'd1', version: 2 });
+    assert.equal(d.headers.get('etag'), '"2"', 'every write answer carries ETag');
     assertError(await r('GET', '/v1/c/things/d1'), 404, 'not_found');
     await expectRejected(['things'], () => r('DELETE', '/v1/c/things/d1'), 404, 'not_found');
     const list = await listAll(srv, 'things');

@@ -76,7 +76,7 @@ async function checkUnchanged() {
 }
 
 // Sends bytes, expects `status` and (when mustClose) that the server closes.
-async function expectRaw(bytes, status, { mustClose = true, timeout = 5000 } = {}) {
+async function expectRaw(bytes, status, { mustClose = true, timeout = 3000 } = {}) {
   const res = await raw(srv.port, bytes, { timeout });
   assert.ok(res.responses.length >= 1, `no response; got ${JSON.stringify(res.text.slice(0, 200))}`);
   assert.equal(res.responses[0].status, status, `got ${JSON.stringify(res.text.slice(0, 300))}`);
