@@ -153,6 +153,66 @@ describe('concurrent batches', () => {
   });
 });
 
+describe('automatic indexes built while writes go on', () => {
+  test('queries match the data after concurrent writes to the indexed fields', async () => {
+    const N = 3000;
+    const model = new Map();
+    for (let b = 0; b < N / 1000; b++) {
+      const ops = [];
+      for (let k = 0; k < 1000; k++) {
+        const i = b * 1000 + k;
+        const doc = { score: i % 100, grp: `g${i % 7}` };
+        ops.push({ op: 'put', col: 'idx', id: `d${String(i).padStart(5, '0')}`, doc });
+        model.set(`d${String(i).padStart(5, '0')}`, doc);
+      }
+      const res = await r('POST', '/v1/batch', { body: { ops } });
+      assert.equal(res.status, 200, res.text.slice(0, 300));
+    }
+    const ids = [...model.keys()];
+    const q1 = `where=${encodeURIComponent('score:gt:50')}`;
+    const q2 = `where=${encodeURIComponent('grp:eq:"g3"')}&order=-score`;
+    // Writers (each owns a slice of ids, so its last answer is the final state)
+    // race with the first queries, which start the index builds.
+    const writers = workers(10, async (w) => {
+      for (let j = 0; j < 60; j++) {
+        const id = ids[w * 300 + ((j * 37) % 300)];
+        if (j % 15 === 14) {
+          const d = await r('DELETE', `/v1/c/idx/${id}`);
+          if (d.status === 200) model.delete(id);
+          else assert.equal(d.status, 404);
+          continue;
+        }
+        const patch = { score: (j * 13 + w) % 100, grp: `g${(j + w) % 7}` };
+        const res = await r('PUT', `/v1/c/idx/${id}`, { body: patch });
+        assert.ok(res.status === 200 || res.status === 201, res.text);
+        model.set(id, patch);
+      }
+    });
+    const readers = workers(2, async () => {
+      for (let j = 0; j < 10; j++) {
+        assert.equal((await r('GET', `/v1/c/idx?${q1}&limit=1000`)).status, 200);
+        assert.equal((await r('GET', `/v1/c/idx?${q2}&limit=1000`)).status, 200);
+      }
+    });
+    await Promise.all([writers, readers]);
+    const exp1 = [...model.entries()].filter(([, d]) => d.score > 50).map(([id]) => id).sort();
+    const exp2 = [...model.entries()].filter(([, d]) => d.grp === 'g3')
+      .sort((a, b) => b[1].score - a[1].score || (a[0] < b[0] ? 1 : -1)).map(([id]) => id);
+    for (let round = 0; round < 3; round++) {
+      const got1 = (await listAll(srv, 'idx', q1)).map((d) => d.id);
+      assert.deepEqual(got1, exp1, `score:gt:50, round ${round}`);
+      const got2 = (await listAll(srv, 'idx', q2)).map((d) => d.id);
+      assert.deepEqual(got2, exp2, `grp:eq:"g3" order -score, round ${round}`);
+      await sleep(500);
+    }
+  });
+
+  test('the writer queue is empty once the load is over', async () => {
+    const m = await r('GET', '/metrics');
+    assert.match(m.text, /^livedb_writer_queue_depth 0$/m);
+  });
+});
+
 describe('contention on one document', () => {
   test('20 clients x 25 PATCHes: every answer has a distinct version, final version 501', async () => {
     const c = await r('PUT', '/v1/c/hot/one', { body: { n: 0 } });
