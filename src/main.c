@@ -12,12 +12,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sodium.h>
 #include <sqlite3.h>
 #include <uv.h>
 
 #include "api/api.h"
+#include "core/doc.h"
 #include "ops/log.h"
 #include "store/store.h"
 
@@ -27,6 +29,8 @@ static const char usage[] =
     "usage: livedb serve [--data DIR] [--listen HOST:PORT] [--demo]\n"
     "                    [--retain-changes N] [--feed-memory N] [--header-timeout S]\n"
     "                    [--idle-timeout S] [--auto-index N] [--no-access-log]\n"
+    "       livedb export [--data DIR] [--out FILE]\n"
+    "       livedb import FILE [--data DIR] [--collection C] [--batch N] [--dry-run]\n"
     "       livedb help | --version\n"
     "\n"
     "  --data DIR            data directory (default ./data)\n"
@@ -292,6 +296,304 @@ static int cmd_serve(int argc, char **argv)
     return 0;
 }
 
+/* ------------------------------------------------------------------ export */
+
+static int cmd_export(int argc, char **argv)
+{
+    const char *data = "./data", *out = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (i + 1 >= argc)
+            return bad_usage("%s needs a value", argv[i]);
+        if (strcmp(argv[i], "--data") == 0)
+            data = argv[++i];
+        else if (strcmp(argv[i], "--out") == 0)
+            out = argv[++i];
+        else
+            return bad_usage("unknown option %s", argv[i]);
+    }
+    buf_t db = {0};
+    buf_printf(&db, "%s/livedb.db", data);
+    FILE *probe = fopen(db.p, "rb");
+    buf_free(&db);
+    if (!probe) {
+        fprintf(stderr, "livedb: no database in %s (is --data right?)\n", data);
+        return 1;
+    }
+    fclose(probe);
+    /* Into a temporary file, renamed over FILE only when whole. */
+    buf_t tmp = {0};
+    FILE *f = stdout;
+    if (out) {
+        buf_printf(&tmp, "%s.tmp", out);
+        f = fopen(tmp.p, "wb");
+        if (!f) {
+            fprintf(stderr, "livedb: cannot write %s: %s\n", tmp.p, strerror(errno));
+            buf_free(&tmp);
+            return 1;
+        }
+    }
+    err_t e = {0};
+    int rc = store_export(data, f, &e);
+    if (rc == 0 && (fflush(f) != 0 || ferror(f)))
+        rc = err_set(&e, E_INTERNAL, "write error: %s", strerror(errno));
+    if (out) {
+        if (rc == 0 && fsync(fileno(f)) != 0)
+            rc = err_set(&e, E_INTERNAL, "fsync: %s", strerror(errno));
+        fclose(f);
+        if (rc == 0 && rename(tmp.p, out) != 0)
+            rc = err_set(&e, E_INTERNAL, "rename to %s: %s", out, strerror(errno));
+        if (rc)
+            unlink(tmp.p);
+    }
+    buf_free(&tmp);
+    if (rc) {
+        fprintf(stderr, "livedb: export failed: %s\n", e.msg);
+        err_clear(&e);
+        return 1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ import */
+
+typedef struct importer {
+    uv_loop_t loop;
+    store_t *store;
+    int in_flight;
+    long created, updated, unchanged, failed, bad, done, total;
+    bool tty;
+} importer;
+
+static int json_depth(const json_t *v)
+{
+    int d = 0;
+    if (json_is_object(v)) {
+        const char *k;
+        json_t *x;
+        json_object_foreach((json_t *)v, k, x) {
+            int dx = json_depth(x);
+            d = dx > d ? dx : d;
+        }
+        return d + 1;
+    }
+    if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            int dx = json_depth(json_array_get(v, i));
+            d = dx > d ? dx : d;
+        }
+        return d + 1;
+    }
+    return 0;
+}
+
+static void progress(importer *im, bool last)
+{
+    if (!im->tty)
+        return;
+    int width = 40, filled = im->total ? (int)(width * im->done / im->total) : width;
+    fprintf(stderr, "\r[%.*s%*s] %ld/%ld%s", filled, "########################################",
+            width - filled, "", im->done, im->total, last ? "\n" : "");
+}
+
+static void on_import_done(wjob *job)
+{
+    importer *im = job->ctx;
+    im->in_flight--;
+    im->done++;
+    if (job->err.code) {
+        im->failed++;
+        fprintf(stderr, "%slivedb: %s/%s: %s\n", im->tty ? "\r" : "", job->ops[0].col,
+                job->ops[0].id, job->err.msg);
+    } else if (job->status == 201) {
+        im->created++;
+    } else if (job->changes) {
+        im->updated++;
+    } else {
+        im->unchanged++;
+    }
+    if (im->done % 100 == 0)
+        progress(im, false);
+    wjob_free(job);
+}
+
+/* Checks one record; on success returns a job for it. */
+static wjob *import_record(const char *col, size_t index, json_t *rec, bool *bad)
+{
+    err_t e = {0};
+    char *id = NULL;
+    json_t *doc = NULL;
+    *bad = true;
+    if (!json_is_object(rec)) {
+        fprintf(stderr, "livedb: %s[%zu]: not a JSON object\n", col, index);
+        return NULL;
+    }
+    if (json_depth(rec) > DOC_MAX_DEPTH) {
+        fprintf(stderr, "livedb: %s[%zu]: nested deeper than %d\n", col, index, DOC_MAX_DEPTH);
+        return NULL;
+    }
+    doc = json_deep_copy(rec);
+    if (doc_take_server_fields(doc, NULL, &id, &e) || !id) {
+        fprintf(stderr, "livedb: %s[%zu]: %s\n", col, index,
+                e.code ? e.msg : "no id (import upserts by id)");
+        err_clear(&e);
+        json_decref(doc);
+        free(id);
+        return NULL;
+    }
+    size_t mlen;
+    char *members = doc_members(doc, &mlen);
+    free(members);
+    if (mlen > DOC_MAX_BYTES - 256) {
+        fprintf(stderr, "livedb: %s[%zu] (%s): over 1 MiB\n", col, index, id);
+        json_decref(doc);
+        free(id);
+        return NULL;
+    }
+    *bad = false;
+    wjob *job = wjob_new(WJ_OPS, 1);
+    wop *op = &job->ops[0];
+    op->kind = W_PUT;
+    op->skip_unchanged = true;
+    snprintf(op->col, sizeof op->col, "%s", col);
+    op->id = id;
+    op->doc = doc;
+    return job;
+}
+
+static int cmd_import(int argc, char **argv)
+{
+    const char *file = NULL, *data = "./data", *only = NULL;
+    int64_t batch = 500;
+    bool dry = false;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--dry-run") == 0) {
+            dry = true;
+        } else if (a[0] == '-' && a[1] == '-') {
+            if (i + 1 >= argc)
+                return bad_usage("%s needs a value", a);
+            const char *v = argv[++i];
+            if (strcmp(a, "--data") == 0)
+                data = v;
+            else if (strcmp(a, "--collection") == 0)
+                only = v;
+            else if (strcmp(a, "--batch") == 0) {
+                if (parse_num(v, 1, 100000, &batch))
+                    return bad_usage("--batch takes a number from 1 to 100000, not '%s'", v);
+            } else
+                return bad_usage("unknown option %s", a);
+        } else if (!file) {
+            file = a;
+        } else {
+            return bad_usage("one FILE only, not also '%s'", a);
+        }
+    }
+    if (!file)
+        return bad_usage("%s", "import needs a FILE");
+    err_t e = {0};
+    if (only && doc_check_collection(only, strlen(only), &e)) {
+        fprintf(stderr, "livedb: --collection %s: %s\n", only, e.msg);
+        return 2;
+    }
+    json_error_t je;
+    json_t *root = json_load_file(file, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        fprintf(stderr, "livedb: %s: line %d column %d: %s\n", file, je.line, je.column, je.text);
+        return 1;
+    }
+    if (json_is_array(root) && !only) {
+        fprintf(stderr, "livedb: %s is a bare array: say which collection with --collection\n",
+                file);
+        json_decref(root);
+        return 2;
+    }
+    if (!json_is_array(root) && !json_is_object(root)) {
+        fprintf(stderr, "livedb: %s must hold {\"collection\":[documents]} or an array\n", file);
+        json_decref(root);
+        return 1;
+    }
+    /* Gather the (collection, records) pairs to load. */
+    json_t *sets = json_object();
+    if (json_is_array(root)) {
+        json_object_set(sets, only, root);
+    } else {
+        const char *col;
+        json_t *recs;
+        json_object_foreach(root, col, recs) {
+            if (only && strcmp(col, only) != 0)
+                continue;
+            if (doc_check_collection(col, strlen(col), &e) || !json_is_array(recs)) {
+                fprintf(stderr, "livedb: %s: %s\n", col,
+                        e.code ? e.msg : "must be an array of documents");
+                err_clear(&e);
+                json_decref(sets);
+                json_decref(root);
+                return 1;
+            }
+            json_object_set(sets, col, recs);
+        }
+    }
+
+    importer im = {.tty = isatty(STDERR_FILENO)};
+    const char *col;
+    json_t *recs;
+    json_object_foreach(sets, col, recs) im.total += (long)json_array_size(recs);
+    if (!dry) {
+        uv_loop_init(&im.loop);
+        store_opts so = {.dir = data, .retain_changes = 1000000, .readers = 1, .auto_index_max = 0};
+        if (store_open(&im.store, &im.loop, &so, &e)) {
+            fprintf(stderr, "livedb: %s\n", e.msg);
+            err_clear(&e);
+            json_decref(sets);
+            json_decref(root);
+            uv_loop_close(&im.loop);
+            return 1;
+        }
+    }
+    json_object_foreach(sets, col, recs) {
+        for (size_t i = 0; i < json_array_size(recs); i++) {
+            bool bad;
+            wjob *job = import_record(col, i, json_array_get(recs, i), &bad);
+            if (bad) {
+                im.bad++;
+                im.done++;
+                continue;
+            }
+            if (dry) {
+                wjob_free(job);
+                im.done++;
+                continue;
+            }
+            job->done = on_import_done;
+            job->ctx = &im;
+            im.in_flight++;
+            store_submit(im.store, job);
+            if (im.in_flight >= batch) /* a window of --batch jobs at a time */
+                while (im.in_flight > 0)
+                    uv_run(&im.loop, UV_RUN_ONCE);
+        }
+    }
+    if (!dry) {
+        while (im.in_flight > 0)
+            uv_run(&im.loop, UV_RUN_ONCE);
+        store_drain(im.store, NULL, NULL);
+        uv_run(&im.loop, UV_RUN_DEFAULT);
+        store_close(im.store);
+        uv_loop_close(&im.loop);
+    }
+    progress(&im, true);
+    json_decref(sets);
+    json_decref(root);
+    if (dry)
+        printf("livedb: dry run: %ld records, %ld good, %ld bad; nothing written\n", im.total,
+               im.total - im.bad, im.bad);
+    else
+        printf("livedb: imported %ld records: %ld created, %ld updated, %ld unchanged, "
+               "%ld bad, %ld failed\n",
+               im.total, im.created, im.updated, im.unchanged, im.bad, im.failed);
+    return im.bad || im.failed ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     /* libsodium's ChaCha20 generator, keyed once from the kernel, instead
@@ -306,6 +608,10 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve(argc - 2, argv + 2);
+    if (strcmp(cmd, "export") == 0)
+        return cmd_export(argc - 2, argv + 2);
+    if (strcmp(cmd, "import") == 0)
+        return cmd_import(argc - 2, argv + 2);
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         fputs(usage, stdout);
         return 0;

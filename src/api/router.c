@@ -119,7 +119,11 @@ static int split_path(const http_req *req, char seg[4][DOC_ID_MAX * 3 + 1], int 
     while (s <= end) {
         const char *slash = memchr(s, '/', (size_t)(end - s));
         const char *stop = slash ? slash : end;
-        if (*nseg == 4 || (size_t)(stop - s) > DOC_ID_MAX * 3) {
+        if (*nseg == 4) { /* deeper than any route: not found, not malformed */
+            *nseg = 5;
+            break;
+        }
+        if ((size_t)(stop - s) > DOC_ID_MAX * 3) {
             buf_free(&tmp);
             return -1;
         }
@@ -144,7 +148,7 @@ void api_handle(void *appv, conn_t *c, http_req *req)
     int n;
     int m = req->method == HTTP_HEAD ? HTTP_GET : req->method;
     if (split_path(req, seg, &n) != 0) {
-        respond_simple(c, E_NOT_FOUND, "no such path");
+        respond_simple(c, E_BAD_REQUEST, "bad path: bad percent-encoding or a segment too long");
         return;
     }
     if (n == 1 && strcmp(seg[0], "metrics") == 0) {

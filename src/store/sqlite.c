@@ -76,6 +76,7 @@ struct store {
     /* Done queue back to the loop. */
     uv_async_t async;
     wjob *d_head, *d_tail;
+    bool draining;
     void (*drained)(void *);
     void *drained_ctx;
     bool writer_exited;
@@ -462,6 +463,7 @@ void store_drain(store_t *st, void (*done)(void *), void *ctx)
     pthread_mutex_lock(&st->mu);
     st->stopping = true;
     st->exit_writer = true;
+    st->draining = true;
     st->drained = done;
     st->drained_ctx = ctx;
     pthread_cond_signal(&st->cv);
@@ -690,9 +692,23 @@ static int run_op(wctx *w, wop *op, buf_t *out, int *status)
         char *members = doc_members(op->doc, &mlen);
         int found = 0;
         if (op->kind == W_PUT) {
-            found = load_row(w, c, op->id, &version, &created, NULL);
+            found = load_row(w, c, op->id, &version, &created,
+                             op->skip_unchanged ? &stored : NULL);
             if (found < 0 || check_version(w, op, found, version))
                 goto out_members;
+            if (found && stored) {
+                doc_take_server_fields(stored, NULL, NULL, &w->job->err);
+                if (json_equal(stored, op->doc)) { /* a re-import: nothing to write */
+                    sqlite3_bind_text(c->sel, 1, op->id, -1, SQLITE_STATIC);
+                    if (sqlite3_step(c->sel) == SQLITE_ROW)
+                        buf_put(&doc, sqlite3_column_text(c->sel, 2),
+                                (size_t)sqlite3_column_bytes(c->sel, 2));
+                    sqlite3_reset(c->sel);
+                    sqlite3_clear_bindings(c->sel);
+                    rc = 0;
+                    goto out_members;
+                }
+            }
         }
         if (found) {
             version++;
@@ -829,7 +845,7 @@ static void run_job(store_t *st, wjob *job)
     for (int i = 0; i < job->nops && rc == 0; i++) {
         if (i)
             buf_putc(&job->answer, ',');
-        int status;
+        int status = 200;
         rc = run_op(&w, &job->ops[i], &job->answer, &status);
         if (rc && job->is_batch) {
             json_t *d = json_pack("{si}", "index", i);
@@ -990,13 +1006,13 @@ static void on_done_async(uv_async_t *h)
         j->done(j);
         j = next;
     }
-    if (exited && st->drained) {
+    if (exited && st->draining && st->thread) {
         void (*cb)(void *) = st->drained;
-        st->drained = NULL;
         pthread_join(st->thread, NULL);
         st->thread = 0;
         uv_close((uv_handle_t *)&st->async, NULL);
-        cb(st->drained_ctx);
+        if (cb)
+            cb(st->drained_ctx);
     }
 }
 
@@ -1263,4 +1279,64 @@ void store_read(store_t *st, rjob *job)
     job->st = st;
     job->work.data = job;
     uv_queue_work(st->loop, &job->work, read_work, read_after);
+}
+
+/* ------------------------------------------------------------------ export */
+
+int store_export(const char *dir, FILE *out, err_t *err)
+{
+    buf_t path = {0};
+    buf_printf(&path, "%s/livedb.db", dir);
+    sqlite3 *db = NULL;
+    int rc = open_conn(path.p, true, &db, err);
+    buf_free(&path);
+    if (rc)
+        return -1;
+    sqlite3_stmt *tables = NULL, *rows = NULL;
+    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    rc = sqlite3_prepare_v2(db, "SELECT substr(name, 3) FROM sqlite_schema WHERE type='table'"
+                                " AND name LIKE 'c\\_%' ESCAPE '\\' ORDER BY name",
+                            -1, &tables, NULL);
+    if (rc != SQLITE_OK) {
+        db_err(err, db, rc, "export");
+        goto done;
+    }
+    fputc('{', out);
+    int ncol = 0;
+    while ((rc = sqlite3_step(tables)) == SQLITE_ROW) {
+        const char *col = (const char *)sqlite3_column_text(tables, 0);
+        buf_t sql = {0};
+        buf_printf(&sql, "SELECT body FROM \"c_%s\" ORDER BY id", col);
+        int prc = sqlite3_prepare_v2(db, sql.p, -1, &rows, NULL);
+        buf_free(&sql);
+        if (prc != SQLITE_OK) {
+            db_err(err, db, prc, "export");
+            goto done;
+        }
+        fprintf(out, "%s\n\"%s\":[", ncol++ ? "," : "", col);
+        int n = 0;
+        while ((prc = sqlite3_step(rows)) == SQLITE_ROW) {
+            fputs(n++ ? ",\n" : "\n", out);
+            fwrite(sqlite3_column_text(rows, 0), 1, (size_t)sqlite3_column_bytes(rows, 0), out);
+        }
+        sqlite3_finalize(rows);
+        rows = NULL;
+        if (prc != SQLITE_DONE) {
+            db_err(err, db, prc, "export");
+            goto done;
+        }
+        fputs("]", out);
+    }
+    if (rc != SQLITE_DONE) {
+        db_err(err, db, rc, "export");
+        goto done;
+    }
+    fputs("\n}\n", out);
+    rc = 0;
+done:
+    sqlite3_finalize(rows);
+    sqlite3_finalize(tables);
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    sqlite3_close(db);
+    return err->code ? -1 : 0;
 }

@@ -20,6 +20,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <uv.h>
 
@@ -58,6 +59,7 @@ typedef struct wop {
     char *id;           /* owned; NULL for a create that wants an id made */
     json_t *doc;        /* owned; the client object (create/put) or patch */
     int64_t if_version; /* -1: no precondition; -2: must exist */
+    bool skip_unchanged; /* W_PUT: no write when the stored members are equal */
 } wop;
 
 typedef enum wjob_kind { WJ_OPS, WJ_PROBE, WJ_INDEX } wjob_kind;
@@ -135,6 +137,12 @@ typedef struct rjob {
 rjob *rjob_new(rjob_kind kind);
 void rjob_free(rjob *job);
 void store_read(store_t *st, rjob *job);
+
+/* ------------------------------------------------------------------ export */
+
+/* Writes every collection as one JSON object {"COL":[doc, ...], ...} from
+ * one read snapshot of the database in dir. Safe while a server runs. */
+int store_export(const char *dir, FILE *out, err_t *err);
 
 /* ------------------------------------------------------------------ state */
 
