@@ -183,3 +183,28 @@ describe('metrics', () => {
     assert.ok(c2 >= c1 + 1 && c2 <= c1 + 5, `commits ${c1} -> ${c2}`);
   });
 });
+
+describe('logs', () => {
+  test('stderr is one JSON object per line; each request has an access line', async () => {
+    const s2 = await startServer();
+    await s2.req('PUT', '/v1/c/logs/a', { body: { a: 1 } });
+    await s2.req('GET', '/v1/c/logs/missing');
+    assert.equal(await s2.stop(), 0, s2.stderrTail());
+    const lines = s2.stderr.split('\n').filter((l) => l.length);
+    assert.ok(lines.length >= 3, s2.stderr);
+    const objs = lines.map((l) => {
+      try { return JSON.parse(l); } catch { assert.fail(`stderr line is not JSON: ${l}`); }
+    });
+    for (const o of objs) assert.equal(typeof o, 'object');
+    const text = JSON.stringify(objs);
+    assert.match(text, /"status":201/);
+    assert.match(text, /"status":404/);
+  });
+  test('--no-access-log leaves requests out of the log', async () => {
+    const s2 = await startServer({ args: ['--no-access-log'] });
+    await s2.req('PUT', '/v1/c/logs/a', { body: { a: 1 } });
+    await s2.req('GET', '/v1/c/logs/missing');
+    assert.equal(await s2.stop(), 0, s2.stderrTail());
+    assert.doesNotMatch(s2.stderr, /\/v1\/c\/logs/);
+  });
+});
