@@ -81,16 +81,35 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n)
     return head_append(in, at, n);
 }
 
+/* RFC 9110 token characters: what a header name may hold. */
+static bool is_token(const char *s, size_t n)
+{
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              (c && strchr(extra, c))))
+            return false;
+    }
+    return true;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     http_in *in = in_of(p);
     http_req *r = &in->req;
+    if (llhttp_get_http_major(p) != 1)
+        return fail(in, 400, "only HTTP/1.0 and HTTP/1.1 are spoken here");
     const char *base = in->head.p ? in->head.p : "";
     for (int i = 0; i < r->nheaders; i++) {
         r->headers[i].name = base + in->hdr_off[i][0];
         r->headers[i].name_len = in->hdr_off[i][1];
         r->headers[i].value = base + in->hdr_off[i][2];
         r->headers[i].value_len = in->hdr_off[i][3];
+        if (!is_token(r->headers[i].name, r->headers[i].name_len))
+            return fail(in, 400, "a header name holds a character it may not (a space before ':'?)");
     }
     const char *url = base;
     const char *q = memchr(url, '?', in->url_len);
@@ -111,12 +130,37 @@ static int on_headers_complete(llhttp_t *p)
     return HPE_PAUSED;
 }
 
+/* Checks the CRLF after chunk data, from p up to the end of this feed;
+ * what is not there yet is checked at the start of the next feed. */
+static int check_crlf(http_in *in, const char *p)
+{
+    for (; in->crlf_seen < 2 && p < in->feed_end; p++, in->crlf_seen++)
+        if (*p != "\r\n"[in->crlf_seen])
+            return fail(in, 400, "chunk data must be followed by CRLF");
+    return 0;
+}
+
+static int on_chunk_header(llhttp_t *p)
+{
+    http_in *in = in_of(p);
+    in->chunk_left = p->content_length;
+    in->crlf_seen = 2;
+    return 0;
+}
+
 static int on_body(llhttp_t *p, const char *at, size_t n)
 {
     http_in *in = in_of(p);
     if (in->body.len + n > HTTP_MAX_BODY)
         return fail(in, 413, "the body is over 1 MiB");
     buf_put(&in->body, at, n);
+    if (p->flags & F_CHUNKED) {
+        in->chunk_left -= n < in->chunk_left ? n : in->chunk_left;
+        if (in->chunk_left == 0) {
+            in->crlf_seen = 0;
+            return check_crlf(in, at + n);
+        }
+    }
     return 0;
 }
 
@@ -137,6 +181,7 @@ static const llhttp_settings_t settings = {
     .on_header_value = on_header_value,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
+    .on_chunk_header = on_chunk_header,
     .on_message_complete = on_message_complete,
 };
 
@@ -146,6 +191,7 @@ void http_in_init(http_in *in)
     llhttp_init(&in->parser, HTTP_REQUEST, &settings);
     in->parser.data = in;
     in->in_head = true;
+    in->crlf_seen = 2;
 }
 
 void http_in_free(http_in *in)
@@ -174,6 +220,11 @@ size_t http_in_feed(http_in *in, const char *data, size_t len, http_event *ev)
     }
     if (len)
         in->head_started = true;
+    in->feed_end = data + len;
+    if (in->crlf_seen < 2 && check_crlf(in, data)) {
+        *ev = HTTP_ERROR;
+        return 0;
+    }
     in->pause_reason = PAUSE_NONE;
     llhttp_errno_t e = llhttp_execute(&in->parser, data, len);
     size_t used = len;
@@ -212,6 +263,7 @@ void http_in_next(http_in *in)
     in->in_head = true;
     in->prev = 0;
     in->head_started = false;
+    in->crlf_seen = 2;
     in->head.len = 0;
     in->body.len = 0;
     /* A large body buffer is not kept for the next request. */

@@ -63,6 +63,11 @@ typedef struct http_in {
     size_t hdr_off[HTTP_MAX_HEADERS][4]; /* name/value offsets into head */
     size_t url_len;
     bool head_started;   /* some bytes of a request have arrived */
+    /* Chunk framing, checked by us: llhttp 8 skips what follows chunk
+     * data up to the next LF instead of requiring CRLF there. */
+    uint64_t chunk_left;
+    int crlf_seen;       /* of the CRLF after chunk data; 2 = none pending */
+    const char *feed_end;
 } http_in;
 
 void http_in_init(http_in *in);
