@@ -118,9 +118,15 @@ describe('export and import', () => {
       }
     }
 
-    const fresh = tmp();
-    const dry = run(['import', out, '--data', fresh, '--dry-run']);
+    const dryDir = tmp();
+    const dry = run(['import', out, '--data', dryDir, '--dry-run']);
     assert.equal(dry.code, 0, `import --dry-run: ${dry.stderr}`);
+    const d = await startServer({ dataDir: dryDir });
+    servers.push(d);
+    assert.equal(await lastSeq(d), 0, '--dry-run wrote nothing');
+    assert.equal(await d.stop(), 0);
+
+    const fresh = tmp();
     const im = run(['import', out, '--data', fresh]);
     assert.equal(im.code, 0, `import: ${im.stderr}`);
     const t = await startServer({ dataDir: fresh });
@@ -161,4 +167,60 @@ describe('export and import', () => {
     assert.deepEqual(got.map((x) => [x.id, x.name]), [['u1', 'A'], ['u2', 'B']]);
     assert.equal(await s.stop(), 0);
   });
+
+  test('export to stdout while the server runs', async () => {
+    const s = await startServer();
+    servers.push(s);
+    for (let i = 0; i < 5; i++) await s.req('PUT', `/v1/c/live/l${i}`, { body: { i } });
+    const ex = run(['export', '--data', s.dataDir]);
+    assert.equal(ex.code, 0, ex.stderr);
+    const dump = JSON.parse(ex.stdout);
+    assert.deepEqual(dump.live.map((x) => x.id).sort(), ['l0', 'l1', 'l2', 'l3', 'l4']);
+    // Import needs the lock: refused while the server runs.
+    const f = path.join(tmp(), 'x.json');
+    writeFileSync(f, JSON.stringify({ live: [{ id: 'l9', i: 9 }] }));
+    const im = run(['import', f, '--data', s.dataDir]);
+    assert.notEqual(im.code, 0, 'import refused while a server holds the data dir');
+    assert.equal((await s.req('GET', '/v1/c/live/l9')).status, 404);
+    assert.equal(await s.stop(), 0);
+  });
+
+  test('bad records are reported with collection and index; the good ones load; a re-run writes nothing new', async () => {
+    const d = tmp();
+    const db = path.join(d, 'db');
+    const f = path.join(d, 'mixed.json');
+    const deep = JSON.parse('{"a":'.repeat(64) + '1' + '}'.repeat(64));
+    writeFileSync(f, JSON.stringify({
+      people: [{ id: 'p0', n: 0 }, { n: 'no id' }, 'not an object', { id: 'p3', n: 3 }, { id: 'p4', deep }],
+      pets: [{ id: 'x1', kind: 'cat' }],
+    }));
+    const im = run(['import', f, '--data', db]);
+    assert.equal(im.code, 1, `exit 1 when a record is bad; stderr: ${im.stderr}`);
+    for (const idx of ['1', '2', '4']) assert.match(im.stderr, new RegExp(`\\b${idx}\\b`), `index ${idx} reported: ${im.stderr}`);
+    assert.match(im.stderr, /people/);
+    const s = await startServer({ dataDir: db });
+    servers.push(s);
+    assert.deepEqual((await listAll(s, 'people')).map((x) => x.id), ['p0', 'p3']);
+    assert.deepEqual((await listAll(s, 'pets')).map((x) => x.id), ['x1']);
+    const seq = await lastSeq(s);
+    assert.equal(await s.stop(), 0);
+
+    const again = run(['import', f, '--data', db]);
+    assert.equal(again.code, 1);
+    await s.restart();
+    assert.equal(await lastSeq(s), seq, 'the re-run wrote nothing new');
+    assert.equal((await s.req('GET', '/v1/c/people/p0')).json.version, 1);
+    assert.equal(await s.stop(), 0);
+
+    // --collection with an object picks one of its collections.
+    const db2 = path.join(d, 'db2');
+    const one = run(['import', f, '--data', db2, '--collection', 'pets']);
+    assert.equal(one.code, 0, one.stderr);
+    const s2 = await startServer({ dataDir: db2 });
+    servers.push(s2);
+    assert.deepEqual((await listAll(s2, 'pets')).map((x) => x.id), ['x1']);
+    assert.deepEqual(await listAll(s2, 'people'), []);
+    assert.equal(await s2.stop(), 0);
+  });
 });
+
