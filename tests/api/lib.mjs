@@ -19,13 +19,22 @@ export const BIN = path.resolve(ROOT, process.env.LIVEDB_BIN || 'build/livedb');
 const VERBOSE = !!process.env.LIVEDB_TEST_VERBOSE;
 const STDERR_KEEP = 64 * 1024;
 
-// Data directories made here are removed when the test process ends.
+// Data directories made here are removed when the test process ends, and
+// servers still running are killed, so that an interrupted run (Ctrl-C, a
+// runner timeout) leaves no orphan server behind.
 const tmpDirs = new Set();
+const liveProcs = new Set();
 process.on('exit', () => {
+  for (const p of liveProcs) {
+    try { p.kill('SIGKILL'); } catch { /* ignore */ }
+  }
   for (const d of tmpDirs) {
     try { rmSync(d, { recursive: true, force: true }); } catch { /* ignore */ }
   }
 });
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.once(sig, () => process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGTERM' ? 15 : 1)));
+}
 
 export function sleep(ms) {
   return new Promise((r) => setTimeout(r, ms));
@@ -42,6 +51,8 @@ function spawnServer(handle) {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   handle.proc = proc;
+  liveProcs.add(proc);
+  proc.on('exit', () => liveProcs.delete(proc));
   handle.exited = false;
   handle.expectExit = false;
   const exitPromise = new Promise((resolve) => {
