@@ -65,7 +65,9 @@ static int idempotency_key(const http_req *req, char **out, err_t *err)
 
 static void etag_header(buf_t *h, int64_t version)
 {
-    buf_printf(h, "ETag: \"%lld\"\r\n", (long long)version);
+    buf_puts(h, "ETag: \"");
+    buf_put_i64(h, version);
+    buf_puts(h, "\"\r\n");
 }
 
 static void on_write_done(wjob *job)
@@ -78,9 +80,13 @@ static void on_write_done(wjob *job)
             buf_t h = {0};
             if (!job->is_batch) {
                 etag_header(&h, job->version);
-                if (job->status == 201 && job->nops == 1)
-                    buf_printf(&h, "Location: /v1/c/%s/%s\r\n", job->ops[0].col,
-                               job->ops[0].id);
+                if (job->status == 201 && job->nops == 1) {
+                    buf_puts(&h, "Location: /v1/c/");
+                    buf_puts(&h, job->ops[0].col);
+                    buf_putc(&h, '/');
+                    buf_puts(&h, job->ops[0].id);
+                    buf_puts(&h, "\r\n");
+                }
             }
             if (job->replayed)
                 buf_puts(&h, "Idempotent-Replayed: true\r\n");

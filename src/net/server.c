@@ -232,12 +232,30 @@ static void access_log(conn_t *c, int status, size_t bytes)
     char at[TIME_RFC3339_LEN + 1];
     time_format_rfc3339(time_now_ms(), at);
     buf_t b = {0};
-    buf_printf(&b, "{\"at\":\"%s\",\"remote\":\"%s\",\"method\":\"%s\",\"path\":", at, c->remote,
-               llhttp_method_name((llhttp_method_t)c->in.req.method));
+    buf_reserve(&b, 256);
+    buf_puts(&b, "{\"at\":\"");
+    buf_puts(&b, at);
+    buf_puts(&b, "\",\"remote\":\"");
+    buf_puts(&b, c->remote);
+    buf_puts(&b, "\",\"method\":\"");
+    buf_puts(&b, llhttp_method_name((llhttp_method_t)c->in.req.method));
+    buf_puts(&b, "\",\"path\":");
     buf_put_json_str(&b, c->in.req.path ? c->in.req.path : "",
                      c->in.req.path ? c->in.req.path_len : 0);
-    buf_printf(&b, ",\"route\":\"%s\",\"status\":%d,\"ms\":%.3f,\"bytes\":%zu}",
-               route_name(c->route), status, secs * 1000, bytes);
+    buf_puts(&b, ",\"route\":\"");
+    buf_puts(&b, route_name(c->route));
+    buf_puts(&b, "\",\"status\":");
+    buf_put_i64(&b, status);
+    /* Milliseconds with three decimals, without the float formatter. */
+    int64_t us = (int64_t)(secs * 1e6);
+    buf_puts(&b, ",\"ms\":");
+    buf_put_i64(&b, us / 1000);
+    char frac[5] = {'.', (char)('0' + us % 1000 / 100), (char)('0' + us % 100 / 10),
+                    (char)('0' + us % 10), 0};
+    buf_puts(&b, frac);
+    buf_puts(&b, ",\"bytes\":");
+    buf_put_i64(&b, (int64_t)bytes);
+    buf_putc(&b, '}');
     log_access_line(b.p, b.len);
     buf_free(&b);
 }
@@ -247,11 +265,19 @@ static char *format_head(conn_t *c, int status, const char *ctype, const char *h
 {
     buf_t h = {0};
     buf_reserve(&h, 256);
-    buf_printf(&h, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
-    if (ctype)
-        buf_printf(&h, "Content-Type: %s\r\n", ctype);
-    if (content_length >= 0)
-        buf_printf(&h, "Content-Length: %lld\r\n", content_length);
+    buf_puts(&h, "HTTP/1.1 ");
+    buf_put_i64(&h, status);
+    buf_putc(&h, ' ');
+    buf_puts(&h, http_status_text(status));
+    if (ctype) {
+        buf_puts(&h, "\r\nContent-Type: ");
+        buf_puts(&h, ctype);
+    }
+    if (content_length >= 0) {
+        buf_puts(&h, "\r\nContent-Length: ");
+        buf_put_i64(&h, content_length);
+    }
+    buf_puts(&h, "\r\n");
     if (c->close_after_write)
         buf_puts(&h, "Connection: close\r\n");
     if (headers)

@@ -60,6 +60,11 @@ struct store {
     /* Writer thread state: touched by the writer only (after start). */
     sqlite3 *wdb;
     sqlite3_stmt *ins_change, *idem_get, *idem_put, *probe;
+    /* Transaction control, prepared once: compiling "SAVEPOINT job" for
+     * every request cost more than the request's inserts. */
+    sqlite3_stmt *begin, *commit, *rollback, *savepoint, *release, *rollback_to;
+    bool tx_broken; /* a write failed half-way: the whole group must go */
+    err_code broken_code;
     colstmts *cols[COLS_BUCKETS];
     int64_t next_seq;
     int64_t last_prune_check;
@@ -150,6 +155,14 @@ static sqlite3_stmt *prepare(sqlite3 *db, const char *sql)
         return NULL;
     }
     return st;
+}
+
+/* Runs a prepared statement that returns no rows. */
+static int step(sqlite3_stmt *stmt)
+{
+    int rc = sqlite3_step(stmt);
+    sqlite3_reset(stmt);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
 }
 
 /* ------------------------------------------------------------------ open */
@@ -270,7 +283,14 @@ int store_open(store_t **out, uv_loop_t *loop, const store_opts *opts, err_t *er
     st->idem_put = prepare(st->wdb, "INSERT OR REPLACE INTO idempotency(account,key,at,status,"
                                     "version,body) VALUES(?1,?2,?3,?4,?5,?6)");
     st->probe = prepare(st->wdb, "INSERT OR REPLACE INTO meta VALUES('health_probe', ?1)");
-    if (!st->ins_change || !st->idem_get || !st->idem_put || !st->probe) {
+    st->begin = prepare(st->wdb, "BEGIN IMMEDIATE");
+    st->commit = prepare(st->wdb, "COMMIT");
+    st->rollback = prepare(st->wdb, "ROLLBACK");
+    st->savepoint = prepare(st->wdb, "SAVEPOINT job");
+    st->release = prepare(st->wdb, "RELEASE job");
+    st->rollback_to = prepare(st->wdb, "ROLLBACK TO job");
+    if (!st->ins_change || !st->idem_get || !st->idem_put || !st->probe || !st->begin ||
+        !st->commit || !st->rollback || !st->savepoint || !st->release || !st->rollback_to) {
         err_set(err, E_INTERNAL, "cannot prepare statements");
         goto fail;
     }
@@ -365,6 +385,12 @@ void store_close(store_t *st)
     sqlite3_finalize(st->idem_get);
     sqlite3_finalize(st->idem_put);
     sqlite3_finalize(st->probe);
+    sqlite3_finalize(st->begin);
+    sqlite3_finalize(st->commit);
+    sqlite3_finalize(st->rollback);
+    sqlite3_finalize(st->savepoint);
+    sqlite3_finalize(st->release);
+    sqlite3_finalize(st->rollback_to);
     if (st->wdb) {
         /* A clean close checkpoints and removes the WAL. */
         sqlite3_close(st->wdb);
@@ -713,15 +739,18 @@ static int run_op(wctx *w, wop *op, buf_t *out, int *status)
         if (found) {
             version++;
             doc_compose(&doc, op->id, version, created, w->now, members, mlen);
-            rc = write_row(w, c->upd, op->id, version, NULL, &doc);
         } else {
             version = 1;
             *status = 201;
             doc_compose(&doc, op->id, version, w->now, w->now, members, mlen);
-            rc = write_row(w, c->ins, op->id, version, w->now, &doc);
         }
-        if (rc == 0 && doc.len > DOC_MAX_BYTES)
+        /* Every check comes before the first write of an op: a job that
+         * fails a check has written nothing (see run_job). */
+        if (doc.len > DOC_MAX_BYTES)
             rc = err_set(&w->job->err, E_PAYLOAD_TOO_LARGE, "the document is over 1 MiB");
+        else
+            rc = write_row(w, found ? c->upd : c->ins, op->id, version, found ? NULL : w->now,
+                           &doc);
         if (rc == 0)
             rc = add_change(w, op->col, op->id, found ? CH_UPDATE : CH_CREATE, version, doc.p,
                             doc.len);
@@ -817,7 +846,16 @@ static int idem_store(wctx *w)
     return rc == SQLITE_DONE ? 0 : db_err(&job->err, w->st->wdb, rc, "idempotency");
 }
 
-/* Runs a job inside its own savepoint. */
+static bool storage_error(err_code code)
+{
+    return code == E_INTERNAL || code == E_UNAVAILABLE || code == E_STORAGE_FULL;
+}
+
+/* Runs one job. A job of several statements that may fail half-way (a
+ * batch, an idempotent request) runs in its own SAVEPOINT and fails alone.
+ * A single op makes every check before its first write, so when it fails a
+ * check nothing was written and no savepoint is needed; when the disk
+ * fails it mid-way, the whole group is rolled back (tx_broken). */
 static void run_job(store_t *st, wjob *job)
 {
     wctx w = {.st = st, .job = job, .tail = &job->changes};
@@ -827,17 +865,22 @@ static void run_job(store_t *st, wjob *job)
 
     if (job->kind == WJ_PROBE) {
         sqlite3_bind_int64(st->probe, 1, time_now_ms());
-        int rc = sqlite3_step(st->probe);
-        sqlite3_reset(st->probe);
-        if (rc != SQLITE_DONE)
+        int rc = step(st->probe);
+        if (rc != SQLITE_OK)
             db_err(&job->err, st->wdb, rc, "health probe");
         return;
     }
-    if (exec(st->wdb, "SAVEPOINT job", &job->err))
-        return;
+    bool sp = job->is_batch || job->idem_key || job->nops > 1;
+    if (sp) {
+        int rc = step(st->savepoint);
+        if (rc != SQLITE_OK) {
+            db_err(&job->err, st->wdb, rc, "savepoint");
+            return;
+        }
+    }
     int rc = 0;
     if (job->idem_key && idem_lookup(&w)) {
-        exec(st->wdb, "RELEASE job", NULL);
+        step(st->release);
         return;
     }
     if (job->is_batch)
@@ -860,17 +903,24 @@ static void run_job(store_t *st, wjob *job)
     if (rc == 0 && job->idem_key)
         rc = idem_store(&w);
     if (rc == 0) {
-        exec(st->wdb, "RELEASE job", NULL);
+        if (sp)
+            step(st->release);
         return;
     }
     /* Fails alone: undo its rows, give back its seqs, drop its changes. */
-    exec(st->wdb, "ROLLBACK TO job; RELEASE job", NULL);
+    if (!job->err.code)
+        err_set(&job->err, E_INTERNAL, "the write failed");
+    if (sp) {
+        step(st->rollback_to);
+        step(st->release);
+    } else if (storage_error(job->err.code)) {
+        st->tx_broken = true;
+        st->broken_code = job->err.code;
+    }
     st->next_seq = seq0;
     free_changes(job->changes);
     job->changes = NULL;
     job->answer.len = 0;
-    if (!job->err.code)
-        err_set(&job->err, E_INTERNAL, "the write failed");
 }
 
 static void prune(store_t *st)
@@ -911,14 +961,22 @@ static void commit_group(store_t *st, wjob *jobs, int n)
     }
     int64_t seq_before = st->next_seq;
     err_t txerr = {0};
-    if (exec(st->wdb, "BEGIN IMMEDIATE", &txerr) == 0) {
+    int rc = step(st->begin);
+    if (rc != SQLITE_OK) {
+        db_err(&txerr, st->wdb, rc, "begin");
+    } else {
+        st->tx_broken = false;
         for (wjob *j = jobs; j; j = j->next)
             if (j->kind != WJ_INDEX)
                 run_job(st, j);
-        int rc = sqlite3_exec(st->wdb, "COMMIT", NULL, NULL, NULL);
+        rc = st->tx_broken ? SQLITE_ABORT : step(st->commit);
         if (rc != SQLITE_OK) {
-            db_err(&txerr, st->wdb, rc, "commit");
-            exec(st->wdb, "ROLLBACK", NULL);
+            if (st->tx_broken)
+                err_set(&txerr, st->broken_code, "a write failed; nothing of its group was kept");
+            else
+                db_err(&txerr, st->wdb, rc, "commit");
+            if (!sqlite3_get_autocommit(st->wdb))
+                step(st->rollback);
         }
     }
     if (txerr.code) {
@@ -1149,28 +1207,31 @@ static void read_list(rjob *job, sqlite3 *db)
     }
     sqlq_bind(s, &q);
     int rc, n = 0;
-    char *next = NULL;
+    json_t *last_key = NULL; /* of the last row sent, for the next cursor */
+    char *last_id = NULL;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (n == job->query.limit) {
-            /* One row more than asked: there is a next page, after the
-             * last row sent. Its key is read again below. */
-            break;
-        }
+        if (n == job->query.limit)
+            break; /* one row more than asked: there is a next page */
         if (n)
             buf_putc(o, ',');
         buf_put(o, sqlite3_column_text(s, 0), (size_t)sqlite3_column_bytes(s, 0));
         n++;
-        free(next);
-        json_t *key = sql_value_json(s, 1);
-        next = query_cursor_encode(&job->query, key, (const char *)sqlite3_column_text(s, 2));
-        json_decref(key);
+        json_decref(last_key);
+        free(last_id);
+        last_key = sql_value_json(s, 1);
+        last_id = xstrdup((const char *)sqlite3_column_text(s, 2));
     }
+    char *next = NULL;
+    if (rc == SQLITE_ROW && last_id)
+        next = query_cursor_encode(&job->query, last_key, last_id);
+    json_decref(last_key);
+    free(last_id);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
         db_err(&job->err, db, rc, "list");
     } else {
         job->count = n;
         buf_printf(o, "],\"seq\":%lld,\"next\":", (long long)seq);
-        if (rc == SQLITE_ROW && next)
+        if (next)
             buf_put_json_str(o, next, strlen(next));
         else
             buf_puts(o, "null");

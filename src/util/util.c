@@ -84,24 +84,40 @@ void buf_putc(buf_t *b, char c) { buf_put(b, &c, 1); }
 
 void buf_printf(buf_t *b, const char *fmt, ...)
 {
+    /* Format into the room there is; only when it does not fit, grow and
+     * format again. */
+    buf_reserve(b, 64);
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    size_t room = b->cap - b->len;
+    int n = vsnprintf(b->p + b->len, room, fmt, ap);
     va_end(ap);
-    if (n < 0)
+    if (n < 0) {
+        b->p[b->len] = '\0';
         return;
-    buf_reserve(b, (size_t)n);
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
+    }
+    if ((size_t)n >= room) {
+        buf_reserve(b, (size_t)n);
+        va_start(ap, fmt);
+        vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
     b->len += (size_t)n;
 }
 
 void buf_put_i64(buf_t *b, int64_t v)
 {
+    /* By hand: snprintf's format interpreter costs more than the digits. */
     char tmp[24];
-    int n = snprintf(tmp, sizeof tmp, "%lld", (long long)v);
-    buf_put(b, tmp, (size_t)n);
+    char *p = tmp + sizeof tmp;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--p = '-';
+    buf_put(b, p, (size_t)(tmp + sizeof tmp - p));
 }
 
 void buf_put_json_str(buf_t *b, const char *s, size_t n)
@@ -169,15 +185,27 @@ uint64_t time_mono_ns(void)
 
 void time_format_rfc3339(int64_t ms, char out[TIME_RFC3339_LEN + 1])
 {
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    char tmp[64]; /* roomy: the compiler cannot see that tm's fields are small */
-    snprintf(tmp, sizeof tmp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-             (tm.tm_year + 1900) % 10000, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-             tm.tm_sec, (int)(ms % 1000));
-    memcpy(out, tmp, TIME_RFC3339_LEN);
-    out[TIME_RFC3339_LEN] = '\0';
+    /* The date and time to the second change once a second: keep them per
+     * thread and write only the milliseconds anew. */
+    static _Thread_local int64_t cached_sec = -1;
+    static _Thread_local char cached[TIME_RFC3339_LEN + 1];
+    int64_t sec = ms / 1000;
+    if (sec != cached_sec) {
+        time_t t = (time_t)sec;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        char tmp[64]; /* roomy: the compiler cannot see that tm's fields are small */
+        snprintf(tmp, sizeof tmp, "%04d-%02d-%02dT%02d:%02d:%02d.000Z",
+                 (tm.tm_year + 1900) % 10000, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                 tm.tm_sec);
+        memcpy(cached, tmp, TIME_RFC3339_LEN + 1);
+        cached_sec = sec;
+    }
+    memcpy(out, cached, TIME_RFC3339_LEN + 1);
+    int m = (int)(ms % 1000);
+    out[20] = (char)('0' + m / 100);
+    out[21] = (char)('0' + m / 10 % 10);
+    out[22] = (char)('0' + m % 10);
 }
 
 static int digits(const char *s, int n, int *out)
