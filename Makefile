@@ -29,6 +29,9 @@ FUZZ_SECONDS ?= 300
 # objects(dir, sources)
 obj = $(patsubst %.c,$(1)/obj/%.o,$(2)) $(patsubst %.c,$(1)/obj/llhttp/%.o,$(LLSRC))
 
+# Keep the objects of chained rules (the fuzzers), so a rebuild is incremental.
+.SECONDARY:
+
 .PHONY: all asan unit fuzz-build fuzz fuzz-smoke test test-unit test-api run deps bench clean
 
 all: build/livedb

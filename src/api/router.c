@@ -42,6 +42,8 @@ static void method_not_allowed(conn_t *c, const char *allow)
 
 /* ------------------------------------------------------------------ query string */
 
+/* On error nothing stays allocated in p: callers return without
+ * params_free. */
 int params_parse(params_t *p, const http_req *r, err_t *err)
 {
     memset(p, 0, sizeof *p);
@@ -56,15 +58,13 @@ int params_parse(params_t *p, const http_req *r, err_t *err)
             const char *eq = memchr(s, '=', (size_t)(stop - s));
             const char *kend = eq ? eq : stop;
             if (p->n == PARAMS_MAX) {
-                buf_free(&k);
-                buf_free(&v);
-                return err_set(err, E_BAD_REQUEST, "more than %d query parameters", PARAMS_MAX);
+                err_set(err, E_BAD_REQUEST, "more than %d query parameters", PARAMS_MAX);
+                goto fail;
             }
             if (http_unescape(s, (size_t)(kend - s), true, &k) ||
                 http_unescape(eq ? eq + 1 : stop, eq ? (size_t)(stop - eq - 1) : 0, true, &v)) {
-                buf_free(&k);
-                buf_free(&v);
-                return err_set(err, E_BAD_REQUEST, "bad percent-encoding in the query string");
+                err_set(err, E_BAD_REQUEST, "bad percent-encoding in the query string");
+                goto fail;
             }
             p->kv[p->n].key = buf_take(&k, NULL);
             p->kv[p->n].value = buf_take(&v, &p->kv[p->n].value_len);
@@ -73,6 +73,11 @@ int params_parse(params_t *p, const http_req *r, err_t *err)
         s = stop + 1;
     }
     return 0;
+fail:
+    buf_free(&k);
+    buf_free(&v);
+    params_free(p);
+    return -1;
 }
 
 void params_free(params_t *p)

@@ -221,6 +221,21 @@ json_t *query_field(const json_t *doc, const char *field)
     }
 }
 
+/* An integer against a real, exactly, as SQLite compares them (converting
+ * the integer to double would call 2^53+1 equal to 2^53). JSON has no NaN. */
+static int int_real_cmp(int64_t i, double r)
+{
+    if (r >= 9223372036854775808.0)
+        return -1;
+    if (r < -9223372036854775808.0)
+        return 1;
+    int64_t t = (int64_t)r; /* in range now; truncates toward zero */
+    if (i != t)
+        return i < t ? -1 : 1;
+    double frac = r - (double)t; /* exact: t is r without its fraction */
+    return frac > 0 ? -1 : frac < 0 ? 1 : 0;
+}
+
 /* Three-way compare of two values of one class; *ok = false when their
  * classes differ (type-strict: then no ordering holds). */
 static int compare(const json_t *a, const json_t *b, bool *ok)
@@ -231,7 +246,11 @@ static int compare(const json_t *a, const json_t *b, bool *ok)
             json_int_t x = json_integer_value(a), y = json_integer_value(b);
             return (x > y) - (x < y);
         }
-        double x = json_number_value(a), y = json_number_value(b);
+        if (json_is_integer(a))
+            return int_real_cmp(json_integer_value(a), json_real_value(b));
+        if (json_is_integer(b))
+            return -int_real_cmp(json_integer_value(b), json_real_value(a));
+        double x = json_real_value(a), y = json_real_value(b);
         return (x > y) - (x < y);
     }
     if (json_is_string(a) && json_is_string(b)) {

@@ -49,9 +49,22 @@ static int on_url(llhttp_t *p, const char *at, size_t n)
     return head_append(in, at, n);
 }
 
+/* Trailer fields (after the last chunk) come through the header callbacks
+ * too. They are counted against the same limit and dropped: appending them
+ * to in->head could move the buffer under the request's pointers. */
+static int trailer(http_in *in, size_t n)
+{
+    in->trailer_len += n;
+    if (in->trailer_len > HTTP_MAX_HEAD)
+        return fail(in, 431, "the trailer section is over 16 KiB");
+    return 0;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t n)
 {
     http_in *in = in_of(p);
+    if (!in->in_head)
+        return trailer(in, n);
     if (in->in_value) {
         if (in->req.nheaders == HTTP_MAX_HEADERS)
             return fail(in, 431, "more than 100 header fields");
@@ -67,6 +80,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n)
 static int on_header_field_complete(llhttp_t *p)
 {
     http_in *in = in_of(p);
+    if (!in->in_head)
+        return 0;
     size_t *o = in->hdr_off[in->req.nheaders - 1];
     o[2] = in->head.len;
     o[3] = 0;
@@ -77,6 +92,8 @@ static int on_header_field_complete(llhttp_t *p)
 static int on_header_value(llhttp_t *p, const char *at, size_t n)
 {
     http_in *in = in_of(p);
+    if (!in->in_head)
+        return trailer(in, n);
     in->hdr_off[in->req.nheaders - 1][3] += n;
     return head_append(in, at, n);
 }
@@ -235,6 +252,14 @@ size_t http_in_feed(http_in *in, const char *data, size_t len, http_event *ev)
         *ev = HTTP_ERROR;
         return used;
     }
+    /* The limit is on every byte of the header section, including the
+     * whitespace llhttp skips without a callback. */
+    if (in->in_head && (in->head_bytes += used) > HTTP_MAX_HEAD) {
+        if (!in->status)
+            fail(in, 431, "the header section is over 16 KiB");
+        *ev = HTTP_ERROR;
+        return used;
+    }
     if (e == HPE_OK) {
         *ev = HTTP_NEED_MORE;
         return len;
@@ -264,6 +289,8 @@ void http_in_next(http_in *in)
     in->prev = 0;
     in->head_started = false;
     in->crlf_seen = 2;
+    in->head_bytes = 0;
+    in->trailer_len = 0;
     in->head.len = 0;
     in->body.len = 0;
     /* A large body buffer is not kept for the next request. */
@@ -328,6 +355,7 @@ int http_unescape(const char *s, size_t n, bool plus, buf_t *out)
 {
     out->len = 0;
     buf_reserve(out, n);
+    out->p[0] = '\0';
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         if (c == '%') {

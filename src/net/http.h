@@ -62,6 +62,8 @@ typedef struct http_in {
     const char *reason;  /* with HTTP_ERROR: for the answer */
     size_t hdr_off[HTTP_MAX_HEADERS][4]; /* name/value offsets into head */
     size_t url_len;
+    size_t head_bytes;   /* every byte of this request's head, skipped or not */
+    size_t trailer_len;  /* bytes of trailer fields (counted, then dropped) */
     bool head_started;   /* some bytes of a request have arrived */
     /* Chunk framing, checked by us: llhttp 8 skips what follows chunk
      * data up to the next LF instead of requiring CRLF there. */

@@ -67,6 +67,7 @@ void buf_reserve(buf_t *b, size_t extra)
         cap *= 2;
     b->p = xrealloc(b->p, cap);
     b->cap = cap;
+    b->p[b->len] = '\0';
 }
 
 void buf_put(buf_t *b, const void *data, size_t n)
