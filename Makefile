@@ -8,14 +8,14 @@
 #   make bench   benchmarks side by side with Redis and PostgreSQL
 
 CC      ?= cc
-PKGS    := libuv jansson sqlite3 libsodium
+PKGS    := libuv jansson sqlite3 libsodium nettle
 LLHTTP  := /usr/share/llhttp
 CPPFLAGS := -D_GNU_SOURCE -I/usr/share/include/llhttp $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 WARN    := -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes -Wvla -Wformat=2 \
            -Wno-unused-parameter -Werror
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -pthread
-LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread -lm
+LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lwslay -pthread -lm
 
 SRC     := $(shell find src -name '*.c' | sort)
 LIBSRC  := $(filter-out src/main.c,$(SRC))

@@ -29,6 +29,7 @@ static const char usage[] =
     "usage: livedb serve [--data DIR] [--listen HOST:PORT] [--demo]\n"
     "                    [--retain-changes N] [--feed-memory N] [--header-timeout S]\n"
     "                    [--idle-timeout S] [--auto-index N] [--no-access-log]\n"
+    "                    [--allow-origin ORIGIN]... [--ws-ping S] [--ws-max-pending BYTES]\n"
     "       livedb export [--data DIR] [--out FILE]\n"
     "       livedb import FILE [--data DIR] [--collection C] [--batch N] [--dry-run]\n"
     "       livedb help | --version\n"
@@ -41,7 +42,12 @@ static const char usage[] =
     "  --header-timeout S    drop clients that take longer to send headers (default 10)\n"
     "  --idle-timeout S      close idle keep-alive connections (default 60)\n"
     "  --auto-index N        automatic indexes per collection (default 16)\n"
-    "  --no-access-log       no log line per request\n";
+    "  --no-access-log       no log line per request\n"
+    "  --allow-origin ORIGIN a web page origin (https://host:port) that may open realtime\n"
+    "                        connections besides the server's own; repeatable\n"
+    "  --ws-ping S           realtime ping interval; 3x silent: closed (default 15)\n"
+    "  --ws-max-pending B    unsent bytes past which a realtime reader is closed with\n"
+    "                        4008 (default 8388608)\n";
 
 typedef struct serve_opts {
     const char *data;
@@ -53,6 +59,10 @@ typedef struct serve_opts {
     double header_timeout, idle_timeout;
     int auto_index;
     bool access_log;
+    const char *origins[16];
+    int norigins;
+    int ws_ping;
+    int64_t ws_max_pending;
 } serve_opts;
 
 __attribute__((format(printf, 1, 2))) static int bad_usage(const char *fmt, ...)
@@ -99,7 +109,8 @@ static int parse_serve(int argc, char **argv, serve_opts *o)
 {
     *o = (serve_opts){.data = "./data", .host = "127.0.0.1", .port = 8080,
                       .retain = 1000000, .feed_memory = 65536, .header_timeout = 10,
-                      .idle_timeout = 60, .auto_index = 16, .access_log = true};
+                      .idle_timeout = 60, .auto_index = 16, .access_log = true,
+                      .ws_ping = 15, .ws_max_pending = 8 * 1024 * 1024};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -136,6 +147,22 @@ static int parse_serve(int argc, char **argv, serve_opts *o)
             if (parse_num(v, 1, 86400, &n))
                 return bad_usage("--idle-timeout takes seconds from 1 to 86400, not '%s'", v);
             o->idle_timeout = (double)n;
+        } else if (strcmp(a, "--allow-origin") == 0) {
+            if (o->norigins == (int)ARRAY_LEN(o->origins))
+                return bad_usage("at most %d --allow-origin", (int)ARRAY_LEN(o->origins));
+            if (!strstr(v, "://") || v[strlen(v) - 1] == '/')
+                return bad_usage("--allow-origin takes an origin like https://shop.example:8443,"
+                                 " not '%s'", v);
+            o->origins[o->norigins++] = v;
+        } else if (strcmp(a, "--ws-ping") == 0) {
+            if (parse_num(v, 1, 3600, &n))
+                return bad_usage("--ws-ping takes seconds from 1 to 3600, not '%s'", v);
+            o->ws_ping = (int)n;
+        } else if (strcmp(a, "--ws-max-pending") == 0) {
+            if (parse_num(v, 4096, (int64_t)1 << 32, &n))
+                return bad_usage("--ws-max-pending takes bytes from 4096 to 4294967296, not '%s'",
+                                 v);
+            o->ws_max_pending = n;
         } else if (strcmp(a, "--auto-index") == 0) {
             if (parse_num(v, 0, 64, &n))
                 return bad_usage("--auto-index takes a number from 0 to 64, not '%s'", v);
@@ -250,6 +277,9 @@ static int cmd_serve(int argc, char **argv)
     }
     app->feed = feed_new((size_t)o.feed_memory);
     api_init(app);
+    realtime_opts ro = {.ping_seconds = o.ws_ping, .max_pending = (size_t)o.ws_max_pending,
+                        .origins = o.origins, .norigins = o.norigins};
+    realtime_init(app, &ro);
     log_access_start(loop, o.access_log);
 
     server_opts sv = {.host = o.host, .port = o.port, .header_timeout = o.header_timeout,
@@ -262,6 +292,7 @@ static int cmd_serve(int argc, char **argv)
         store_drain(app->store, NULL, NULL);
         log_access_stop();
         uv_run(loop, UV_RUN_NOWAIT);
+        realtime_free(app);
         store_close(app->store);
         feed_free(app->feed);
         free(rt);
@@ -287,6 +318,7 @@ static int cmd_serve(int argc, char **argv)
 
     uv_run(loop, UV_RUN_DEFAULT);
 
+    realtime_free(app);
     store_close(app->store);
     feed_free(app->feed);
     server_free(app->server);

@@ -30,6 +30,14 @@ typedef enum access { ACCESS_READ, ACCESS_CREATE, ACCESS_UPDATE, ACCESS_DELETE }
 
 typedef struct sse_stream sse_stream;
 typedef struct long_poll long_poll;
+struct realtime;
+
+typedef struct realtime_opts {
+    int ping_seconds;       /* server ping interval; silent for 3x this: closed */
+    size_t max_pending;     /* output bytes past which a live reader gets 4008 */
+    const char *const *origins; /* --allow-origin values */
+    int norigins;
+} realtime_opts;
 
 typedef struct app {
     uv_loop_t *loop;
@@ -45,6 +53,9 @@ typedef struct app {
 
     /* health.c */
     struct health_state *health;
+
+    /* realtime.c */
+    struct realtime *rt;
 } app_t;
 
 /* Parsed query string: decoded key/value pairs. */
@@ -81,6 +92,12 @@ void health_get(app_t *app, conn_t *c, http_req *req);
 void metrics_get(app_t *app, conn_t *c, http_req *req);
 void health_init(app_t *app);
 void health_shutdown(app_t *app);
+void realtime_init(app_t *app, const realtime_opts *o);
+void realtime_upgrade(app_t *app, conn_t *c, http_req *req);
+void realtime_on_commit(app_t *app, change_t *list);
+/* Closes every WebSocket with 1001; realtime_free after the loop ends. */
+void realtime_shutdown(app_t *app);
+void realtime_free(app_t *app);
 
 /* Shared helpers. */
 void respond_err(conn_t *c, err_t *e);

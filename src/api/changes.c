@@ -389,6 +389,7 @@ void changes_on_commit(void *appv, change_t *list)
     app_t *app = appv;
     feed_append(app->feed, list);
     metrics_gauge_set(M_FEED_LAST_SEQ, feed_last(app->feed));
+    realtime_on_commit(app, list);
 }
 
 void changes_init(app_t *app)

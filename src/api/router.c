@@ -5,6 +5,7 @@
  *   GET    /v1/health                    health.c
  *   GET    /metrics                      health.c
  *   GET    /v1/changes                   changes.c
+ *   GET    /v1/realtime (WebSocket)      realtime.c
  *   POST   /v1/batch                     docs.c
  *   GET    /v1/c/COL          POST       docs.c
  *   GET    /v1/c/COL/ID       PUT PATCH DELETE   docs.c
@@ -182,6 +183,12 @@ void api_handle(void *appv, conn_t *c, http_req *req)
             return method_not_allowed(c, "GET");
         return changes_get(app, c, req);
     }
+    if (n == 2 && strcmp(seg[1], "realtime") == 0) {
+        conn_set_route(c, ROUTE_REALTIME);
+        if (m != HTTP_GET)
+            return method_not_allowed(c, "GET");
+        return realtime_upgrade(app, c, req);
+    }
     if (n == 2 && strcmp(seg[1], "batch") == 0) {
         conn_set_route(c, ROUTE_BATCH);
         if (m != HTTP_POST)
@@ -239,6 +246,8 @@ void api_init(app_t *app)
 void api_shutdown(app_t *app)
 {
     app->shutting_down = true;
+    if (app->rt)
+        realtime_shutdown(app);
     changes_shutdown(app);
     health_shutdown(app);
 }

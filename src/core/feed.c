@@ -54,6 +54,28 @@ change_t *change_new(int64_t seq, const char *col, const char *id, change_op op,
     return ch;
 }
 
+void change_set_prev(change_t *ch, const char *prev, size_t len)
+{
+    free(ch->prev);
+    ch->prev = prev ? xstrndup(prev, len) : NULL;
+    ch->prev_len = prev ? len : 0;
+}
+
+void change_docs(change_t *ch, const json_t **doc, const json_t **prev)
+{
+    if (!ch->parsed) {
+        /* Stored text the writer composed: valid JSON, parsed without
+         * the checks a client's text needs. */
+        if (ch->doc)
+            ch->jdoc = json_loadb(ch->doc, ch->doc_len, 0, NULL);
+        if (ch->prev)
+            ch->jprev = json_loadb(ch->prev, ch->prev_len, 0, NULL);
+        ch->parsed = true;
+    }
+    *doc = ch->jdoc;
+    *prev = ch->jprev;
+}
+
 change_t *change_ref(change_t *ch)
 {
     ch->refs++;
@@ -67,6 +89,9 @@ void change_unref(change_t *ch)
     free(ch->col);
     free(ch->id);
     free(ch->json);
+    free(ch->prev);
+    json_decref(ch->jdoc);
+    json_decref(ch->jprev);
     free(ch);
 }
 

@@ -11,8 +11,11 @@
 #ifndef LIVEDB_FEED_H
 #define LIVEDB_FEED_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <jansson.h>
 
 typedef enum change_op { CH_CREATE, CH_UPDATE, CH_DELETE } change_op;
 
@@ -28,12 +31,24 @@ typedef struct change {
     char at[25];
     char *json;      /* {"seq":..,"col":..,"id":..,"op":..,"version":..,"doc":..,"at":..} */
     size_t json_len;
+    /* The document as it was before this change (NULL on create): what a
+     * subscriber's filter and read rule saw, so that "added", "modified"
+     * and "removed" can be told apart without per-subscriber state. */
+    char *prev;
+    size_t prev_len;
+    /* Parsed doc and prev, made on first use by change_docs (loop thread). */
+    json_t *jdoc, *jprev;
+    bool parsed;
     struct change *next; /* list link while owned by a write job */
 } change_t;
 
 /* Builds a change; doc may be NULL (delete). */
 change_t *change_new(int64_t seq, const char *col, const char *id, change_op op,
                      int64_t version, const char *doc, size_t doc_len, const char *at);
+/* Sets the previous version's text (copied). */
+void change_set_prev(change_t *ch, const char *prev, size_t len);
+/* The parsed document and previous version (borrowed; NULL when absent). */
+void change_docs(change_t *ch, const json_t **doc, const json_t **prev);
 change_t *change_ref(change_t *ch);
 void change_unref(change_t *ch);
 const char *change_op_name(change_op op);

@@ -69,22 +69,66 @@ static bool is_scalar(const json_t *v)
     return json_is_string(v) || json_is_number(v) || json_is_boolean(v) || json_is_null(v);
 }
 
-int query_add_where(query_t *q, const char *s, size_t n, err_t *err)
+/* Checks that v suits op; NULL when it does, else why not. */
+static const char *value_fits(int op, const json_t *v)
+{
+    if (op == Q_IN) {
+        if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > QUERY_MAX_IN)
+            return "in takes an array of 1-100 values";
+        for (size_t i = 0; i < json_array_size(v); i++)
+            if (!is_scalar(json_array_get(v, i)))
+                return "in takes an array of scalars";
+        return NULL;
+    }
+    if (op == Q_LT || op == Q_LE || op == Q_GT || op == Q_GE)
+        return json_is_string(v) || json_is_number(v)
+                   ? NULL
+                   : "lt, le, gt and ge compare with a string or a number";
+    return is_scalar(v) ? NULL : "this operator takes a scalar (string, number, boolean or null)";
+}
+
+static int find_op(const char *name, size_t n)
+{
+    for (size_t i = 0; i < ARRAY_LEN(op_names); i++)
+        if (strlen(op_names[i]) == n && memcmp(op_names[i], name, n) == 0)
+            return (int)i;
+    return -1;
+}
+
+int query_add_cond(query_t *q, const char *field, size_t flen, const char *opname, size_t oplen,
+                   json_t *v, err_t *err)
 {
     if (q->nconds == QUERY_MAX_CONDS)
         return err_set(err, E_BAD_REQUEST, "at most %d where clauses", QUERY_MAX_CONDS);
+    if (query_check_field(field, flen, err))
+        return -1;
+    int op = find_op(opname, oplen);
+    if (op < 0)
+        return err_set(err, E_BAD_REQUEST,
+                       "unknown where operator (use eq, ne, lt, le, gt, ge, in, contains)");
+    const char *why = value_fits(op, v);
+    if (why)
+        return err_set(err, E_BAD_REQUEST, "where %.*s: %s", (int)flen, field, why);
+    qcond *c = &q->conds[q->nconds++];
+    memcpy(c->field, field, flen);
+    c->field[flen] = '\0';
+    c->op = (qop)op;
+    c->value = json_incref(v);
+    return 0;
+}
+
+int query_add_where(query_t *q, const char *s, size_t n, err_t *err)
+{
     const char *c1 = memchr(s, ':', n);
     const char *c2 = c1 ? memchr(c1 + 1, ':', (size_t)(s + n - c1 - 1)) : NULL;
     if (!c2)
         return err_set(err, E_BAD_REQUEST, "where must be FIELD:OP:JSON");
     size_t flen = (size_t)(c1 - s), oplen = (size_t)(c2 - c1 - 1);
+    if (q->nconds == QUERY_MAX_CONDS)
+        return err_set(err, E_BAD_REQUEST, "at most %d where clauses", QUERY_MAX_CONDS);
     if (query_check_field(s, flen, err))
         return -1;
-    int op = -1;
-    for (size_t i = 0; i < ARRAY_LEN(op_names); i++)
-        if (strlen(op_names[i]) == oplen && memcmp(op_names[i], c1 + 1, oplen) == 0)
-            op = (int)i;
-    if (op < 0)
+    if (find_op(c1 + 1, oplen) < 0)
         return err_set(err, E_BAD_REQUEST,
                        "unknown where operator (use eq, ne, lt, le, gt, ge, in, contains)");
     const char *vtext = c2 + 1;
@@ -97,30 +141,9 @@ int query_add_where(query_t *q, const char *s, size_t n, err_t *err)
         err_clear(&perr);
         return -1;
     }
-    const char *why = NULL;
-    if (op == Q_IN) {
-        if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > QUERY_MAX_IN)
-            why = "in takes an array of 1-100 values";
-        else
-            for (size_t i = 0; i < json_array_size(v); i++)
-                if (!is_scalar(json_array_get(v, i)))
-                    why = "in takes an array of scalars";
-    } else if (op == Q_LT || op == Q_LE || op == Q_GT || op == Q_GE) {
-        if (!json_is_string(v) && !json_is_number(v))
-            why = "lt, le, gt and ge compare with a string or a number";
-    } else if (!is_scalar(v)) {
-        why = "this operator takes a scalar (string, number, boolean or null)";
-    }
-    if (why) {
-        json_decref(v);
-        return err_set(err, E_BAD_REQUEST, "where %.*s: %s", (int)flen, s, why);
-    }
-    qcond *c = &q->conds[q->nconds++];
-    memcpy(c->field, s, flen);
-    c->field[flen] = '\0';
-    c->op = (qop)op;
-    c->value = v;
-    return 0;
+    int rc = query_add_cond(q, s, flen, c1 + 1, oplen, v, err);
+    json_decref(v);
+    return rc;
 }
 
 int query_set_order(query_t *q, const char *s, size_t n, err_t *err)

@@ -50,6 +50,10 @@ void query_free(query_t *q);
 /* Field path check: dotted names, each [A-Za-z_][A-Za-z0-9_]*. */
 int query_check_field(const char *f, size_t n, err_t *err);
 
+/* One condition from its parts (the realtime protocol's [field, op, value]);
+ * v is borrowed (a reference is taken). */
+int query_add_cond(query_t *q, const char *field, size_t flen, const char *opname, size_t oplen,
+                   json_t *v, err_t *err);
 /* "FIELD:OP:JSON", already percent-decoded. */
 int query_add_where(query_t *q, const char *s, size_t n, err_t *err);
 /* "FIELD" or "-FIELD". */

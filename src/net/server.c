@@ -24,6 +24,8 @@
 
 #define INBUF_MAX (HTTP_MAX_BODY + HTTP_MAX_HEAD + 64 * 1024)
 #define LINGER_MS 2000
+#define RAW_RBUF (64 * 1024)
+#define RAW_LOW_WATER (256 * 1024) /* on_drain below this many bytes */
 
 typedef enum { T_NONE, T_HEADER, T_BODY, T_IDLE, T_LINGER } tmode;
 
@@ -41,7 +43,7 @@ struct conn {
     bool eof;
     bool reading;
     tmode mode;
-    http_in in;
+    http_in *in;       /* NULL once upgraded */
     buf_t inbuf;
     size_t inpos;
     size_t write_pending;
@@ -53,11 +55,21 @@ struct conn {
     void (*on_stream_close)(conn_t *c, void *ctx);
     void *stream_ctx;
     conn_t *prev, *next;
+    /* Upgraded (WebSocket): the handler's callbacks and the output being
+     * gathered for the next writev. */
+    const conn_raw_cb *raw;
+    void *raw_ctx;
+    struct outq *out;
+    conn_t *dirty_next;
+    bool dirty;
 };
 
 struct server {
     uv_loop_t *loop;
     uv_tcp_t listener;
+    uv_check_t flusher; /* writes the gathered output of upgraded connections */
+    conn_t *dirty;      /* upgraded connections with output to write */
+    char *rbuf;         /* the read buffer every upgraded connection shares */
     bool listening;
     server_opts opts;
     server_handler handler;
@@ -76,12 +88,18 @@ conn_t *conn_ref(conn_t *c)
     return c;
 }
 
+static void raw_free(conn_t *c);
+
 void conn_unref(conn_t *c)
 {
     if (--c->refs > 0)
         return;
-    http_in_free(&c->in);
+    if (c->in) {
+        http_in_free(c->in);
+        free(c->in);
+    }
     buf_free(&c->inbuf);
+    raw_free(c);
     free(c);
 }
 
@@ -121,7 +139,7 @@ void conn_close(conn_t *c)
 static void on_timer(uv_timer_t *t)
 {
     conn_t *c = t->data;
-    if (c->mode == T_HEADER && c->in.head_started)
+    if (c->mode == T_HEADER && c->in->head_started)
         log_msg(LOG_INFO, "dropped %s: headers not complete within %.0f s", c->remote,
                 c->srv->opts.header_timeout);
     conn_close(c);
@@ -238,10 +256,10 @@ static void access_log(conn_t *c, int status, size_t bytes)
     buf_puts(&b, "\",\"remote\":\"");
     buf_puts(&b, c->remote);
     buf_puts(&b, "\",\"method\":\"");
-    buf_puts(&b, llhttp_method_name((llhttp_method_t)c->in.req.method));
+    buf_puts(&b, llhttp_method_name((llhttp_method_t)c->in->req.method));
     buf_puts(&b, "\",\"path\":");
-    buf_put_json_str(&b, c->in.req.path ? c->in.req.path : "",
-                     c->in.req.path ? c->in.req.path_len : 0);
+    buf_put_json_str(&b, c->in->req.path ? c->in->req.path : "",
+                     c->in->req.path ? c->in->req.path_len : 0);
     buf_puts(&b, ",\"route\":\"");
     buf_puts(&b, route_name(c->route));
     buf_puts(&b, "\",\"status\":");
@@ -290,7 +308,7 @@ static char *format_head(conn_t *c, int status, const char *ctype, const char *h
 static void finish_request(conn_t *c)
 {
     c->busy = false;
-    http_in_next(&c->in);
+    http_in_next(c->in);
     if (c->closing)
         return;
     if (c->close_after_write) {
@@ -310,12 +328,12 @@ void conn_respond_buf(conn_t *c, int status, const char *ctype, const char *head
         buf_free(body);
         return;
     }
-    if (!c->in.req.keep_alive)
+    if (!c->in->req.keep_alive)
         c->close_after_write = true;
     size_t blen = body ? body->len : 0;
     char *b = body && body->p ? buf_take(body, NULL) : NULL;
     size_t hlen;
-    bool head_only = c->in.req.method == HTTP_HEAD;
+    bool head_only = c->in->req.method == HTTP_HEAD;
     char *h = format_head(c, status, ctype, headers, (long long)blen, &hlen);
     access_log(c, status, blen);
     if (head_only) {
@@ -385,12 +403,214 @@ void conn_stream_write(conn_t *c, const char *data, size_t len)
     write_owned(c, xstrndup(data, len), len, NULL, 0);
 }
 
+/* ------------------------------------------------------------------ upgraded */
+
+/* Output of an upgraded connection, gathered during one loop turn and
+ * written with one writev: small pieces are copied into `bytes`, large
+ * shared ones (documents that go to many connections) are referenced and
+ * released when the write completes. */
+typedef struct outseg {
+    const char *ref;  /* NULL: bytes[off, off+len) */
+    size_t off, len;
+    void (*release)(void *owner);
+    void *owner;
+} outseg;
+
+typedef struct outq {
+    buf_t bytes;
+    outseg *segs;
+    int n, cap;
+    size_t len;
+} outq;
+
+typedef struct rawwrite {
+    uv_write_t req;
+    conn_t *c;
+    outq q;
+} rawwrite;
+
+static void outq_release(outq *q)
+{
+    for (int i = 0; i < q->n; i++)
+        if (q->segs[i].release)
+            q->segs[i].release(q->segs[i].owner);
+    buf_free(&q->bytes);
+    free(q->segs);
+    memset(q, 0, sizeof *q);
+}
+
+static void raw_free(conn_t *c)
+{
+    if (c->out) {
+        outq_release(c->out);
+        free(c->out);
+        c->out = NULL;
+    }
+}
+
+static outseg *outq_seg(outq *q)
+{
+    if (q->n == q->cap) {
+        q->cap = q->cap ? q->cap * 2 : 8;
+        q->segs = xrealloc(q->segs, (size_t)q->cap * sizeof *q->segs);
+    }
+    return &q->segs[q->n++];
+}
+
+static void mark_dirty(conn_t *c)
+{
+    if (c->dirty)
+        return;
+    c->dirty = true;
+    c->dirty_next = c->srv->dirty;
+    c->srv->dirty = conn_ref(c);
+}
+
+void conn_out_copy(conn_t *c, const void *p, size_t n)
+{
+    if (c->closing || !n)
+        return;
+    if (!c->out)
+        c->out = xcalloc(1, sizeof *c->out);
+    outq *q = c->out;
+    outseg *last = q->n ? &q->segs[q->n - 1] : NULL;
+    if (last && !last->ref && last->off + last->len == q->bytes.len)
+        last->len += n; /* extends the copied piece before it */
+    else
+        *outq_seg(q) = (outseg){.off = q->bytes.len, .len = n};
+    buf_put(&q->bytes, p, n);
+    q->len += n;
+    mark_dirty(c);
+}
+
+void conn_out_ref(conn_t *c, const void *p, size_t n, void (*release)(void *), void *owner)
+{
+    if (c->closing || !n) {
+        release(owner);
+        return;
+    }
+    if (!c->out)
+        c->out = xcalloc(1, sizeof *c->out);
+    *outq_seg(c->out) = (outseg){.ref = p, .len = n, .release = release, .owner = owner};
+    c->out->len += n;
+    mark_dirty(c);
+}
+
+size_t conn_out_pending(const conn_t *c)
+{
+    return c->write_pending + (c->out ? c->out->len : 0);
+}
+
+static void on_raw_write(uv_write_t *req, int status)
+{
+    rawwrite *w = (rawwrite *)req;
+    conn_t *c = w->c;
+    c->write_pending -= w->q.len;
+    outq_release(&w->q);
+    free(w);
+    if (status < 0) {
+        conn_close(c);
+    } else if (c->close_after_write && !c->write_pending && !(c->out && c->out->len)) {
+        conn_close(c);
+    } else if (!c->closing && c->raw->on_drain && conn_out_pending(c) < RAW_LOW_WATER) {
+        c->raw->on_drain(c, c->raw_ctx);
+    }
+    conn_unref(c);
+}
+
+static void raw_flush(conn_t *c)
+{
+    outq *q = c->out;
+    if (c->closing || !q || !q->n)
+        return;
+    rawwrite *w = xmalloc(sizeof *w);
+    w->c = conn_ref(c);
+    w->q = *q;
+    memset(q, 0, sizeof *q);
+    uv_buf_t stackbufs[64];
+    uv_buf_t *bufs = w->q.n <= 64 ? stackbufs : xmalloc((size_t)w->q.n * sizeof *bufs);
+    for (int i = 0; i < w->q.n; i++) {
+        outseg *g = &w->q.segs[i];
+        bufs[i] = uv_buf_init(g->ref ? (char *)g->ref : w->q.bytes.p + g->off, (unsigned)g->len);
+    }
+    c->write_pending += w->q.len;
+    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, (unsigned)w->q.n, on_raw_write);
+    if (bufs != stackbufs)
+        free(bufs);
+    if (rc != 0) {
+        c->write_pending -= w->q.len;
+        outq_release(&w->q);
+        free(w);
+        conn_close(c);
+        conn_unref(c);
+    }
+}
+
+static void on_flush(uv_check_t *h)
+{
+    server_t *s = h->data;
+    conn_t *c = s->dirty;
+    s->dirty = NULL;
+    while (c) {
+        conn_t *next = c->dirty_next;
+        c->dirty = false;
+        c->dirty_next = NULL;
+        raw_flush(c);
+        conn_unref(c);
+        c = next;
+    }
+}
+
+void conn_close_after_output(conn_t *c)
+{
+    if (c->closing)
+        return;
+    c->close_after_write = true;
+    if (!c->write_pending && !(c->out && c->out->len))
+        conn_close(c);
+}
+
+void conn_upgrade(conn_t *c, const char *headers, const conn_raw_cb *cb, void *ctx)
+{
+    size_t hlen;
+    char *h = format_head(c, 101, NULL, headers, -1, &hlen);
+    access_log(c, 101, 0);
+    c->streaming = true;
+    c->busy = false;
+    set_mode(c, T_NONE);
+    c->raw = cb;
+    c->raw_ctx = ctx;
+    c->on_stream_close = cb->on_close;
+    c->stream_ctx = ctx;
+    conn_out_copy(c, h, hlen);
+    free(h);
+    /* Bytes the client sent right after its request are already frames. */
+    buf_t rest = {0};
+    if (c->inpos < c->inbuf.len)
+        buf_put(&rest, c->inbuf.p + c->inpos, c->inbuf.len - c->inpos);
+    http_in_free(c->in);
+    free(c->in);
+    c->in = NULL;
+    buf_free(&c->inbuf);
+    c->inpos = 0;
+    if (!c->reading && !c->eof)
+        read_start(c);
+    if (rest.len)
+        cb->on_data(c, ctx, rest.p, rest.len);
+    buf_free(&rest);
+}
+
 /* ------------------------------------------------------------------ reading */
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
 {
     conn_t *c = h->data;
     (void)suggested;
+    if (c->raw) {
+        /* Consumed before the next read of any connection: share one. */
+        *out = uv_buf_init(c->srv->rbuf, RAW_RBUF);
+        return;
+    }
     if (c->mode == T_LINGER || c->streaming) {
         /* Drop what arrives: reuse the start of the buffer. */
         c->inbuf.len = c->inpos = 0;
@@ -402,7 +622,13 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 {
     conn_t *c = s->data;
-    (void)b;
+    if (c->raw) {
+        if (nread < 0)
+            conn_close(c);
+        else if (nread > 0)
+            c->raw->on_data(c, c->raw_ctx, b->base, (size_t)nread);
+        return;
+    }
     if (nread < 0) {
         c->eof = true;
         uv_read_stop(s);
@@ -438,15 +664,15 @@ static void read_start(conn_t *c)
 static void respond_parse_error(conn_t *c)
 {
     err_t e = {0};
-    err_code code = c->in.status == 413   ? E_PAYLOAD_TOO_LARGE
-                    : c->in.status == 431 ? E_HEADERS_TOO_LARGE
+    err_code code = c->in->status == 413   ? E_PAYLOAD_TOO_LARGE
+                    : c->in->status == 431 ? E_HEADERS_TOO_LARGE
                                           : E_BAD_REQUEST;
-    err_set(&e, code, "%s", c->in.reason ? c->in.reason : "malformed HTTP request");
+    err_set(&e, code, "%s", c->in->reason ? c->in->reason : "malformed HTTP request");
     c->busy = true;
     c->t_req = time_mono_ns();
     c->route = ROUTE_NONE;
     c->close_after_write = true;
-    c->in.req.keep_alive = false;
+    c->in->req.keep_alive = false;
     conn_respond_error(c, &e, NULL);
     err_clear(&e);
 }
@@ -461,16 +687,16 @@ static void process(conn_t *c)
            (c->inpos < c->inbuf.len || kick)) {
         kick = false;
         http_event ev;
-        size_t n = http_in_feed(&c->in, c->inbuf.p + c->inpos, c->inbuf.len - c->inpos, &ev);
+        size_t n = http_in_feed(c->in, c->inbuf.p + c->inpos, c->inbuf.len - c->inpos, &ev);
         c->inpos += n;
         if (ev == HTTP_NEED_MORE) {
-            if (c->mode == T_IDLE && c->in.head_started)
+            if (c->mode == T_IDLE && c->in->head_started)
                 set_mode(c, T_HEADER);
             break;
         }
         if (ev == HTTP_HEAD_DONE) {
             set_mode(c, T_BODY);
-            if (c->in.req.expect_continue)
+            if (c->in->req.expect_continue)
                 write_owned(c, xstrdup("HTTP/1.1 100 Continue\r\n\r\n"), 25, NULL, 0);
             kick = true;
             continue;
@@ -484,7 +710,7 @@ static void process(conn_t *c)
         c->busy = true;
         c->t_req = time_mono_ns();
         c->route = ROUTE_NONE;
-        c->srv->handler(c->srv->app, c, &c->in.req);
+        c->srv->handler(c->srv->app, c, &c->in->req);
     }
     c->in_process = false;
     if (c->closing)
@@ -522,7 +748,8 @@ static void on_connection(uv_stream_t *l, int status)
     uv_timer_init(s->loop, &c->timer);
     c->tcp.data = c->timer.data = c;
     c->handles_open = 2;
-    http_in_init(&c->in);
+    c->in = xmalloc(sizeof *c->in);
+    http_in_init(c->in);
     c->next = &s->conns;
     c->prev = s->conns.prev;
     s->conns.prev->next = c;
@@ -584,6 +811,11 @@ int server_start(server_t **out, uv_loop_t *loop, const server_opts *opts, serve
         return -1;
     }
     s->listening = true;
+    s->rbuf = xmalloc(RAW_RBUF);
+    uv_check_init(loop, &s->flusher);
+    s->flusher.data = s;
+    uv_check_start(&s->flusher, on_flush);
+    uv_unref((uv_handle_t *)&s->flusher);
     struct sockaddr_storage bound;
     int blen = sizeof bound;
     uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &blen);
@@ -605,6 +837,12 @@ void server_close_all(server_t *s)
 {
     while (s->conns.next != &s->conns)
         conn_close(s->conns.next);
+    on_flush(&s->flusher); /* drops the references of the dirty list */
+    uv_close((uv_handle_t *)&s->flusher, NULL);
 }
 
-void server_free(server_t *s) { free(s); }
+void server_free(server_t *s)
+{
+    free(s->rbuf);
+    free(s);
+}

@@ -78,4 +78,31 @@ size_t conn_pending_bytes(const conn_t *c);
 /* Closes the connection (after queued writes). */
 void conn_close(conn_t *c);
 
+/* ------------------------------------------------------------------ upgraded */
+
+/* An upgraded connection (WebSocket) is a byte stream. Every callback runs
+ * on the loop thread; on_data gets bytes that are valid only during the
+ * call (the read buffer is shared by every upgraded connection). */
+typedef struct conn_raw_cb {
+    void (*on_data)(conn_t *c, void *ctx, const char *data, size_t len);
+    /* The output fell below 256 KiB after a write: room for more. */
+    void (*on_drain)(conn_t *c, void *ctx);
+    /* The connection closed (once). */
+    void (*on_close)(conn_t *c, void *ctx);
+} conn_raw_cb;
+
+/* Answers the current request with 101 Switching Protocols (headers: the
+ * extra header lines) and hands the connection to cb. */
+void conn_upgrade(conn_t *c, const char *headers, const conn_raw_cb *cb, void *ctx);
+/* Queues bytes (copied). Queued output goes out with one writev per
+ * connection at the end of the loop turn. */
+void conn_out_copy(conn_t *c, const void *p, size_t n);
+/* Queues bytes without copying them: release(owner) runs once they are
+ * written or dropped. */
+void conn_out_ref(conn_t *c, const void *p, size_t n, void (*release)(void *), void *owner);
+/* Bytes queued or being written. */
+size_t conn_out_pending(const conn_t *c);
+/* Closes once everything queued is written. */
+void conn_close_after_output(conn_t *c);
+
 #endif

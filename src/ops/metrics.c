@@ -23,8 +23,15 @@ static const mdef defs[M__COUNT] = {
                         {0}},
     [M_FEED_LAST_SEQ] = {"livedb_feed_last_seq", "Seq of the newest committed change.", GAUGE,
                          {0}},
+    [M_WS_SESSIONS] = {"livedb_realtime_connections", "Open WebSocket connections.", GAUGE, {0}},
+    [M_WS_SUBS] = {"livedb_realtime_subscriptions", "Open realtime subscriptions.", GAUGE, {0}},
     [M_CHANGES_COMMITTED] = {"livedb_changes_committed_total", "Changes committed.", COUNTER,
                              {0}},
+    [M_WS_MESSAGES_OUT] = {"livedb_realtime_messages_total",
+                           "Realtime messages sent (snapshots, changes, answers).", COUNTER, {0}},
+    [M_WS_SLOW_CLOSED] = {"livedb_realtime_slow_closed_total",
+                          "WebSocket connections closed with 4008 for reading too slowly.",
+                          COUNTER, {0}},
     [M_REQUEST_SECONDS] = {"livedb_http_request_duration_seconds",
                            "Time from a whole request to its answer.", HISTOGRAM,
                            {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -52,7 +59,7 @@ static const char *const route_names[ROUTE__COUNT] = {
     [ROUTE_DOC_DELETE] = "doc_delete", [ROUTE_LIST] = "list",
     [ROUTE_CREATE] = "create",     [ROUTE_BATCH] = "batch",
     [ROUTE_CHANGES] = "changes",   [ROUTE_HEALTH] = "health",
-    [ROUTE_METRICS] = "metrics",
+    [ROUTE_METRICS] = "metrics",   [ROUTE_REALTIME] = "realtime",
 };
 
 const char *route_name(route_id r) { return route_names[r]; }

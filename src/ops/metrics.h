@@ -18,8 +18,12 @@ typedef enum metric_id {
     M_CONNECTIONS,
     M_WRITER_QUEUE,
     M_FEED_LAST_SEQ,
+    M_WS_SESSIONS,
+    M_WS_SUBS,
     /* counters */
     M_CHANGES_COMMITTED,
+    M_WS_MESSAGES_OUT,
+    M_WS_SLOW_CLOSED,
     /* histograms */
     M_REQUEST_SECONDS,
     M_COMMIT_SECONDS,
@@ -40,6 +44,7 @@ typedef enum route_id {
     ROUTE_CHANGES,
     ROUTE_HEALTH,
     ROUTE_METRICS,
+    ROUTE_REALTIME,
     ROUTE__COUNT
 } route_id;
 

@@ -3,7 +3,8 @@
  *
  * Layout of the database (DIR/livedb.db, WAL, synchronous=FULL):
  *   meta(key, value)                     schema version, health probe
- *   changes(seq PK, col, id, op, version, at, doc)   the change feed
+ *   changes(seq PK, col, id, op, version, at, doc, prev)   the change feed;
+ *                                        prev is the document before the change
  *   idempotency(account, key, at, status, version, body)
  *   indexes(col, field, name)            automatic indexes
  *   "c_NAME"(id PK, version, created_at, updated_at, body)  one per collection
@@ -170,7 +171,8 @@ static int step(sqlite3_stmt *stmt)
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS changes(seq INTEGER PRIMARY KEY, col TEXT NOT NULL,"
-    " id TEXT NOT NULL, op TEXT NOT NULL, version INTEGER NOT NULL, at TEXT NOT NULL, doc TEXT);"
+    " id TEXT NOT NULL, op TEXT NOT NULL, version INTEGER NOT NULL, at TEXT NOT NULL, doc TEXT,"
+    " prev TEXT);"
     "CREATE TABLE IF NOT EXISTS idempotency(account TEXT NOT NULL, key TEXT NOT NULL,"
     " at INTEGER NOT NULL, status INTEGER NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL,"
     " PRIMARY KEY(account, key)) WITHOUT ROWID;"
@@ -272,12 +274,17 @@ int store_open(store_t **out, uv_loop_t *loop, const store_opts *opts, err_t *er
              err) ||
         exec(st->wdb, schema, err))
         goto fail;
+    /* Databases made before the feed kept the previous version. */
+    if (query_i64(st->wdb, "SELECT count(*) FROM pragma_table_info('changes') WHERE name='prev'",
+                  1) == 0 &&
+        exec(st->wdb, "ALTER TABLE changes ADD COLUMN prev TEXT", err))
+        goto fail;
     if (query_i64(st->wdb, "SELECT quick_check='ok' FROM pragma_quick_check(1)", 0) != 1) {
         err_set(err, E_UNAVAILABLE, "the database %s fails its integrity check", st->path);
         goto fail;
     }
-    st->ins_change = prepare(st->wdb, "INSERT INTO changes(seq,col,id,op,version,at,doc)"
-                                      " VALUES(?1,?2,?3,?4,?5,?6,?7)");
+    st->ins_change = prepare(st->wdb, "INSERT INTO changes(seq,col,id,op,version,at,doc,prev)"
+                                      " VALUES(?1,?2,?3,?4,?5,?6,?7,?8)");
     st->idem_get = prepare(st->wdb, "SELECT status, version, body FROM idempotency"
                                     " WHERE account=?1 AND key=?2 AND at>?3");
     st->idem_put = prepare(st->wdb, "INSERT OR REPLACE INTO idempotency(account,key,at,status,"
@@ -609,7 +616,7 @@ typedef struct wctx {
 } wctx;
 
 static int add_change(wctx *w, const char *col, const char *id, change_op op, int64_t version,
-                      const char *doc, size_t doc_len)
+                      const char *doc, size_t doc_len, const buf_t *prev)
 {
     store_t *st = w->st;
     int64_t seq = st->next_seq;
@@ -624,6 +631,10 @@ static int add_change(wctx *w, const char *col, const char *id, change_op op, in
         sqlite3_bind_text(s, 7, doc, (int)doc_len, SQLITE_STATIC);
     else
         sqlite3_bind_null(s, 7);
+    if (prev && prev->p)
+        sqlite3_bind_text(s, 8, prev->p, (int)prev->len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, 8);
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
@@ -631,15 +642,18 @@ static int add_change(wctx *w, const char *col, const char *id, change_op op, in
         return db_err(&w->job->err, st->wdb, rc, "change insert");
     st->next_seq++;
     change_t *ch = change_new(seq, col, id, op, version, doc, doc_len, w->now);
+    if (prev && prev->p)
+        change_set_prev(ch, prev->p, prev->len);
     *w->tail = ch;
     w->tail = &ch->next;
     w->job->seq = seq;
     return 0;
 }
 
-/* Reads the stored row: 1 found, 0 absent, -1 error. */
+/* Reads the stored row: 1 found, 0 absent, -1 error. The stored text goes
+ * to text (the change's prev) and, parsed, to body, each when asked. */
 static int load_row(wctx *w, colstmts *c, const char *id, int64_t *version, char **created,
-                    json_t **body)
+                    json_t **body, buf_t *text)
 {
     sqlite3_stmt *s = c->sel;
     sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
@@ -650,6 +664,8 @@ static int load_row(wctx *w, colstmts *c, const char *id, int64_t *version, char
         *version = sqlite3_column_int64(s, 0);
         if (created)
             *created = xstrdup((const char *)sqlite3_column_text(s, 1));
+        if (text)
+            buf_put(text, sqlite3_column_text(s, 2), (size_t)sqlite3_column_bytes(s, 2));
         if (body) {
             *body = json_loadb((const char *)sqlite3_column_text(s, 2),
                                (size_t)sqlite3_column_bytes(s, 2), 0, NULL);
@@ -709,7 +725,7 @@ static int run_op(wctx *w, wop *op, buf_t *out, int *status)
     int64_t version = 0;
     char *created = NULL;
     json_t *stored = NULL;
-    buf_t doc = {0};
+    buf_t doc = {0}, prev = {0};
     int rc = -1;
     *status = 200;
 
@@ -719,18 +735,13 @@ static int run_op(wctx *w, wop *op, buf_t *out, int *status)
         int found = 0;
         if (op->kind == W_PUT) {
             found = load_row(w, c, op->id, &version, &created,
-                             op->skip_unchanged ? &stored : NULL);
+                             op->skip_unchanged ? &stored : NULL, &prev);
             if (found < 0 || check_version(w, op, found, version))
                 goto out_members;
             if (found && stored) {
                 doc_take_server_fields(stored, NULL, NULL, &w->job->err);
                 if (json_equal(stored, op->doc)) { /* a re-import: nothing to write */
-                    sqlite3_bind_text(c->sel, 1, op->id, -1, SQLITE_STATIC);
-                    if (sqlite3_step(c->sel) == SQLITE_ROW)
-                        buf_put(&doc, sqlite3_column_text(c->sel, 2),
-                                (size_t)sqlite3_column_bytes(c->sel, 2));
-                    sqlite3_reset(c->sel);
-                    sqlite3_clear_bindings(c->sel);
+                    buf_put(&doc, prev.p, prev.len);
                     rc = 0;
                     goto out_members;
                 }
@@ -753,11 +764,11 @@ static int run_op(wctx *w, wop *op, buf_t *out, int *status)
                            &doc);
         if (rc == 0)
             rc = add_change(w, op->col, op->id, found ? CH_UPDATE : CH_CREATE, version, doc.p,
-                            doc.len);
+                            doc.len, &prev);
     out_members:
         free(members);
     } else if (op->kind == W_PATCH) {
-        int found = load_row(w, c, op->id, &version, &created, &stored);
+        int found = load_row(w, c, op->id, &version, &created, &stored, &prev);
         if (found < 0 || check_version(w, op, found, version))
             goto done;
         if (!found) {
@@ -777,9 +788,9 @@ static int run_op(wctx *w, wop *op, buf_t *out, int *status)
         }
         rc = write_row(w, c->upd, op->id, version, NULL, &doc);
         if (rc == 0)
-            rc = add_change(w, op->col, op->id, CH_UPDATE, version, doc.p, doc.len);
+            rc = add_change(w, op->col, op->id, CH_UPDATE, version, doc.p, doc.len, &prev);
     } else { /* W_DELETE */
-        int found = load_row(w, c, op->id, &version, NULL, NULL);
+        int found = load_row(w, c, op->id, &version, NULL, NULL, &prev);
         if (found < 0 || check_version(w, op, found, version))
             goto done;
         if (!found) {
@@ -797,7 +808,7 @@ static int run_op(wctx *w, wop *op, buf_t *out, int *status)
         buf_puts(&doc, "{\"id\":");
         buf_put_json_str(&doc, op->id, strlen(op->id));
         buf_printf(&doc, ",\"version\":%lld}", (long long)version);
-        rc = add_change(w, op->col, op->id, CH_DELETE, version, NULL, 0);
+        rc = add_change(w, op->col, op->id, CH_DELETE, version, NULL, 0, &prev);
     }
 done:
     if (rc == 0) {
@@ -805,6 +816,7 @@ done:
         w->job->version = version;
     }
     buf_free(&doc);
+    buf_free(&prev);
     free(created);
     json_decref(stored);
     return rc;
@@ -1122,6 +1134,8 @@ void rjob_free(rjob *job)
     query_free(&job->query);
     err_clear(&job->err);
     buf_free(&job->out);
+    free_changes(job->recs);
+    free(job->chunks);
     free(job);
 }
 
@@ -1253,9 +1267,11 @@ static void read_changes(rjob *job, sqlite3 *db)
         return;
     }
     const char *sql = job->col_filter
-        ? "SELECT seq,col,id,op,version,doc,at FROM changes WHERE seq>?1 AND col=?3"
+        ? "SELECT seq,col,id,op,version,doc,at,prev FROM changes WHERE seq>?1 AND col=?3"
           " ORDER BY seq LIMIT ?2"
-        : "SELECT seq,col,id,op,version,doc,at FROM changes WHERE seq>?1 ORDER BY seq LIMIT ?2";
+        : "SELECT seq,col,id,op,version,doc,at,prev FROM changes WHERE seq>?1"
+          " ORDER BY seq LIMIT ?2";
+    change_t **tail = &job->recs;
     sqlite3_stmt *s = NULL;
     if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK) {
         db_err(&job->err, db, sqlite3_errcode(db), "changes");
@@ -1278,7 +1294,13 @@ static void read_changes(rjob *job, sqlite3 *db)
                                   (const char *)sqlite3_column_text(s, 5),
                                   (size_t)sqlite3_column_bytes(s, 5),
                                   (const char *)sqlite3_column_text(s, 6));
-        if (job->sse) {
+        if (job->want_recs) {
+            if (sqlite3_column_type(s, 7) == SQLITE_TEXT)
+                change_set_prev(ch, (const char *)sqlite3_column_text(s, 7),
+                                (size_t)sqlite3_column_bytes(s, 7));
+            *tail = change_ref(ch);
+            tail = &ch->next;
+        } else if (job->sse) {
             buf_printf(&job->out, "id: %lld\ndata: ", (long long)ch->seq);
             buf_put(&job->out, ch->json, ch->json_len);
             buf_puts(&job->out, "\n\n");
@@ -1303,6 +1325,49 @@ static void read_changes(rjob *job, sqlite3 *db)
     sqlite3_finalize(s);
 }
 
+/* Every document matching the query, in one read transaction with the seq
+ * it reflects, cut into chunks of about chunk_bytes. */
+static void read_snapshot(rjob *job, sqlite3 *db)
+{
+    job->seq = query_i64(db, "SELECT max(seq) FROM changes", 0);
+    job->query.limit = 0;
+    size_t cap = 4;
+    job->chunks = xcalloc(cap, sizeof *job->chunks);
+    job->nchunks = 1;
+    sqlq q;
+    sqlq_build_list(&q, &job->query, job->col);
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(db, q.sql.p, -1, &s, NULL) != SQLITE_OK) {
+        if (!no_table(db))
+            db_err(&job->err, db, sqlite3_errcode(db), "snapshot");
+        sqlq_free(&q);
+        return;
+    }
+    sqlq_bind(s, &q);
+    int rc;
+    snap_chunk *ck = &job->chunks[0];
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (ck->count && ck->len >= job->chunk_bytes) {
+            if ((size_t)job->nchunks == cap) {
+                cap *= 2;
+                job->chunks = xrealloc(job->chunks, cap * sizeof *job->chunks);
+            }
+            ck = &job->chunks[job->nchunks++];
+            *ck = (snap_chunk){.off = job->out.len};
+        }
+        if (ck->count)
+            buf_putc(&job->out, ',');
+        buf_put(&job->out, sqlite3_column_text(s, 0), (size_t)sqlite3_column_bytes(s, 0));
+        ck->len = job->out.len - ck->off;
+        ck->count++;
+        job->count++;
+    }
+    if (rc != SQLITE_DONE)
+        db_err(&job->err, db, rc, "snapshot");
+    sqlite3_finalize(s);
+    sqlq_free(&q);
+}
+
 static void read_work(uv_work_t *req)
 {
     rjob *job = req->data;
@@ -1319,6 +1384,9 @@ static void read_work(uv_work_t *req)
         break;
     case R_CHANGES:
         read_changes(job, db);
+        break;
+    case R_SNAPSHOT:
+        read_snapshot(job, db);
         break;
     default:
         err_set(&job->err, E_INTERNAL, "unknown read");

@@ -162,7 +162,9 @@ void sqlq_build_list(sqlq *out, const query_t *q, const char *col)
     buf_printf(s, " ORDER BY ");
     if (q->order[0] && strcmp(q->order, "id") != 0)
         buf_printf(s, "%s %s, ", key.p, q->desc ? "DESC" : "ASC");
-    buf_printf(s, "id %s LIMIT %d", q->desc ? "DESC" : "ASC", q->limit + 1);
+    buf_printf(s, "id %s", q->desc ? "DESC" : "ASC");
+    if (q->limit > 0)
+        buf_printf(s, " LIMIT %d", q->limit + 1);
     buf_free(&key);
 }
 

@@ -29,7 +29,8 @@ typedef struct sqlq {
 } sqlq;
 
 /* Builds: SELECT body, KEY, id FROM "c_COL" WHERE ... ORDER BY ... LIMIT n
- * (n = q->limit + 1, so the caller knows whether there is a next page). */
+ * (n = q->limit + 1, so the caller knows whether there is a next page; no
+ * LIMIT when q->limit is 0, for whole snapshots). */
 void sqlq_build_list(sqlq *out, const query_t *q, const char *col);
 /* The expression for a field: json_extract(body,'$.a.b'), or id. */
 void sqlq_field_expr(buf_t *b, const char *field);

@@ -106,17 +106,26 @@ void store_want_index(store_t *st, const char *col, const char *field);
 
 /* ------------------------------------------------------------------ reads */
 
-typedef enum rjob_kind { R_GET, R_LIST, R_CHANGES } rjob_kind;
+typedef enum rjob_kind { R_GET, R_LIST, R_CHANGES, R_SNAPSHOT } rjob_kind;
+
+/* A piece of a snapshot: documents [off, off+len) of rjob.out, comma
+ * separated, count of them. */
+typedef struct snap_chunk {
+    size_t off, len;
+    int count;
+} snap_chunk;
 
 typedef struct rjob {
     rjob_kind kind;
     char col[65];
     char *id;        /* R_GET */
-    query_t query;   /* R_LIST */
+    query_t query;   /* R_LIST, R_SNAPSHOT (every match, ordered by id) */
     int64_t since;   /* R_CHANGES */
     int limit;       /* R_CHANGES */
     bool col_filter; /* R_CHANGES: only changes of col */
     bool sse;        /* R_CHANGES: out as Server-Sent Events, not a list */
+    bool want_recs;  /* R_CHANGES: as change records in recs, not text */
+    size_t chunk_bytes; /* R_SNAPSHOT: documents per chunk, in bytes (about) */
 
     /* Results. */
     err_t err;
@@ -125,8 +134,11 @@ typedef struct rjob {
     buf_t out;     /* R_GET: the document; R_LIST: {"docs":[..],"seq":S,"next":..};
                       R_CHANGES: the changes as "c1,c2,..." (no brackets),
                       or as events "id: N\ndata: C\n\n" with sse */
-    int64_t seq;   /* R_LIST: snapshot position; R_CHANGES: position covered */
-    int count;     /* R_LIST / R_CHANGES: how many */
+    int64_t seq;   /* R_LIST, R_SNAPSHOT: snapshot position; R_CHANGES: position covered */
+    int count;     /* R_LIST / R_CHANGES / R_SNAPSHOT: how many */
+    change_t *recs;    /* R_CHANGES with want_recs: list in seq order (owned) */
+    snap_chunk *chunks; /* R_SNAPSHOT: at least one (maybe empty) */
+    int nchunks;
 
     void (*done)(struct rjob *job);
     void *ctx;

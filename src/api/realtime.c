@@ -1,0 +1,947 @@
+/*
+ * realtime.c: GET /v1/realtime, the WebSocket protocol of docs/API.md
+ * "Realtime": subscriptions with snapshots and exact resume, presence,
+ * heartbeats, and the fan-out of every committed change.
+ *
+ * A subscription moves through these states:
+ *   SNAPSHOT  its documents at one seq are read (reader pool) and sent in
+ *             pieces as the connection drains;
+ *   CATCHUP   the changes after its position are sent, from the in-memory
+ *             ring, or page by page from the changes table (READING) when
+ *             the ring no longer holds them;
+ *   LIVE      fan-out sends it each new change that concerns it.
+ * Its position (pos) is the last seq it has been brought up to; a change
+ * at or before pos is never sent again, so each change reaches it at most
+ * once and in seq order, whichever path carried it. Snapshots and catch-up
+ * are paced by the connection's output (they go on when it drains below
+ * 256 KiB); live changes are not paced: a connection whose output grows
+ * past --ws-max-pending is closed with 4008, and the client resumes from
+ * its last seq.
+ *
+ * Frames: each message is one text frame. A change to many subscribers is
+ * framed per subscriber (the envelope names the subscription and the op),
+ * but the document's bytes, encoded once by the writer, are shared.
+ *
+ * Lifetime: a session lives while its connection is open, and a
+ * subscription while it is subscribed; a read in flight holds a reference
+ * to both, so that its answer finds them even after they ended.
+ */
+#include "api.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/doc.h"
+#include "../core/rtproto.h"
+#include "../core/subs.h"
+#include "../net/ws.h"
+#include "../ops/log.h"
+
+#define SUBS_PER_CONN 100
+#define CATCHUP_PAGE 1000        /* changes per step of catch-up */
+#define SNAP_CHUNK_BYTES (128 * 1024)
+#define PACE_BYTES (1024 * 1024)  /* snapshots and catch-up wait above this */
+#define PRESENCE_CHUNK 500
+
+typedef struct rt_session rt_session;
+typedef struct rt_sub rt_sub;
+
+typedef enum { SUB_SNAPSHOT, SUB_CATCHUP, SUB_READING, SUB_LIVE } sub_state;
+
+struct rt_sub {
+    sub_entry e;            /* first: the index hands back sub_entry* */
+    rt_session *s;
+    char id[RT_ID_MAX + 1];
+    query_t *where;         /* owned */
+    char *doc_id;           /* owned */
+    sub_state state;
+    int64_t pos;
+    bool since_given;       /* send `synced` when caught up */
+    bool presence;          /* on _presence */
+    bool indexed;
+    bool dead;              /* unsubscribed or its session ended */
+    int refs;
+    rjob *snap;             /* SNAPSHOT: the read, and the next chunk to send */
+    int snap_next;
+    rt_sub *next;           /* in the session */
+};
+
+struct rt_session {
+    app_t *app;
+    conn_t *c;
+    ws_t *ws;
+    auth_t who;
+    rt_sub *subs;
+    int nsubs;
+    uint64_t last_rx;       /* loop time (ms) of the last bytes from the client */
+    bool in_feed;
+    bool closed;            /* the connection is gone */
+    bool ending;            /* a close was sent: nothing more goes out */
+    int refs;
+    char pid[17];           /* presence document id */
+    json_t *pstate;
+    char since[TIME_RFC3339_LEN + 1];
+    rt_session *prev, *next;
+};
+
+struct realtime {
+    subs_t index;
+    rt_session *sessions;
+    int nsessions;
+    rt_sub **psubs;         /* the _presence subscriptions: few, an array */
+    int npsubs, cap_psubs;
+    int64_t presence_seq;
+    uv_timer_t ping;
+    uint64_t ping_ms;
+    size_t max_pending;
+    char **origins;
+    int norigins;
+};
+
+static void sub_advance(rt_sub *u);
+static void session_unref(rt_session *s);
+
+/* ------------------------------------------------------------------ sending */
+
+static bool can_send(rt_session *s) { return !s->closed && !s->ending; }
+
+/* One text frame whose payload is head + shared + tail. shared (may be
+ * NULL) stays valid until release(owner). */
+static void send_frame(rt_session *s, const char *head, size_t hlen, const char *shared,
+                       size_t slen, const char *tail, size_t tlen, change_t *owner)
+{
+    unsigned char fh[10];
+    size_t fl = ws_text_header(fh, hlen + slen + tlen);
+    conn_out_copy(s->c, fh, fl);
+    conn_out_copy(s->c, head, hlen);
+    if (slen) {
+        /* Small documents are cheaper copied than referenced. */
+        if (slen < 512 || !owner)
+            conn_out_copy(s->c, shared, slen);
+        else
+            conn_out_ref(s->c, shared, slen, (void (*)(void *))change_unref, change_ref(owner));
+    }
+    conn_out_copy(s->c, tail, tlen);
+    metrics_add(M_WS_MESSAGES_OUT, 1);
+}
+
+static void send_text(rt_session *s, const char *msg, size_t len)
+{
+    if (can_send(s))
+        send_frame(s, msg, len, NULL, 0, NULL, 0, NULL);
+}
+
+static void send_buf(rt_session *s, buf_t *b)
+{
+    send_text(s, b->p, b->len);
+    buf_free(b);
+}
+
+/* {"t":"error","sub":ID,"error":{...}} (sub omitted when id is NULL). */
+static void send_error(rt_session *s, const char *type_key, const char *id, const err_t *e)
+{
+    buf_t b = {0};
+    buf_puts(&b, "{\"t\":\"error\"");
+    if (id && id[0]) {
+        buf_printf(&b, ",\"%s\":", type_key);
+        buf_put_json_str(&b, id, strlen(id));
+    }
+    buf_puts(&b, ",\"error\":{\"code\":\"");
+    buf_puts(&b, err_name(e->code));
+    buf_puts(&b, "\",\"message\":");
+    buf_put_json_str(&b, e->msg, strlen(e->msg));
+    if (e->details) {
+        char *d = json_dumps(e->details, JSON_COMPACT | JSON_ENCODE_ANY);
+        buf_puts(&b, ",\"details\":");
+        buf_puts(&b, d);
+        free(d);
+    }
+    buf_puts(&b, "}}");
+    send_buf(s, &b);
+}
+
+/* The change message for u: shares the document's bytes with every other
+ * subscriber of the change. */
+static void send_change(rt_sub *u, change_t *ch, sub_op op, int64_t seq)
+{
+    rt_session *s = u->s;
+    if (!can_send(s))
+        return;
+    buf_t dyn = {0};
+    buf_t *b = &dyn;
+    buf_reserve(b, 160);
+    buf_puts(b, "{\"t\":\"change\",\"sub\":");
+    buf_put_json_str(b, u->id, strlen(u->id));
+    buf_puts(b, ",\"seq\":");
+    buf_put_i64(b, seq);
+    buf_puts(b, ",\"op\":\"");
+    buf_puts(b, sub_op_name(op));
+    buf_puts(b, "\",\"id\":");
+    buf_put_json_str(b, ch->id, strlen(ch->id));
+    if (op == SUBOP_REMOVED) {
+        buf_putc(b, '}');
+        send_frame(s, b->p, b->len, NULL, 0, NULL, 0, NULL);
+    } else {
+        buf_puts(b, ",\"doc\":");
+        send_frame(s, b->p, b->len, ch->doc, ch->doc_len, "}", 1, ch);
+    }
+    buf_free(&dyn);
+}
+
+/* ------------------------------------------------------------------ subscriptions */
+
+static rt_sub *sub_ref(rt_sub *u)
+{
+    u->refs++;
+    return u;
+}
+
+static void sub_unref(rt_sub *u)
+{
+    if (--u->refs > 0)
+        return;
+    rjob_free(u->snap);
+    if (u->where) {
+        query_free(u->where);
+        free(u->where);
+    }
+    free(u->doc_id);
+    free(u);
+}
+
+static void presence_sub_remove(struct realtime *rt, rt_sub *u)
+{
+    for (int i = 0; i < rt->npsubs; i++)
+        if (rt->psubs[i] == u) {
+            rt->psubs[i] = rt->psubs[--rt->npsubs];
+            return;
+        }
+}
+
+/* Ends a subscription: out of the index and the session's list. */
+static void sub_end(rt_sub *u)
+{
+    if (u->dead)
+        return;
+    u->dead = true;
+    app_t *app = u->s->app;
+    if (u->indexed)
+        subs_remove(&app->rt->index, &u->e);
+    if (u->presence)
+        presence_sub_remove(app->rt, u);
+    for (rt_sub **p = &u->s->subs; *p; p = &(*p)->next)
+        if (*p == u) {
+            *p = u->next;
+            break;
+        }
+    u->s->nsubs--;
+    metrics_gauge_add(M_WS_SUBS, -1);
+    sub_unref(u);
+}
+
+/* Ends u and tells the client why. */
+static void sub_fail(rt_sub *u, err_t *e)
+{
+    send_error(u->s, "sub", u->id, e);
+    err_clear(e);
+    sub_end(u);
+}
+
+static void go_live(rt_sub *u)
+{
+    u->state = SUB_LIVE;
+    if (u->since_given) {
+        u->since_given = false;
+        buf_t b = {0};
+        buf_puts(&b, "{\"t\":\"synced\",\"sub\":");
+        buf_put_json_str(&b, u->id, strlen(u->id));
+        buf_printf(&b, ",\"seq\":%lld}", (long long)u->pos);
+        send_buf(u->s, &b);
+    }
+}
+
+/* Sends c to u if it concerns u, and moves u past it. */
+static void offer(rt_sub *u, change_t *ch)
+{
+    if (ch->seq <= u->pos)
+        return;
+    if (strcmp(ch->col, u->e.col) == 0) {
+        sub_op op = sub_op_of(&u->e, ch);
+        if (op != SUBOP_NONE)
+            send_change(u, ch, op, ch->seq);
+    }
+    u->pos = ch->seq;
+}
+
+static void on_catchup_page(rjob *job)
+{
+    rt_sub *u = job->ctx;
+    if (!u->dead) {
+        if (job->err.code) {
+            sub_fail(u, &job->err);
+        } else {
+            for (change_t *ch = job->recs; ch; ch = ch->next)
+                offer(u, ch);
+            if (job->seq > u->pos)
+                u->pos = job->seq;
+            u->state = SUB_CATCHUP;
+            sub_advance(u);
+        }
+    }
+    rt_session *s = u->s;
+    sub_unref(u);
+    session_unref(s);
+    rjob_free(job);
+}
+
+static void send_snapshot_chunk(rt_sub *u)
+{
+    rjob *job = u->snap;
+    snap_chunk *ck = &job->chunks[u->snap_next++];
+    bool more = u->snap_next < job->nchunks;
+    buf_t b = {0};
+    buf_puts(&b, "{\"t\":\"snapshot\",\"sub\":");
+    buf_put_json_str(&b, u->id, strlen(u->id));
+    buf_printf(&b, ",\"seq\":%lld,\"docs\":[", (long long)job->seq);
+    const char *tail = more ? "],\"more\":true}" : "],\"more\":false}";
+    send_frame(u->s, b.p, b.len, job->out.p + ck->off, ck->len, tail, strlen(tail), NULL);
+    buf_free(&b);
+}
+
+/* Moves u forward as far as the connection's output allows. */
+static void sub_advance(rt_sub *u)
+{
+    rt_session *s = u->s;
+    app_t *app = s->app;
+    while (!u->dead && can_send(s)) {
+        if (conn_out_pending(s->c) >= PACE_BYTES)
+            return; /* on_drain calls again */
+        if (u->state == SUB_SNAPSHOT) {
+            if (!u->snap)
+                return; /* the read is in flight */
+            send_snapshot_chunk(u);
+            if (u->snap_next == u->snap->nchunks) {
+                rjob_free(u->snap);
+                u->snap = NULL;
+                u->state = SUB_CATCHUP;
+            }
+            continue;
+        }
+        if (u->state != SUB_CATCHUP)
+            return;
+        if (u->presence) {
+            go_live(u);
+            return;
+        }
+        if (u->pos >= feed_last(app->feed)) {
+            go_live(u);
+            return;
+        }
+        if (u->pos >= feed_first(app->feed) - 1) {
+            change_t *chs[CATCHUP_PAGE];
+            int64_t covered;
+            int n = feed_collect(app->feed, u->pos, u->e.col, CATCHUP_PAGE, chs, &covered);
+            for (int i = 0; i < n; i++)
+                offer(u, chs[i]);
+            if (covered > u->pos)
+                u->pos = covered;
+            continue;
+        }
+        if (u->pos < store_first_seq(app->store) - 1) {
+            err_t e = {0};
+            err_set(&e, E_RESYNC_REQUIRED,
+                    "changes after %lld are no longer retained; subscribe again without since",
+                    (long long)u->pos);
+            sub_fail(u, &e);
+            return;
+        }
+        rjob *job = rjob_new(R_CHANGES);
+        job->since = u->pos;
+        job->limit = CATCHUP_PAGE;
+        job->col_filter = true;
+        job->want_recs = true;
+        snprintf(job->col, sizeof job->col, "%s", u->e.col);
+        job->done = on_catchup_page;
+        job->ctx = sub_ref(u);
+        s->refs++;
+        u->state = SUB_READING;
+        store_read(app->store, job);
+        return;
+    }
+}
+
+static void on_snapshot(rjob *job)
+{
+    rt_sub *u = job->ctx;
+    rt_session *s = u->s;
+    if (!u->dead) {
+        if (job->err.code) {
+            sub_fail(u, &job->err);
+            rjob_free(job);
+        } else {
+            u->pos = job->seq;
+            u->snap = job;
+            u->snap_next = 0;
+            sub_advance(u);
+        }
+    } else {
+        rjob_free(job);
+    }
+    sub_unref(u);
+    session_unref(s);
+}
+
+/* ------------------------------------------------------------------ presence */
+
+static void presence_doc(buf_t *b, rt_session *s)
+{
+    buf_puts(b, "{\"id\":\"");
+    buf_puts(b, s->pid);
+    buf_puts(b, "\",\"account\":");
+    buf_put_json_str(b, s->who.account, strlen(s->who.account));
+    buf_puts(b, ",\"role\":");
+    buf_put_json_str(b, s->who.role, strlen(s->who.role));
+    buf_puts(b, ",\"state\":");
+    if (s->pstate) {
+        char *t = json_dumps(s->pstate, JSON_COMPACT | JSON_ENCODE_ANY);
+        buf_puts(b, t);
+        free(t);
+    } else {
+        buf_puts(b, "null");
+    }
+    buf_puts(b, ",\"since\":\"");
+    buf_puts(b, s->since);
+    buf_puts(b, "\"}");
+}
+
+static bool presence_visible(rt_sub *u, const char *doc, size_t len)
+{
+    if (!u->where)
+        return true;
+    json_t *j = json_loadb(doc, len, 0, NULL);
+    bool ok = j && sub_matches(&u->e, j);
+    json_decref(j);
+    return ok;
+}
+
+/* Tells every _presence subscriber that s came, changed or went. */
+static void presence_broadcast(app_t *app, rt_session *s, sub_op op)
+{
+    struct realtime *rt = app->rt;
+    if (!rt->npsubs)
+        return;
+    int64_t seq = ++rt->presence_seq;
+    buf_t doc = {0};
+    presence_doc(&doc, s);
+    for (int i = 0; i < rt->npsubs; i++) {
+        rt_sub *u = rt->psubs[i];
+        if (u->state != SUB_LIVE || u->s == s || !presence_visible(u, doc.p, doc.len))
+            continue;
+        buf_t b = {0};
+        buf_puts(&b, "{\"t\":\"change\",\"sub\":");
+        buf_put_json_str(&b, u->id, strlen(u->id));
+        buf_printf(&b, ",\"seq\":%lld,\"op\":\"%s\",\"id\":\"%s\"", (long long)seq,
+                   sub_op_name(op), s->pid);
+        if (op != SUBOP_REMOVED) {
+            buf_puts(&b, ",\"doc\":");
+            buf_put(&b, doc.p, doc.len);
+        }
+        buf_putc(&b, '}');
+        send_buf(u->s, &b);
+        u->pos = seq;
+    }
+    buf_free(&doc);
+}
+
+static void presence_snapshot(rt_sub *u)
+{
+    app_t *app = u->s->app;
+    buf_t docs = {0};
+    int n = 0;
+    bool first = true;
+    for (rt_session *s = app->rt->sessions; s; s = s->next) {
+        buf_t d = {0};
+        presence_doc(&d, s);
+        if (presence_visible(u, d.p, d.len)) {
+            if (n)
+                buf_putc(&docs, ',');
+            buf_put(&docs, d.p, d.len);
+            n++;
+        }
+        buf_free(&d);
+        bool last = s->next == NULL;
+        if (n == PRESENCE_CHUNK || (last && (n || first))) {
+            buf_t b = {0};
+            buf_puts(&b, "{\"t\":\"snapshot\",\"sub\":");
+            buf_put_json_str(&b, u->id, strlen(u->id));
+            buf_printf(&b, ",\"seq\":%lld,\"docs\":[", (long long)app->rt->presence_seq);
+            buf_put(&b, docs.p, docs.len);
+            buf_printf(&b, "],\"more\":%s}", last ? "false" : "true");
+            send_buf(u->s, &b);
+            docs.len = 0;
+            n = 0;
+            first = false;
+        }
+    }
+    buf_free(&docs);
+    u->pos = app->rt->presence_seq;
+}
+
+/* ------------------------------------------------------------------ messages */
+
+static rt_sub *find_sub(rt_session *s, const char *id)
+{
+    for (rt_sub *u = s->subs; u; u = u->next)
+        if (strcmp(u->id, id) == 0)
+            return u;
+    return NULL;
+}
+
+static void handle_sub(rt_session *s, rt_msg *m)
+{
+    app_t *app = s->app;
+    err_t e = {0};
+    if (find_sub(s, m->id)) {
+        err_set(&e, E_BAD_REQUEST, "a subscription with id %s is open; unsub it first", m->id);
+        send_error(s, "sub", m->id, &e);
+        err_clear(&e);
+        return;
+    }
+    if (s->nsubs >= SUBS_PER_CONN) {
+        err_set(&e, E_BAD_REQUEST, "at most %d subscriptions per connection", SUBS_PER_CONN);
+        send_error(s, "sub", m->id, &e);
+        err_clear(&e);
+        return;
+    }
+    bool presence = strcmp(m->col, "_presence") == 0;
+    if (m->col[0] == '_' && !presence) {
+        err_set(&e, E_NOT_FOUND, "%s is not available", m->col);
+        send_error(s, "sub", m->id, &e);
+        err_clear(&e);
+        return;
+    }
+    if (!api_allowed(&s->who, ACCESS_READ, m->col)) {
+        err_set(&e, E_FORBIDDEN, "not allowed to read %s", m->col);
+        send_error(s, "sub", m->id, &e);
+        err_clear(&e);
+        return;
+    }
+    if (m->has_since && !presence) {
+        int64_t committed = store_committed_seq(app->store);
+        if (m->since > committed) {
+            err_set(&e, E_RESYNC_REQUIRED,
+                    "since %lld is ahead of the feed (last seq %lld): subscribe without since",
+                    (long long)m->since, (long long)committed);
+        } else if (m->since < store_first_seq(app->store) - 1) {
+            err_set(&e, E_RESYNC_REQUIRED,
+                    "changes after %lld are no longer retained (oldest is %lld); subscribe"
+                    " without since",
+                    (long long)m->since, (long long)store_first_seq(app->store));
+        }
+        if (e.code) {
+            send_error(s, "sub", m->id, &e);
+            err_clear(&e);
+            return;
+        }
+    }
+
+    rt_sub *u = xcalloc(1, sizeof *u);
+    u->refs = 1;
+    u->s = s;
+    snprintf(u->id, sizeof u->id, "%s", m->id);
+    snprintf(u->e.col, sizeof u->e.col, "%s", m->col);
+    u->where = m->where;
+    m->where = NULL;
+    u->doc_id = m->doc;
+    m->doc = NULL;
+    u->e.where = u->where;
+    u->e.doc_id = u->doc_id;
+    u->e.owner = u;
+    u->presence = presence;
+    u->next = s->subs;
+    s->subs = u;
+    s->nsubs++;
+    metrics_gauge_add(M_WS_SUBS, 1);
+
+    if (presence) {
+        presence_snapshot(u);
+        u->state = SUB_LIVE;
+        struct realtime *rt = app->rt;
+        if (rt->npsubs == rt->cap_psubs) {
+            rt->cap_psubs = rt->cap_psubs ? rt->cap_psubs * 2 : 8;
+            rt->psubs = xrealloc(rt->psubs, (size_t)rt->cap_psubs * sizeof *rt->psubs);
+        }
+        rt->psubs[rt->npsubs++] = u;
+        return;
+    }
+    subs_add(&app->rt->index, &u->e);
+    u->indexed = true;
+    if (m->has_since) {
+        u->pos = m->since;
+        u->since_given = true;
+        u->state = SUB_CATCHUP;
+        sub_advance(u);
+        return;
+    }
+    u->state = SUB_SNAPSHOT;
+    rjob *job = rjob_new(R_SNAPSHOT);
+    snprintf(job->col, sizeof job->col, "%s", u->e.col);
+    if (u->where) {
+        for (int i = 0; i < u->where->nconds; i++) {
+            qcond *c = &u->where->conds[i];
+            query_add_cond(&job->query, c->field, strlen(c->field), qop_name(c->op),
+                           strlen(qop_name(c->op)), c->value, &e);
+        }
+    }
+    if (u->doc_id) {
+        json_t *idv = json_string(u->doc_id);
+        query_add_cond(&job->query, "id", 2, "eq", 2, idv, &e);
+        json_decref(idv);
+    }
+    err_clear(&e); /* the conditions were checked when parsed; 17 of them at most */
+    job->chunk_bytes = SNAP_CHUNK_BYTES;
+    job->done = on_snapshot;
+    job->ctx = sub_ref(u);
+    s->refs++;
+    store_read(app->store, job);
+    /* A where on a field with no index gets one, as lists do. */
+    if (u->e.pin_field && strcmp(u->e.pin_field, "id") != 0)
+        store_want_index(app->store, u->e.col, u->e.pin_field);
+}
+
+static void handle_call(rt_session *s, rt_msg *m)
+{
+    buf_t b = {0};
+    buf_puts(&b, "{\"t\":\"result\",\"id\":");
+    buf_put_json_str(&b, m->id, strlen(m->id));
+    buf_puts(&b, ",\"ok\":false,\"error\":{\"code\":\"not_found\",\"message\":");
+    char msg[128];
+    snprintf(msg, sizeof msg, "no server function %s", m->fn);
+    buf_put_json_str(&b, msg, strlen(msg));
+    buf_puts(&b, "}}");
+    send_buf(s, &b);
+}
+
+static void on_text(void *ctx, const char *text, size_t len)
+{
+    rt_session *s = ctx;
+    rt_msg m;
+    err_t e = {0};
+    if (rt_parse(text, len, &m, &e)) {
+        send_error(s, m.type == RT_CALL ? "id" : "sub", m.id, &e);
+        err_clear(&e);
+        return;
+    }
+    switch (m.type) {
+    case RT_PING:
+        send_text(s, "{\"t\":\"pong\"}", 12);
+        break;
+    case RT_SUB:
+        handle_sub(s, &m);
+        break;
+    case RT_UNSUB: {
+        rt_sub *u = find_sub(s, m.id);
+        if (u) {
+            sub_end(u);
+        } else {
+            err_set(&e, E_NOT_FOUND, "no subscription %s", m.id);
+            send_error(s, "sub", m.id, &e);
+            err_clear(&e);
+        }
+        break;
+    }
+    case RT_CALL:
+        handle_call(s, &m);
+        break;
+    case RT_PRESENCE:
+        json_decref(s->pstate);
+        s->pstate = json_incref(m.state);
+        presence_broadcast(s->app, s, SUBOP_MODIFIED);
+        break;
+    }
+    rt_msg_free(&m);
+}
+
+/* ------------------------------------------------------------------ sessions */
+
+static void ws_send(void *ctx, const void *data, size_t len)
+{
+    rt_session *s = ctx;
+    if (!s->closed)
+        conn_out_copy(s->c, data, len);
+}
+
+static const ws_cb ws_callbacks = {.on_text = on_text, .send = ws_send};
+
+static void session_unref(rt_session *s)
+{
+    if (--s->refs > 0)
+        return;
+    ws_free(s->ws);
+    json_decref(s->pstate);
+    free((char *)s->who.account);
+    free((char *)s->who.role);
+    free(s);
+}
+
+static void on_data(conn_t *c, void *ctx, const char *data, size_t len)
+{
+    rt_session *s = ctx;
+    (void)c;
+    s->last_rx = uv_now(s->app->loop);
+    s->in_feed = true;
+    s->refs++;
+    bool open = ws_feed(s->ws, data, len);
+    s->in_feed = false;
+    if (!open && !s->closed) {
+        s->ending = true;
+        conn_close_after_output(s->c);
+    }
+    session_unref(s);
+}
+
+static void on_drain(conn_t *c, void *ctx)
+{
+    rt_session *s = ctx;
+    (void)c;
+    s->refs++;
+    for (rt_sub *u = s->subs, *next; u; u = next) {
+        next = u->next;
+        if (u->state == SUB_SNAPSHOT || u->state == SUB_CATCHUP)
+            sub_advance(u);
+    }
+    session_unref(s);
+}
+
+static void on_close(conn_t *c, void *ctx)
+{
+    rt_session *s = ctx;
+    app_t *app = s->app;
+    (void)c;
+    s->closed = true;
+    while (s->subs)
+        sub_end(s->subs);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        app->rt->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    app->rt->nsessions--;
+    metrics_gauge_add(M_WS_SESSIONS, -1);
+    presence_broadcast(app, s, SUBOP_REMOVED);
+    conn_unref(s->c);
+    session_unref(s);
+}
+
+static const conn_raw_cb raw_callbacks = {
+    .on_data = on_data, .on_drain = on_drain, .on_close = on_close};
+
+/* Closes s with code, after what is queued. */
+static void session_close(rt_session *s, uint16_t code, const char *reason)
+{
+    if (s->closed || s->ending)
+        return;
+    ws_close(s->ws, code, reason);
+    s->ending = true;
+    conn_close_after_output(s->c);
+}
+
+/* ------------------------------------------------------------------ upgrade */
+
+/* Whether a comma-separated header value holds token (case-insensitive). */
+static bool has_token(const char *v, size_t n, const char *token)
+{
+    size_t tl = strlen(token);
+    size_t i = 0;
+    while (i < n) {
+        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        size_t start = i;
+        while (i < n && v[i] != ',')
+            i++;
+        size_t end = i;
+        while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
+            end--;
+        if (end - start == tl && ascii_casecmp_n(v + start, token, tl) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Same origin (the Origin's host:port is the Host the client asked for),
+ * or one of --allow-origin exactly. A request without Origin is not from
+ * a browser page, so no page can be abusing it. */
+static bool origin_ok(app_t *app, const http_req *req)
+{
+    size_t on, hn;
+    const char *o = http_header_get(req, "origin", &on);
+    if (!o)
+        return true;
+    for (int i = 0; i < app->rt->norigins; i++)
+        if (strlen(app->rt->origins[i]) == on && memcmp(app->rt->origins[i], o, on) == 0)
+            return true;
+    const char *h = http_header_get(req, "host", &hn);
+    const char *sep = on > 3 ? memmem(o, on, "://", 3) : NULL;
+    if (!h || !sep)
+        return false;
+    const char *auth = sep + 3;
+    size_t an = (size_t)(o + on - auth);
+    return an == hn && ascii_casecmp_n(auth, h, hn) == 0;
+}
+
+void realtime_upgrade(app_t *app, conn_t *c, http_req *req)
+{
+    err_t e = {0};
+    size_t n;
+    const char *v;
+    if (!(v = http_header_get(req, "upgrade", &n)) || !has_token(v, n, "websocket") ||
+        !(v = http_header_get(req, "connection", &n)) || !has_token(v, n, "upgrade")) {
+        err_set(&e, E_BAD_REQUEST, "this path takes a WebSocket upgrade (Upgrade: websocket)");
+        conn_respond_error(c, &e, "Upgrade: websocket\r\nConnection: Upgrade\r\n");
+        err_clear(&e);
+        return;
+    }
+    if (!(v = http_header_get(req, "sec-websocket-version", &n)) || n != 2 ||
+        memcmp(v, "13", 2) != 0) {
+        err_set(&e, E_BAD_REQUEST, "only WebSocket version 13 is spoken here");
+        conn_respond_error(c, &e, "Sec-WebSocket-Version: 13\r\n");
+        err_clear(&e);
+        return;
+    }
+    char accept[29];
+    if (!(v = http_header_get(req, "sec-websocket-key", &n)) || ws_accept_key(v, n, accept)) {
+        respond_simple(c, E_BAD_REQUEST, "Sec-WebSocket-Key must be base64 of 16 bytes");
+        return;
+    }
+    if (!origin_ok(app, req)) {
+        respond_simple(c, E_FORBIDDEN,
+                       "this Origin may not open a realtime connection (see --allow-origin)");
+        return;
+    }
+    auth_t who;
+    if (api_auth(app, c, req, &who, &e)) {
+        respond_err(c, &e);
+        return;
+    }
+    if (app->shutting_down) {
+        respond_simple(c, E_UNAVAILABLE, "the server is shutting down");
+        return;
+    }
+    rt_session *s = xcalloc(1, sizeof *s);
+    s->app = app;
+    s->c = conn_ref(c);
+    s->refs = 1;
+    s->ws = ws_new(&ws_callbacks, s);
+    s->who.account = xstrdup(who.account);
+    s->who.role = xstrdup(who.role);
+    s->last_rx = uv_now(app->loop);
+    random_id(s->pid, 16);
+    time_format_rfc3339(time_now_ms(), s->since);
+    s->next = app->rt->sessions;
+    if (s->next)
+        s->next->prev = s;
+    app->rt->sessions = s;
+    app->rt->nsessions++;
+    metrics_gauge_add(M_WS_SESSIONS, 1);
+    char hdr[160];
+    snprintf(hdr, sizeof hdr,
+             "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n", accept);
+    conn_upgrade(c, hdr, &raw_callbacks, s);
+    presence_broadcast(app, s, SUBOP_ADDED);
+}
+
+/* ------------------------------------------------------------------ fan-out */
+
+static void fan_one(sub_entry *e, change_t *ch, void *ctx)
+{
+    rt_sub *u = e->owner;
+    (void)ctx;
+    if (u->state != SUB_LIVE || ch->seq <= u->pos || !can_send(u->s))
+        return;
+    sub_op op = sub_op_of(e, ch);
+    if (op != SUBOP_NONE)
+        send_change(u, ch, op, ch->seq);
+    u->pos = ch->seq;
+}
+
+void realtime_on_commit(app_t *app, change_t *list)
+{
+    struct realtime *rt = app->rt;
+    if (!rt || !rt->nsessions)
+        return;
+    for (change_t *ch = list; ch; ch = ch->next)
+        subs_each(&rt->index, ch, fan_one, NULL);
+    /* Readers that fell too far behind resume instead of holding memory. */
+    for (rt_session *s = rt->sessions; s; s = s->next) {
+        if (can_send(s) && conn_out_pending(s->c) > rt->max_pending) {
+            bool live = false;
+            for (rt_sub *u = s->subs; u && !live; u = u->next)
+                live = u->state == SUB_LIVE;
+            if (live) {
+                metrics_add(M_WS_SLOW_CLOSED, 1);
+                session_close(s, WS_CLOSE_SLOW, "reading too slowly; resume with since");
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ heartbeat */
+
+static void on_ping(uv_timer_t *t)
+{
+    app_t *app = t->data;
+    uint64_t now = uv_now(app->loop);
+    for (rt_session *s = app->rt->sessions, *next; s; s = next) {
+        next = s->next;
+        if (!can_send(s))
+            continue;
+        if (now - s->last_rx >= 3 * app->rt->ping_ms) {
+            session_close(s, WS_CLOSE_GOING_AWAY, "no data for too long");
+            continue;
+        }
+        conn_out_copy(s->c, ws_ping_frame, sizeof ws_ping_frame);
+    }
+}
+
+/* ------------------------------------------------------------------ life */
+
+void realtime_init(app_t *app, const realtime_opts *o)
+{
+    struct realtime *rt = xcalloc(1, sizeof *rt);
+    subs_init(&rt->index);
+    rt->ping_ms = (uint64_t)(o->ping_seconds > 0 ? o->ping_seconds : 15) * 1000;
+    rt->max_pending = o->max_pending ? o->max_pending : 8 * 1024 * 1024;
+    for (int i = 0; i < o->norigins; i++) {
+        rt->origins = xrealloc(rt->origins, (size_t)(rt->norigins + 1) * sizeof *rt->origins);
+        rt->origins[rt->norigins++] = xstrdup(o->origins[i]);
+    }
+    app->rt = rt;
+    uv_timer_init(app->loop, &rt->ping);
+    rt->ping.data = app;
+    uv_timer_start(&rt->ping, on_ping, rt->ping_ms, rt->ping_ms);
+    uv_unref((uv_handle_t *)&rt->ping);
+}
+
+void realtime_shutdown(app_t *app)
+{
+    struct realtime *rt = app->rt;
+    for (rt_session *s = rt->sessions; s; s = s->next)
+        session_close(s, WS_CLOSE_GOING_AWAY, "the server is shutting down");
+    uv_close((uv_handle_t *)&rt->ping, NULL);
+}
+
+void realtime_free(app_t *app)
+{
+    struct realtime *rt = app->rt;
+    if (!rt)
+        return;
+    subs_free(&rt->index);
+    for (int i = 0; i < rt->norigins; i++)
+        free(rt->origins[i]);
+    free(rt->origins);
+    free(rt->psubs);
+    free(rt);
+    app->rt = NULL;
+}
