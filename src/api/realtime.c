@@ -874,7 +874,8 @@ void realtime_on_commit(app_t *app, change_t *list)
     for (change_t *ch = list; ch; ch = ch->next)
         subs_each(&rt->index, ch, fan_one, NULL);
     /* Readers that fell too far behind resume instead of holding memory. */
-    for (rt_session *s = rt->sessions; s; s = s->next) {
+    for (rt_session *s = rt->sessions, *next; s; s = next) {
+        next = s->next; /* session_close may end s at once */
         if (can_send(s) && conn_out_pending(s->c) > rt->max_pending) {
             bool live = false;
             for (rt_sub *u = s->subs; u && !live; u = u->next)
@@ -927,8 +928,10 @@ void realtime_init(app_t *app, const realtime_opts *o)
 void realtime_shutdown(app_t *app)
 {
     struct realtime *rt = app->rt;
-    for (rt_session *s = rt->sessions; s; s = s->next)
+    for (rt_session *s = rt->sessions, *next; s; s = next) {
+        next = s->next; /* session_close may end s at once */
         session_close(s, WS_CLOSE_GOING_AWAY, "the server is shutting down");
+    }
     uv_close((uv_handle_t *)&rt->ping, NULL);
 }
 

@@ -511,7 +511,7 @@ static void on_raw_write(uv_write_t *req, int status)
     if (status < 0) {
         conn_close(c);
     } else if (c->close_after_write && !c->write_pending && !(c->out && c->out->len)) {
-        conn_close(c);
+        maybe_close_after_write(c); /* shut down our side, then linger */
     } else if (!c->closing && c->raw->on_drain && conn_out_pending(c) < RAW_LOW_WATER) {
         c->raw->on_drain(c, c->raw_ctx);
     }
@@ -567,7 +567,7 @@ void conn_close_after_output(conn_t *c)
         return;
     c->close_after_write = true;
     if (!c->write_pending && !(c->out && c->out->len))
-        conn_close(c);
+        maybe_close_after_write(c);
 }
 
 void conn_upgrade(conn_t *c, const char *headers, const conn_raw_cb *cb, void *ctx)
@@ -623,10 +623,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 {
     conn_t *c = s->data;
     if (c->raw) {
-        if (nread < 0)
+        if (nread < 0) {
+            c->eof = true;
             conn_close(c);
-        else if (nread > 0)
+        } else if (nread > 0 && c->mode != T_LINGER && !c->close_after_write) {
             c->raw->on_data(c, c->raw_ctx, b->base, (size_t)nread);
+        }
         return;
     }
     if (nread < 0) {

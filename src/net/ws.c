@@ -197,7 +197,9 @@ static int64_t frame_size(ws_t *ws, const unsigned char *p, size_t n)
     uint64_t len = p[1] & 0x7f;
     size_t hdr = 2;
     if (opcode & 0x08) {
-        if (len > 125 || !fin)
+        /* Control frames: short and whole; a close payload is empty or a
+         * 2-byte code and a reason (wslay takes 1 byte as "no code"). */
+        if (len > 125 || !fin || (opcode == 0x8 && len == 1))
             return -WS_CLOSE_PROTOCOL;
     } else if (len == 126) {
         if (n < 4)
