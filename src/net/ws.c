@@ -79,6 +79,7 @@ static void on_msg(wslay_event_context_ptr wctx, const struct wslay_event_on_msg
         if (!ws->closing) {
             wslay_event_queue_close(wctx, WS_CLOSE_UNSUPPORTED,
                                     (const uint8_t *)"text frames only", 16);
+            wslay_event_shutdown_read(wctx); /* over: nothing more is read */
             ws->closing = true;
         }
         break;
