@@ -705,6 +705,7 @@ static void on_drain(conn_t *c, void *ctx)
 {
     rt_session *s = ctx;
     (void)c;
+
     s->refs++;
     for (rt_sub *u = s->subs, *next; u; u = next) {
         next = u->next;

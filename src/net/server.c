@@ -68,6 +68,7 @@ struct server {
     uv_loop_t *loop;
     uv_tcp_t listener;
     uv_check_t flusher; /* writes the gathered output of upgraded connections */
+    uv_idle_t kick;     /* active while output waits: the loop must not block */
     conn_t *dirty;      /* upgraded connections with output to write */
     char *rbuf;         /* the read buffer every upgraded connection shares */
     bool listening;
@@ -457,6 +458,8 @@ static outseg *outq_seg(outq *q)
     return &q->segs[q->n++];
 }
 
+static void on_kick(uv_idle_t *h) { (void)h; }
+
 static void mark_dirty(conn_t *c)
 {
     if (c->dirty)
@@ -464,6 +467,11 @@ static void mark_dirty(conn_t *c)
     c->dirty = true;
     c->dirty_next = c->srv->dirty;
     c->srv->dirty = conn_ref(c);
+    /* Output queued outside the I/O phase (a timer, a write callback)
+     * must not wait for the next I/O: an active idle handle keeps the
+     * loop from blocking before the check phase flushes it. */
+    if (!uv_is_active((uv_handle_t *)&c->srv->kick))
+        uv_idle_start(&c->srv->kick, on_kick);
 }
 
 void conn_out_copy(conn_t *c, const void *p, size_t n)
@@ -551,6 +559,7 @@ static void on_flush(uv_check_t *h)
     server_t *s = h->data;
     conn_t *c = s->dirty;
     s->dirty = NULL;
+    uv_idle_stop(&s->kick);
     while (c) {
         conn_t *next = c->dirty_next;
         c->dirty = false;
@@ -818,6 +827,8 @@ int server_start(server_t **out, uv_loop_t *loop, const server_opts *opts, serve
     s->flusher.data = s;
     uv_check_start(&s->flusher, on_flush);
     uv_unref((uv_handle_t *)&s->flusher);
+    uv_idle_init(loop, &s->kick);
+    uv_unref((uv_handle_t *)&s->kick);
     struct sockaddr_storage bound;
     int blen = sizeof bound;
     uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &blen);
@@ -841,6 +852,7 @@ void server_close_all(server_t *s)
         conn_close(s->conns.next);
     on_flush(&s->flusher); /* drops the references of the dirty list */
     uv_close((uv_handle_t *)&s->flusher, NULL);
+    uv_close((uv_handle_t *)&s->kick, NULL);
 }
 
 void server_free(server_t *s)

@@ -255,7 +255,7 @@ describe('subscriptions', () => {
 
   test('a large snapshot comes in pieces, all at one seq', async () => {
     const ops = [];
-    for (let i = 0; i < 3000; i++) ops.push({ op: 'put', col: 'big', id: `b${String(i).padStart(5, '0')}`, doc: { i, pad: 'x'.repeat(100) } });
+    for (let i = 0; i < 3000; i++) ops.push({ op: 'put', col: 'big', id: `b${String(i).padStart(5, '0')}`, doc: { i, pad: 'x'.repeat(500) } }); // ~2 MB: more than the 1 MiB a snapshot sends before it waits for the socket to drain
     for (let i = 0; i < ops.length; i += 1000) {
       const r = await srv.req('POST', '/v1/batch', { body: { ops: ops.slice(i, i + 1000) } });
       assert.equal(r.status, 200);
@@ -338,6 +338,26 @@ describe('heartbeat and slow readers', () => {
     assert.ok(body.includes(Buffer.from([0x89, 0x00])), body.toString('hex'));
     assert.ok(body.includes(Buffer.from([0x88])), 'close frame');
     await c.close();
+    assert.equal(await srv.stop(), 0, srv.stderrTail());
+  });
+
+  test('a ping goes out when its timer fires, not at the next I/O', async () => {
+    // Output queued by a timer must not wait for the loop's next event.
+    const srv = await startServer({ args: ['--ws-ping', '2'] });
+    const net = await import('node:net');
+    const sock = net.connect({ port: srv.port, host: '127.0.0.1' });
+    const t0 = Date.now();
+    let buf = Buffer.alloc(0);
+    const pingAt = await new Promise((resolve) => {
+      sock.on('data', (d) => {
+        buf = Buffer.concat([buf, d]);
+        const i = buf.indexOf('\r\n\r\n');
+        if (i >= 0 && buf.subarray(i + 4).includes(Buffer.from([0x89, 0x00]))) resolve(Date.now() - t0);
+      });
+      sock.write(upgradeReq());
+    });
+    sock.destroy();
+    assert.ok(pingAt >= 1500 && pingAt < 3000, `first ping after ${pingAt} ms (interval 2000)`);
     assert.equal(await srv.stop(), 0, srv.stderrTail());
   });
 

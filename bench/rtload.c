@@ -1,0 +1,916 @@
+/*
+ * rtload.c: the realtime load generator of bench/run-realtime.
+ *
+ * One libuv loop drives many WebSocket clients (wslay, as a client) and a
+ * few keep-alive HTTP connections that write to livedb, or many Redis
+ * connections (hiredis on libuv) for the side-by-side pub/sub figures.
+ *
+ *   rtload fanout   PORT N SECONDS      N subscribers of one collection;
+ *                                       writes as fast as the subscribers
+ *                                       keep up; deliveries per second
+ *   rtload latency  PORT N RATE SECONDS N subscribers; RATE durable writes
+ *                                       a second; write-to-delivery p50/p99
+ *   rtload idle     PORT N              N subscribed connections, then wait
+ *                                       (the script reads the server's RSS)
+ *   rtload load     PORT COL N          N documents into COL (batches)
+ *   rtload snapshot PORT COL RUNS       time to a whole snapshot of COL
+ *   rtload catchup  PORT COL SINCE      time to catch up from SINCE
+ *   rtload redis-fanout  PORT N SECONDS      the same, Redis pub/sub
+ *   rtload redis-latency PORT N RATE SECONDS
+ *
+ * Output: one line "key=value ..." on stdout; progress on stderr. Exit 1
+ * when something did not work (a refused upgrade, a lost message).
+ *
+ * Message size: livedb change messages here are about 330 bytes (a 190-byte
+ * document in the change envelope); Redis messages are padded to the same.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include <hiredis/adapters/libuv.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <uv.h>
+#include <wslay/wslay.h>
+
+#define CONNECTING_MAX 256 /* connects in flight at once */
+#define MSG_PAD 160        /* pad of a written document, for ~330-byte messages */
+
+static uv_loop_t *loop;
+static int port;
+static const char *mode;
+
+static void die(const char *what)
+{
+    fprintf(stderr, "rtload: %s\n", what);
+    exit(1);
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n);
+    if (!p)
+        die("out of memory");
+    return p;
+}
+
+static uint64_t now_ns(void) { return uv_hrtime(); }
+
+/* ------------------------------------------------------------------ latency histogram */
+
+#define HIST_US 2000000 /* 1 us buckets up to 2 s */
+static uint32_t *hist;
+static uint64_t hist_n, hist_over;
+
+static void hist_add(uint64_t ns)
+{
+    uint64_t us = ns / 1000;
+    if (us >= HIST_US)
+        hist_over++;
+    else
+        hist[us]++;
+    hist_n++;
+}
+
+static double hist_pct(double p)
+{
+    uint64_t want = (uint64_t)(p * (double)hist_n), seen = 0;
+    for (uint64_t i = 0; i < HIST_US; i++) {
+        seen += hist[i];
+        if (seen > want)
+            return (double)i / 1000.0;
+    }
+    return HIST_US / 1000.0;
+}
+
+/* ------------------------------------------------------------------ WebSocket clients */
+
+typedef struct wsc {
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    wslay_event_context_ptr ctx;
+    bool upgraded;
+    char head[1024];
+    size_t headlen;
+    const char *in;
+    size_t inlen;
+    bool keep;       /* keep payloads (to read them) */
+    char *payload;
+    size_t plen, pcap;
+    int frames;      /* text frames received */
+    void (*on_msg)(struct wsc *c, const char *msg, size_t len);
+    int idx;
+} wsc;
+
+static int ws_total, ws_open, ws_connecting, ws_next;
+static wsc **wss;
+static uint64_t deliveries;
+static const char *sub_col = "bench_fan";
+static void (*all_ready)(void);
+static int ws_ready;
+
+static ssize_t c_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+                      void *user)
+{
+    wsc *c = user;
+    (void)flags;
+    if (!c->inlen) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    size_t n = len < c->inlen ? len : c->inlen;
+    memcpy(buf, c->in, n);
+    c->in += n;
+    c->inlen -= n;
+    return (ssize_t)n;
+}
+
+static void on_written(uv_write_t *w, int status)
+{
+    (void)status;
+    free(w->data);
+    free(w);
+}
+
+static void tcp_write(uv_stream_t *s, const void *p, size_t n)
+{
+    uv_write_t *w = xmalloc(sizeof *w);
+    w->data = xmalloc(n);
+    memcpy(w->data, p, n);
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
+    if (uv_write(w, s, &b, 1, on_written) != 0) {
+        free(w->data);
+        free(w);
+    }
+}
+
+static ssize_t c_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+                      void *user)
+{
+    wsc *c = user;
+    (void)ctx;
+    (void)flags;
+    tcp_write((uv_stream_t *)&c->tcp, data, len);
+    return (ssize_t)len;
+}
+
+static int c_genmask(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *user)
+{
+    (void)ctx;
+    (void)user;
+    for (size_t i = 0; i < len; i++)
+        buf[i] = (uint8_t)rand();
+    return 0;
+}
+
+static void c_frame_start(wslay_event_context_ptr ctx,
+                          const struct wslay_event_on_frame_recv_start_arg *arg, void *user)
+{
+    wsc *c = user;
+    (void)ctx;
+    (void)arg;
+    c->plen = 0;
+}
+
+static void c_frame_chunk(wslay_event_context_ptr ctx,
+                          const struct wslay_event_on_frame_recv_chunk_arg *arg, void *user)
+{
+    wsc *c = user;
+    (void)ctx;
+    if (!c->keep)
+        return;
+    if (c->plen + arg->data_length + 1 > c->pcap) {
+        c->pcap = (c->plen + arg->data_length + 1) * 2;
+        c->payload = realloc(c->payload, c->pcap);
+        if (!c->payload)
+            die("out of memory");
+    }
+    memcpy(c->payload + c->plen, arg->data, arg->data_length);
+    c->plen += arg->data_length;
+    c->payload[c->plen] = '\0';
+}
+
+static void c_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+                  void *user)
+{
+    wsc *c = user;
+    (void)ctx;
+    if (arg->opcode != WSLAY_TEXT_FRAME)
+        return;
+    c->frames++;
+    if (c->on_msg)
+        c->on_msg(c, c->payload ? c->payload : "", c->plen);
+}
+
+static const struct wslay_event_callbacks c_callbacks = {
+    .recv_callback = c_recv,
+    .send_callback = c_send,
+    .genmask_callback = c_genmask,
+    .on_frame_recv_start_callback = c_frame_start,
+    .on_frame_recv_chunk_callback = c_frame_chunk,
+    .on_msg_recv_callback = c_msg,
+};
+
+static void ws_send_text(wsc *c, const char *text)
+{
+    struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)text, strlen(text)};
+    wslay_event_queue_msg(c->ctx, &m);
+    wslay_event_send(c->ctx);
+}
+
+static char rbuf[256 * 1024];
+static void on_alloc(uv_handle_t *h, size_t s, uv_buf_t *b)
+{
+    (void)h;
+    (void)s;
+    *b = uv_buf_init(rbuf, sizeof rbuf);
+}
+
+static void start_connects(void);
+
+/* Subscribers subscribe to sub_col as soon as they are upgraded. */
+static void subscribe_on_open(wsc *c)
+{
+    char sub[160];
+    snprintf(sub, sizeof sub, "{\"t\":\"sub\",\"id\":\"s\",\"col\":\"%s\"}", sub_col);
+    ws_send_text(c, sub);
+}
+static void (*on_open)(wsc *c) = subscribe_on_open;
+
+static void on_ws_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    wsc *c = s->data;
+    if (n < 0) {
+        fprintf(stderr, "rtload: connection %d closed: %s\n", c->idx, uv_strerror((int)n));
+        exit(1);
+    }
+    const char *p = b->base;
+    size_t len = (size_t)n;
+    if (!c->upgraded) {
+        size_t take = len < sizeof c->head - 1 - c->headlen ? len : sizeof c->head - 1 - c->headlen;
+        memcpy(c->head + c->headlen, p, take);
+        c->headlen += take;
+        c->head[c->headlen] = '\0';
+        char *end = strstr(c->head, "\r\n\r\n");
+        if (!end)
+            return;
+        if (strncmp(c->head, "HTTP/1.1 101", 12) != 0) {
+            fprintf(stderr, "rtload: upgrade refused: %.200s\n", c->head);
+            exit(1);
+        }
+        size_t used = (size_t)(end + 4 - c->head) - (c->headlen - take);
+        p += used;
+        len -= used;
+        c->upgraded = true;
+        ws_open++;
+        ws_connecting--;
+        start_connects();
+        on_open(c);
+    }
+    c->in = p;
+    c->inlen = len;
+    if (wslay_event_recv(c->ctx) != 0)
+        die("wslay_event_recv failed");
+    if (wslay_event_want_write(c->ctx))
+        wslay_event_send(c->ctx);
+}
+
+static void on_ws_connect(uv_connect_t *req, int status)
+{
+    wsc *c = req->data;
+    if (status < 0) {
+        fprintf(stderr, "rtload: connect %d: %s\n", c->idx, uv_strerror(status));
+        exit(1);
+    }
+    char h[256];
+    int n = snprintf(h, sizeof h,
+                     "GET /v1/realtime HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+                     port);
+    tcp_write((uv_stream_t *)&c->tcp, h, (size_t)n);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_ws_read);
+}
+
+static void start_connects(void)
+{
+    while (ws_next < ws_total && ws_connecting < CONNECTING_MAX) {
+        wsc *c = wss[ws_next];
+        c->idx = ws_next++;
+        uv_tcp_init(loop, &c->tcp);
+        c->tcp.data = c;
+        c->creq.data = c;
+        struct sockaddr_in a;
+        uv_ip4_addr("127.0.0.1", port, &a);
+        ws_connecting++;
+        if (uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&a, on_ws_connect) != 0)
+            die("uv_tcp_connect");
+    }
+}
+
+/* Subscribers: ready once the first message (the snapshot) arrived. */
+static void on_sub_msg(wsc *c, const char *msg, size_t len)
+{
+    (void)msg;
+    (void)len;
+    if (c->frames == 1) {
+        if (++ws_ready == ws_total && all_ready)
+            all_ready();
+        return;
+    }
+    deliveries++;
+}
+
+static void open_subscribers(int n, bool keep, void (*on_msg)(wsc *, const char *, size_t))
+{
+    ws_total = n;
+    wss = calloc((size_t)n, sizeof *wss);
+    for (int i = 0; i < n; i++) {
+        wsc *c = calloc(1, sizeof *c);
+        c->keep = keep;
+        c->on_msg = on_msg;
+        if (wslay_event_context_client_init(&c->ctx, &c_callbacks, c) != 0)
+            die("wslay");
+        wslay_event_config_set_no_buffering(c->ctx, 1);
+        wss[i] = c;
+    }
+    start_connects();
+}
+
+/* ------------------------------------------------------------------ HTTP writers */
+
+typedef struct httpc {
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    bool connected, busy;
+    char *in;
+    size_t inlen, incap;
+    void (*on_answer)(struct httpc *h, int status);
+} httpc;
+
+static void on_http_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    httpc *h = s->data;
+    if (n < 0)
+        die("writer connection closed");
+    if (h->inlen + (size_t)n + 1 > h->incap) {
+        h->incap = (h->inlen + (size_t)n + 1) * 2;
+        h->in = realloc(h->in, h->incap);
+    }
+    memcpy(h->in + h->inlen, b->base, (size_t)n);
+    h->inlen += (size_t)n;
+    h->in[h->inlen] = '\0';
+    for (;;) {
+        char *end = strstr(h->in, "\r\n\r\n");
+        if (!end)
+            return;
+        char *cl = strcasestr(h->in, "content-length:");
+        size_t body = cl && cl < end ? strtoul(cl + 15, NULL, 10) : 0;
+        size_t total = (size_t)(end + 4 - h->in) + body;
+        if (h->inlen < total)
+            return;
+        int status = atoi(h->in + 9);
+        memmove(h->in, h->in + total, h->inlen - total + 1);
+        h->inlen -= total;
+        h->busy = false;
+        if (h->on_answer)
+            h->on_answer(h, status);
+    }
+}
+
+static void on_http_connect(uv_connect_t *req, int status)
+{
+    httpc *h = req->data;
+    if (status < 0)
+        die("writer connect failed");
+    h->connected = true;
+    uv_read_start((uv_stream_t *)&h->tcp, on_alloc, on_http_read);
+    if (h->on_answer)
+        h->on_answer(h, 0);
+}
+
+static httpc *http_open(void (*on_answer)(httpc *, int))
+{
+    httpc *h = calloc(1, sizeof *h);
+    h->on_answer = on_answer;
+    uv_tcp_init(loop, &h->tcp);
+    uv_tcp_nodelay(&h->tcp, 1);
+    h->tcp.data = h;
+    h->creq.data = h;
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", port, &a);
+    uv_tcp_connect(&h->creq, &h->tcp, (struct sockaddr *)&a, on_http_connect);
+    return h;
+}
+
+static void http_post(httpc *h, const char *path, const char *body, size_t blen)
+{
+    char head[256];
+    int n = snprintf(head, sizeof head,
+                     "POST %s HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n\r\n",
+                     path, blen);
+    char *all = xmalloc((size_t)n + blen);
+    memcpy(all, head, (size_t)n);
+    memcpy(all + n, body, blen);
+    tcp_write((uv_stream_t *)&h->tcp, all, (size_t)n + blen);
+    free(all);
+    h->busy = true;
+}
+
+static char pad[MSG_PAD + 1];
+
+/* A batch of k creates in col; each doc carries ts (ns) for latency. */
+static size_t batch_body(char *out, size_t cap, const char *col, int k, uint64_t ts)
+{
+    size_t n = (size_t)snprintf(out, cap, "{\"ops\":[");
+    for (int i = 0; i < k; i++)
+        n += (size_t)snprintf(out + n, cap - n,
+                              "%s{\"op\":\"create\",\"col\":\"%s\",\"doc\":{\"ts\":%" PRIu64
+                              ",\"sku\":\"B-%d\",\"pad\":\"%s\"}}",
+                              i ? "," : "", col, ts, i, pad);
+    n += (size_t)snprintf(out + n, cap - n, "]}");
+    return n;
+}
+
+/* ------------------------------------------------------------------ fanout */
+
+#define FAN_BATCH 10
+#define FAN_WINDOW 40 /* changes written ahead of the slowest delivery */
+static uint64_t written;
+static uint64_t t_start, t_end;
+static int seconds;
+static httpc *writer;
+static uv_timer_t stop_timer;
+static bool measuring;
+static uint64_t deliveries_at_start;
+
+static void fan_write(httpc *h, int status)
+{
+    if (status >= 300)
+        die("a write failed");
+    if (!h->connected || h->busy || !measuring)
+        return;
+    /* Closed loop: write when deliveries are within the window. */
+    if (deliveries + (uint64_t)FAN_WINDOW * (uint64_t)ws_total <
+        (written - deliveries_at_start / (uint64_t)ws_total) * (uint64_t)ws_total)
+        return;
+    static char body[16384];
+    size_t n = batch_body(body, sizeof body, sub_col, FAN_BATCH, now_ns());
+    http_post(h, "/v1/batch", body, n);
+    written += FAN_BATCH;
+}
+
+static void on_check_writer(uv_check_t *c)
+{
+    (void)c;
+    if (writer && measuring)
+        fan_write(writer, 0);
+}
+
+static void fan_stop(uv_timer_t *t)
+{
+    (void)t;
+    t_end = now_ns();
+    measuring = false;
+    double secs = (double)(t_end - t_start) / 1e9;
+    uint64_t got = deliveries - deliveries_at_start;
+    printf("deliveries=%" PRIu64 " seconds=%.2f deliveries_per_s=%.0f changes=%" PRIu64
+           " subscribers=%d\n",
+           got, secs, (double)got / secs, written, ws_total);
+    fflush(stdout);
+    exit(0);
+}
+
+static void fan_ready(void)
+{
+    fprintf(stderr, "rtload: %d subscribers ready\n", ws_total);
+    measuring = true;
+    deliveries_at_start = deliveries;
+    written = 0;
+    t_start = now_ns();
+    uv_timer_init(loop, &stop_timer);
+    uv_timer_start(&stop_timer, fan_stop, (uint64_t)seconds * 1000, 0);
+    fan_write(writer, 0);
+}
+
+/* ------------------------------------------------------------------ latency */
+
+#define LAT_WRITERS 32
+static httpc *lat_writers[LAT_WRITERS];
+static uv_timer_t tick;
+static int rate;
+static uint64_t lat_sent, lat_skipped, lat_due;
+
+static void lat_msg(wsc *c, const char *msg, size_t len)
+{
+    (void)len;
+    if (c->frames == 1) {
+        if (++ws_ready == ws_total && all_ready)
+            all_ready();
+        return;
+    }
+    const char *ts = strstr(msg, "\"ts\":");
+    if (!ts || !measuring)
+        return;
+    uint64_t sent = strtoull(ts + 5, NULL, 10);
+    hist_add(now_ns() - sent);
+    deliveries++;
+}
+
+static void lat_tick(uv_timer_t *t)
+{
+    (void)t;
+    /* Writes due by now at RATE per second since the start. */
+    uint64_t due = (now_ns() - t_start) * (uint64_t)rate / 1000000000u;
+    while (lat_due < due) {
+        lat_due++;
+        httpc *h = NULL;
+        for (int i = 0; i < LAT_WRITERS && !h; i++)
+            if (lat_writers[i]->connected && !lat_writers[i]->busy)
+                h = lat_writers[i];
+        if (!h) {
+            lat_skipped++;
+            continue;
+        }
+        char body[512];
+        int n = snprintf(body, sizeof body, "{\"ts\":%" PRIu64 ",\"sku\":\"L\",\"pad\":\"%s\"}",
+                         now_ns(), pad);
+        http_post(h, "/v1/c/bench_lat", body, (size_t)n);
+        lat_sent++;
+    }
+}
+
+static void lat_stop(uv_timer_t *t)
+{
+    (void)t;
+    measuring = false;
+    printf("writes=%" PRIu64 " skipped=%" PRIu64 " deliveries=%" PRIu64
+           " p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f over_2s=%" PRIu64 " subscribers=%d rate=%d\n",
+           lat_sent, lat_skipped, hist_n, hist_pct(0.5), hist_pct(0.99), hist_pct(0.999),
+           hist_over, ws_total, rate);
+    fflush(stdout);
+    exit(hist_n ? 0 : 1);
+}
+
+static void lat_ready(void)
+{
+    fprintf(stderr, "rtload: %d subscribers ready\n", ws_total);
+    measuring = true;
+    t_start = now_ns();
+    uv_timer_init(loop, &tick);
+    uv_timer_start(&tick, lat_tick, 1, 1);
+    uv_timer_init(loop, &stop_timer);
+    uv_timer_start(&stop_timer, lat_stop, (uint64_t)seconds * 1000, 0);
+}
+
+/* ------------------------------------------------------------------ idle */
+
+static void idle_ready(void)
+{
+    printf("ready connections=%d\n", ws_total);
+    fflush(stdout);
+}
+
+/* ------------------------------------------------------------------ load */
+
+static int load_left, load_batch = 1000;
+static const char *load_col;
+
+static void load_next(httpc *h, int status)
+{
+    if (status >= 300)
+        die("a load batch failed");
+    if (!h->connected || h->busy)
+        return;
+    if (load_left <= 0) {
+        printf("loaded\n");
+        exit(0);
+    }
+    int k = load_left < load_batch ? load_left : load_batch;
+    static char body[1 << 20];
+    size_t n = batch_body(body, sizeof body, load_col, k, 0);
+    http_post(h, "/v1/batch", body, n);
+    load_left -= k;
+}
+
+/* ------------------------------------------------------------------ snapshot and catch-up */
+
+static int runs, run_i, docs_seen;
+static uint64_t run_t0;
+static double *run_ms;
+static wsc *one;
+static int64_t since_arg;
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int count_docs(const char *msg)
+{
+    /* Each document starts with {"id": in a snapshot. */
+    int n = 0;
+    for (const char *p = msg; (p = strstr(p, "{\"id\":")); p += 6)
+        n++;
+    return n;
+}
+
+static void snap_send(void)
+{
+    char sub[160];
+    snprintf(sub, sizeof sub, "{\"t\":\"sub\",\"id\":\"r%d\",\"col\":\"%s\"}", run_i, sub_col);
+    docs_seen = 0;
+    run_t0 = now_ns();
+    ws_send_text(one, sub);
+}
+
+static void snap_msg(wsc *c, const char *msg, size_t len)
+{
+    (void)c;
+    (void)len;
+    if (strncmp(msg, "{\"t\":\"snapshot\"", 15) != 0) {
+        fprintf(stderr, "rtload: unexpected %.200s\n", msg);
+        exit(1);
+    }
+    docs_seen += count_docs(msg);
+    if (!strstr(msg, "\"more\":false"))
+        return;
+    run_ms[run_i] = (double)(now_ns() - run_t0) / 1e6;
+    char unsub[64];
+    snprintf(unsub, sizeof unsub, "{\"t\":\"unsub\",\"id\":\"r%d\"}", run_i);
+    ws_send_text(one, unsub);
+    if (++run_i < runs) {
+        snap_send();
+        return;
+    }
+    double first = run_ms[0];
+    qsort(run_ms, (size_t)runs, sizeof *run_ms, cmp_double);
+    printf("docs=%d runs=%d first_ms=%.2f median_ms=%.2f min_ms=%.2f max_ms=%.2f\n", docs_seen,
+           runs, first, run_ms[runs / 2], run_ms[0], run_ms[runs - 1]);
+    exit(0);
+}
+
+static int64_t caught;
+static void catchup_msg(wsc *c, const char *msg, size_t len)
+{
+    (void)c;
+    (void)len;
+    if (strncmp(msg, "{\"t\":\"change\"", 13) == 0) {
+        caught++;
+        return;
+    }
+    if (strncmp(msg, "{\"t\":\"synced\"", 13) == 0) {
+        double secs = (double)(now_ns() - run_t0) / 1e9;
+        printf("changes=%" PRId64 " seconds=%.3f changes_per_s=%.0f\n", caught, secs,
+               (double)caught / secs);
+        exit(0);
+    }
+    fprintf(stderr, "rtload: unexpected %.200s\n", msg);
+    exit(1);
+}
+
+static void one_open(wsc *c)
+{
+    (void)c;
+    if (strcmp(mode, "snapshot") == 0) {
+        snap_send();
+    } else {
+        char sub[160];
+        snprintf(sub, sizeof sub, "{\"t\":\"sub\",\"id\":\"c\",\"col\":\"%s\",\"since\":%" PRId64 "}",
+                 sub_col, since_arg);
+        run_t0 = now_ns();
+        ws_send_text(one, sub);
+    }
+}
+
+/* ------------------------------------------------------------------ Redis */
+
+static redisAsyncContext **rsubs;
+static redisAsyncContext *rpub;
+static int rsub_ready;
+static uint64_t published;
+static char rmsg[512];
+
+static redisAsyncContext *redis_connect(void)
+{
+    redisAsyncContext *ac = redisAsyncConnect("127.0.0.1", port);
+    if (!ac || ac->err)
+        die("redis connect");
+    redisLibuvAttach(ac, loop);
+    return ac;
+}
+
+static void rpub_next(void);
+
+static void on_published(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)ac;
+    (void)r;
+    (void)priv;
+    if (strcmp(mode, "redis-fanout") == 0)
+        rpub_next();
+}
+
+static void rpub_next(void)
+{
+    if (!measuring)
+        return;
+    while (deliveries + (uint64_t)FAN_WINDOW * (uint64_t)ws_total >=
+           published * (uint64_t)ws_total) {
+        int n = snprintf(rmsg, sizeof rmsg, "{\"ts\":%" PRIu64 ",\"pad\":\"%s%s\"}", now_ns(), pad,
+                         pad);
+        redisAsyncCommand(rpub, on_published, NULL, "PUBLISH fan %b", rmsg, (size_t)n);
+        published++;
+    }
+}
+
+static void on_redis_msg(redisAsyncContext *ac, void *reply, void *priv)
+{
+    redisReply *r = reply;
+    (void)ac;
+    (void)priv;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3)
+        return;
+    if (strcmp(r->element[0]->str, "subscribe") == 0) {
+        if (++rsub_ready == ws_total && all_ready)
+            all_ready();
+        return;
+    }
+    if (!measuring)
+        return;
+    deliveries++;
+    if (strcmp(mode, "redis-latency") == 0) {
+        const char *ts = strstr(r->element[2]->str, "\"ts\":");
+        if (ts)
+            hist_add(now_ns() - strtoull(ts + 5, NULL, 10));
+    } else if (deliveries % 1024 == 0) {
+        rpub_next();
+    }
+}
+
+static void rfan_stop(uv_timer_t *t)
+{
+    (void)t;
+    measuring = false;
+    double secs = (double)(now_ns() - t_start) / 1e9;
+    if (strcmp(mode, "redis-fanout") == 0)
+        printf("deliveries=%" PRIu64 " seconds=%.2f deliveries_per_s=%.0f messages=%" PRIu64
+               " subscribers=%d\n",
+               deliveries, secs, (double)deliveries / secs, published, ws_total);
+    else
+        printf("writes=%" PRIu64 " deliveries=%" PRIu64 " p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f"
+               " subscribers=%d rate=%d\n",
+               published, hist_n, hist_pct(0.5), hist_pct(0.99), hist_pct(0.999), ws_total, rate);
+    fflush(stdout);
+    exit(0);
+}
+
+static void rlat_tick(uv_timer_t *t)
+{
+    (void)t;
+    uint64_t due = (now_ns() - t_start) * (uint64_t)rate / 1000000000u;
+    while (published < due) {
+        int n = snprintf(rmsg, sizeof rmsg, "{\"ts\":%" PRIu64 ",\"pad\":\"%s%s\"}", now_ns(), pad,
+                         pad);
+        redisAsyncCommand(rpub, on_published, NULL, "PUBLISH fan %b", rmsg, (size_t)n);
+        published++;
+    }
+}
+
+static void redis_ready(void)
+{
+    fprintf(stderr, "rtload: %d Redis subscribers ready\n", ws_total);
+    measuring = true;
+    t_start = now_ns();
+    uv_timer_init(loop, &stop_timer);
+    uv_timer_start(&stop_timer, rfan_stop, (uint64_t)seconds * 1000, 0);
+    if (strcmp(mode, "redis-fanout") == 0) {
+        rpub_next();
+    } else {
+        uv_timer_init(loop, &tick);
+        uv_timer_start(&tick, rlat_tick, 1, 1);
+    }
+}
+
+static int redis_connecting;
+static void redis_open_more(void);
+static void on_subscribed_once(redisAsyncContext *ac, void *reply, void *priv)
+{
+    on_redis_msg(ac, reply, priv);
+    redisReply *r = reply;
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+        strcmp(r->element[0]->str, "subscribe") == 0) {
+        redis_connecting--;
+        redis_open_more();
+    }
+}
+
+static int redis_next;
+static void redis_open_more(void)
+{
+    while (redis_next < ws_total && redis_connecting < CONNECTING_MAX) {
+        rsubs[redis_next] = redis_connect();
+        redisAsyncCommand(rsubs[redis_next], on_subscribed_once, NULL, "SUBSCRIBE fan");
+        redis_next++;
+        redis_connecting++;
+    }
+}
+
+/* ------------------------------------------------------------------ main */
+
+static int arg_int(char **argv, int i, int argc)
+{
+    if (i >= argc)
+        die("missing argument (see the top of bench/rtload.c)");
+    return atoi(argv[i]);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3)
+        die("usage: rtload MODE PORT ... (see the top of bench/rtload.c)");
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    memset(pad, 'p', MSG_PAD);
+    loop = uv_default_loop();
+    mode = argv[1];
+    port = arg_int(argv, 2, argc);
+    hist = calloc(HIST_US, sizeof *hist);
+    uv_check_t chk;
+    if (strcmp(mode, "fanout") == 0) {
+        int n = arg_int(argv, 3, argc);
+        seconds = arg_int(argv, 4, argc);
+        all_ready = fan_ready;
+        writer = http_open(fan_write);
+        uv_check_init(loop, &chk);
+        uv_check_start(&chk, on_check_writer);
+        open_subscribers(n, false, on_sub_msg);
+    } else if (strcmp(mode, "latency") == 0) {
+        int n = arg_int(argv, 3, argc);
+        rate = arg_int(argv, 4, argc);
+        seconds = arg_int(argv, 5, argc);
+        sub_col = "bench_lat";
+        all_ready = lat_ready;
+        for (int i = 0; i < LAT_WRITERS; i++)
+            lat_writers[i] = http_open(NULL);
+        open_subscribers(n, true, lat_msg);
+    } else if (strcmp(mode, "idle") == 0) {
+        int n = arg_int(argv, 3, argc);
+        sub_col = "bench_idle";
+        all_ready = idle_ready;
+        open_subscribers(n, false, on_sub_msg);
+    } else if (strcmp(mode, "load") == 0) {
+        if (argc < 5)
+            die("usage: rtload load PORT COL N");
+        load_col = argv[3];
+        load_left = arg_int(argv, 4, argc);
+        http_open(load_next);
+    } else if (strcmp(mode, "snapshot") == 0 || strcmp(mode, "catchup") == 0) {
+        if (argc < 5)
+            die("usage: rtload snapshot|catchup PORT COL RUNS|SINCE");
+        sub_col = argv[3];
+        if (strcmp(mode, "snapshot") == 0) {
+            runs = arg_int(argv, 4, argc);
+            run_ms = calloc((size_t)runs, sizeof *run_ms);
+        } else {
+            since_arg = strtoll(argv[4], NULL, 10);
+        }
+        ws_total = 1;
+        wss = calloc(1, sizeof *wss);
+        one = calloc(1, sizeof *one);
+        one->keep = true;
+        one->on_msg = strcmp(mode, "snapshot") == 0 ? snap_msg : catchup_msg;
+        if (wslay_event_context_client_init(&one->ctx, &c_callbacks, one) != 0)
+            die("wslay");
+        wslay_event_config_set_no_buffering(one->ctx, 1);
+        wss[0] = one;
+        on_open = one_open;
+        start_connects();
+    } else if (strcmp(mode, "redis-fanout") == 0 || strcmp(mode, "redis-latency") == 0) {
+        ws_total = arg_int(argv, 3, argc);
+        if (strcmp(mode, "redis-latency") == 0) {
+            rate = arg_int(argv, 4, argc);
+            seconds = arg_int(argv, 5, argc);
+        } else {
+            seconds = arg_int(argv, 4, argc);
+        }
+        all_ready = redis_ready;
+        rsubs = calloc((size_t)ws_total, sizeof *rsubs);
+        rpub = redis_connect();
+        redis_open_more();
+    } else {
+        die("unknown mode");
+    }
+    uv_run(loop, UV_RUN_DEFAULT);
+    return 0;
+}
