@@ -5,9 +5,11 @@
  * few keep-alive HTTP connections that write to livedb, or many Redis
  * connections (hiredis on libuv) for the side-by-side pub/sub figures.
  *
- *   rtload fanout   PORT N SECONDS      N subscribers of one collection;
- *                                       writes as fast as the subscribers
- *                                       keep up; deliveries per second
+ *   rtload fanout   PORT N SECONDS [--passive]
+ *                                       N subscribers of one collection;
+ *                                       writes as fast as they keep up
+ *                                       (--passive: only listens, for a
+ *                                       second process); deliveries/s
  *   rtload latency  PORT N RATE SECONDS N subscribers; RATE durable writes
  *                                       a second; write-to-delivery p50/p99
  *   rtload idle     PORT N              N subscribed connections, then wait
@@ -15,7 +17,7 @@
  *   rtload load     PORT COL N          N documents into COL (batches)
  *   rtload snapshot PORT COL RUNS       time to a whole snapshot of COL
  *   rtload catchup  PORT COL SINCE      time to catch up from SINCE
- *   rtload redis-fanout  PORT N SECONDS      the same, Redis pub/sub
+ *   rtload redis-fanout  PORT N SECONDS [--passive]   the same, Redis pub/sub
  *   rtload redis-latency PORT N RATE SECONDS
  *
  * Output: one line "key=value ..." on stdout; progress on stderr. Exit 1
@@ -314,6 +316,10 @@ static void start_connects(void)
     }
 }
 
+static bool passive; /* fanout: only listen; another rtload writes */
+static bool passive_waiting;
+static void fan_ready(void);
+
 /* Subscribers: ready once the first message (the snapshot) arrived. */
 static void on_sub_msg(wsc *c, const char *msg, size_t len)
 {
@@ -323,6 +329,11 @@ static void on_sub_msg(wsc *c, const char *msg, size_t len)
         if (++ws_ready == ws_total && all_ready)
             all_ready();
         return;
+    }
+    if (passive_waiting) {
+        passive_waiting = false;
+        passive = false; /* now measure as the writer does, without writing */
+        fan_ready();
     }
     deliveries++;
 }
@@ -441,8 +452,8 @@ static size_t batch_body(char *out, size_t cap, const char *col, int k, uint64_t
 
 /* ------------------------------------------------------------------ fanout */
 
-#define FAN_BATCH 10
-#define FAN_WINDOW 40 /* changes written ahead of the slowest delivery */
+#define FAN_BATCH 50
+#define FAN_WINDOW 200 /* changes written ahead of the slowest delivery */
 static uint64_t written;
 static uint64_t t_start, t_end;
 static int seconds;
@@ -488,16 +499,23 @@ static void fan_stop(uv_timer_t *t)
     exit(0);
 }
 
+
 static void fan_ready(void)
 {
-    fprintf(stderr, "rtload: %d subscribers ready\n", ws_total);
+    fprintf(stderr, "rtload: %d subscribers ready%s\n", ws_total, passive ? " (passive)" : "");
+    if (passive) {
+        /* Measure from the first change the writing process makes. */
+        passive_waiting = true;
+        return;
+    }
     measuring = true;
     deliveries_at_start = deliveries;
     written = 0;
     t_start = now_ns();
     uv_timer_init(loop, &stop_timer);
     uv_timer_start(&stop_timer, fan_stop, (uint64_t)seconds * 1000, 0);
-    fan_write(writer, 0);
+    if (writer)
+        fan_write(writer, 0);
 }
 
 /* ------------------------------------------------------------------ latency */
@@ -709,6 +727,7 @@ static redisAsyncContext *redis_connect(void)
 }
 
 static void rpub_next(void);
+static void redis_ready(void);
 
 static void on_published(redisAsyncContext *ac, void *r, void *priv)
 {
@@ -721,7 +740,7 @@ static void on_published(redisAsyncContext *ac, void *r, void *priv)
 
 static void rpub_next(void)
 {
-    if (!measuring)
+    if (!measuring || !rpub)
         return;
     while (deliveries + (uint64_t)FAN_WINDOW * (uint64_t)ws_total >=
            published * (uint64_t)ws_total) {
@@ -743,6 +762,11 @@ static void on_redis_msg(redisAsyncContext *ac, void *reply, void *priv)
         if (++rsub_ready == ws_total && all_ready)
             all_ready();
         return;
+    }
+    if (passive_waiting) {
+        passive_waiting = false;
+        passive = false;
+        redis_ready();
     }
     if (!measuring)
         return;
@@ -787,13 +811,18 @@ static void rlat_tick(uv_timer_t *t)
 
 static void redis_ready(void)
 {
-    fprintf(stderr, "rtload: %d Redis subscribers ready\n", ws_total);
+    fprintf(stderr, "rtload: %d Redis subscribers ready%s\n", ws_total, passive ? " (passive)" : "");
+    if (passive) {
+        passive_waiting = true;
+        return;
+    }
     measuring = true;
     t_start = now_ns();
     uv_timer_init(loop, &stop_timer);
     uv_timer_start(&stop_timer, rfan_stop, (uint64_t)seconds * 1000, 0);
     if (strcmp(mode, "redis-fanout") == 0) {
-        rpub_next();
+        if (rpub)
+            rpub_next();
     } else {
         uv_timer_init(loop, &tick);
         uv_timer_start(&tick, rlat_tick, 1, 1);
@@ -851,7 +880,9 @@ int main(int argc, char **argv)
         int n = arg_int(argv, 3, argc);
         seconds = arg_int(argv, 4, argc);
         all_ready = fan_ready;
-        writer = http_open(fan_write);
+        passive = argc > 5 && strcmp(argv[5], "--passive") == 0;
+        if (!passive)
+            writer = http_open(fan_write);
         uv_check_init(loop, &chk);
         uv_check_start(&chk, on_check_writer);
         open_subscribers(n, false, on_sub_msg);
@@ -903,10 +934,12 @@ int main(int argc, char **argv)
             seconds = arg_int(argv, 5, argc);
         } else {
             seconds = arg_int(argv, 4, argc);
+            passive = argc > 5 && strcmp(argv[5], "--passive") == 0;
         }
         all_ready = redis_ready;
         rsubs = calloc((size_t)ws_total, sizeof *rsubs);
-        rpub = redis_connect();
+        if (!passive)
+            rpub = redis_connect();
         redis_open_more();
     } else {
         die("unknown mode");

@@ -106,22 +106,15 @@ static void session_unref(rt_session *s);
 
 static bool can_send(rt_session *s) { return !s->closed && !s->ending; }
 
-/* One text frame whose payload is head + shared + tail. shared (may be
- * NULL) stays valid until release(owner). */
-static void send_frame(rt_session *s, const char *head, size_t hlen, const char *shared,
-                       size_t slen, const char *tail, size_t tlen, change_t *owner)
+/* One text frame whose payload is head + body + tail (copied). */
+static void send_frame(rt_session *s, const char *head, size_t hlen, const char *body,
+                       size_t blen, const char *tail, size_t tlen)
 {
     unsigned char fh[10];
-    size_t fl = ws_text_header(fh, hlen + slen + tlen);
+    size_t fl = ws_text_header(fh, hlen + blen + tlen);
     conn_out_copy(s->c, fh, fl);
     conn_out_copy(s->c, head, hlen);
-    if (slen) {
-        /* Small documents are cheaper copied than referenced. */
-        if (slen < 512 || !owner)
-            conn_out_copy(s->c, shared, slen);
-        else
-            conn_out_ref(s->c, shared, slen, (void (*)(void *))change_unref, change_ref(owner));
-    }
+    conn_out_copy(s->c, body, blen);
     conn_out_copy(s->c, tail, tlen);
     metrics_add(M_WS_MESSAGES_OUT, 1);
 }
@@ -129,7 +122,7 @@ static void send_frame(rt_session *s, const char *head, size_t hlen, const char 
 static void send_text(rt_session *s, const char *msg, size_t len)
 {
     if (can_send(s))
-        send_frame(s, msg, len, NULL, 0, NULL, 0, NULL);
+        send_frame(s, msg, len, NULL, 0, NULL, 0);
 }
 
 static void send_buf(rt_session *s, buf_t *b)
@@ -161,32 +154,94 @@ static void send_error(rt_session *s, const char *type_key, const char *id, cons
     send_buf(s, &b);
 }
 
-/* The change message for u: shares the document's bytes with every other
- * subscriber of the change. */
-static void send_change(rt_sub *u, change_t *ch, sub_op op, int64_t seq)
+/* A whole frame, shared by every connection it goes to. */
+typedef struct frame_blob {
+    int refs;
+    size_t len;
+    char data[];
+} frame_blob;
+
+static void blob_unref(void *p)
+{
+    frame_blob *b = p;
+    if (--b->refs == 0)
+        free(b);
+}
+
+/* The frames of one change, by (subscription id, op): subscribers that
+ * named their subscriptions alike (apps mostly do) get the very same bytes,
+ * so a change is encoded once per distinct envelope, not per subscriber. */
+#define FRAME_CACHE 8
+typedef struct frame_cache {
+    struct {
+        const char *sub;
+        sub_op op;
+        frame_blob *blob;
+    } e[FRAME_CACHE];
+    int n;
+} frame_cache;
+
+static void frame_cache_clear(frame_cache *fc)
+{
+    for (int i = 0; i < fc->n; i++)
+        blob_unref(fc->e[i].blob);
+    fc->n = 0;
+}
+
+static frame_blob *change_frame(const char *sub, change_t *ch, sub_op op)
+{
+    buf_t b = {0};
+    buf_reserve(&b, 128 + ch->doc_len);
+    buf_puts(&b, "{\"t\":\"change\",\"sub\":");
+    buf_put_json_str(&b, sub, strlen(sub));
+    buf_puts(&b, ",\"seq\":");
+    buf_put_i64(&b, ch->seq);
+    buf_puts(&b, ",\"op\":\"");
+    buf_puts(&b, sub_op_name(op));
+    buf_puts(&b, "\",\"id\":");
+    buf_put_json_str(&b, ch->id, strlen(ch->id));
+    if (op == SUBOP_REMOVED) {
+        buf_putc(&b, '}');
+    } else {
+        buf_puts(&b, ",\"doc\":");
+        buf_put(&b, ch->doc, ch->doc_len);
+        buf_putc(&b, '}');
+    }
+    unsigned char fh[10];
+    size_t fl = ws_text_header(fh, b.len);
+    frame_blob *f = xmalloc(sizeof *f + fl + b.len);
+    f->refs = 1;
+    f->len = fl + b.len;
+    memcpy(f->data, fh, fl);
+    memcpy(f->data + fl, b.p, b.len);
+    buf_free(&b);
+    return f;
+}
+
+/* The change message for u. fc (may be NULL) shares frames between the
+ * subscribers of one change. */
+static void send_change(rt_sub *u, change_t *ch, sub_op op, frame_cache *fc)
 {
     rt_session *s = u->s;
     if (!can_send(s))
         return;
-    buf_t dyn = {0};
-    buf_t *b = &dyn;
-    buf_reserve(b, 160);
-    buf_puts(b, "{\"t\":\"change\",\"sub\":");
-    buf_put_json_str(b, u->id, strlen(u->id));
-    buf_puts(b, ",\"seq\":");
-    buf_put_i64(b, seq);
-    buf_puts(b, ",\"op\":\"");
-    buf_puts(b, sub_op_name(op));
-    buf_puts(b, "\",\"id\":");
-    buf_put_json_str(b, ch->id, strlen(ch->id));
-    if (op == SUBOP_REMOVED) {
-        buf_putc(b, '}');
-        send_frame(s, b->p, b->len, NULL, 0, NULL, 0, NULL);
+    frame_blob *f = NULL;
+    for (int i = 0; fc && i < fc->n && !f; i++)
+        if (fc->e[i].op == op && strcmp(fc->e[i].sub, u->id) == 0)
+            f = fc->e[i].blob;
+    if (!f) {
+        f = change_frame(u->id, ch, op);
+        if (fc && fc->n < FRAME_CACHE) {
+            fc->e[fc->n].sub = u->id; /* lives while the change is fanned out */
+            fc->e[fc->n].op = op;
+            fc->e[fc->n++].blob = f;
+            f->refs++;
+        }
     } else {
-        buf_puts(b, ",\"doc\":");
-        send_frame(s, b->p, b->len, ch->doc, ch->doc_len, "}", 1, ch);
+        f->refs++;
     }
-    buf_free(&dyn);
+    conn_out_ref(s->c, f->data, f->len, blob_unref, f);
+    metrics_add(M_WS_MESSAGES_OUT, 1);
 }
 
 /* ------------------------------------------------------------------ subscriptions */
@@ -269,7 +324,7 @@ static void offer(rt_sub *u, change_t *ch)
     if (strcmp(ch->col, u->e.col) == 0) {
         sub_op op = sub_op_of(&u->e, ch);
         if (op != SUBOP_NONE)
-            send_change(u, ch, op, ch->seq);
+            send_change(u, ch, op, NULL);
     }
     u->pos = ch->seq;
 }
@@ -305,7 +360,7 @@ static void send_snapshot_chunk(rt_sub *u)
     buf_put_json_str(&b, u->id, strlen(u->id));
     buf_printf(&b, ",\"seq\":%lld,\"docs\":[", (long long)job->seq);
     const char *tail = more ? "],\"more\":true}" : "],\"more\":false}";
-    send_frame(u->s, b.p, b.len, job->out.p + ck->off, ck->len, tail, strlen(tail), NULL);
+    send_frame(u->s, b.p, b.len, job->out.p + ck->off, ck->len, tail, strlen(tail));
     buf_free(&b);
 }
 
@@ -858,12 +913,11 @@ void realtime_upgrade(app_t *app, conn_t *c, http_req *req)
 static void fan_one(sub_entry *e, change_t *ch, void *ctx)
 {
     rt_sub *u = e->owner;
-    (void)ctx;
     if (u->state != SUB_LIVE || ch->seq <= u->pos || !can_send(u->s))
         return;
     sub_op op = sub_op_of(e, ch);
     if (op != SUBOP_NONE)
-        send_change(u, ch, op, ch->seq);
+        send_change(u, ch, op, ctx);
     u->pos = ch->seq;
 }
 
@@ -872,8 +926,11 @@ void realtime_on_commit(app_t *app, change_t *list)
     struct realtime *rt = app->rt;
     if (!rt || !rt->nsessions)
         return;
-    for (change_t *ch = list; ch; ch = ch->next)
-        subs_each(&rt->index, ch, fan_one, NULL);
+    frame_cache fc = {0};
+    for (change_t *ch = list; ch; ch = ch->next) {
+        subs_each(&rt->index, ch, fan_one, &fc);
+        frame_cache_clear(&fc);
+    }
     /* Readers that fell too far behind resume instead of holding memory. */
     for (rt_session *s = rt->sessions, *next; s; s = next) {
         next = s->next; /* session_close may end s at once */

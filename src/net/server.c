@@ -417,12 +417,23 @@ typedef struct outseg {
     void *owner;
 } outseg;
 
+#define OUT_INLINE 4
 typedef struct outq {
     buf_t bytes;
-    outseg *segs;
+    outseg *segs; /* inl, or allocated when more are needed */
     int n, cap;
     size_t len;
+    outseg inl[OUT_INLINE];
 } outq;
+
+/* Moves src into dst (src left empty). */
+static void outq_move(outq *dst, outq *src)
+{
+    *dst = *src;
+    if (src->segs == src->inl)
+        dst->segs = dst->inl;
+    memset(src, 0, sizeof *src);
+}
 
 typedef struct rawwrite {
     uv_write_t req;
@@ -436,7 +447,8 @@ static void outq_release(outq *q)
         if (q->segs[i].release)
             q->segs[i].release(q->segs[i].owner);
     buf_free(&q->bytes);
-    free(q->segs);
+    if (q->segs != q->inl)
+        free(q->segs);
     memset(q, 0, sizeof *q);
 }
 
@@ -451,9 +463,18 @@ static void raw_free(conn_t *c)
 
 static outseg *outq_seg(outq *q)
 {
+    if (!q->segs) {
+        q->segs = q->inl;
+        q->cap = OUT_INLINE;
+    }
     if (q->n == q->cap) {
-        q->cap = q->cap ? q->cap * 2 : 8;
-        q->segs = xrealloc(q->segs, (size_t)q->cap * sizeof *q->segs);
+        q->cap *= 2;
+        if (q->segs == q->inl) {
+            q->segs = xmalloc((size_t)q->cap * sizeof *q->segs);
+            memcpy(q->segs, q->inl, sizeof q->inl);
+        } else {
+            q->segs = xrealloc(q->segs, (size_t)q->cap * sizeof *q->segs);
+        }
     }
     return &q->segs[q->n++];
 }
@@ -533,8 +554,7 @@ static void raw_flush(conn_t *c)
         return;
     rawwrite *w = xmalloc(sizeof *w);
     w->c = conn_ref(c);
-    w->q = *q;
-    memset(q, 0, sizeof *q);
+    outq_move(&w->q, q);
     uv_buf_t stackbufs[64];
     uv_buf_t *bufs = w->q.n <= 64 ? stackbufs : xmalloc((size_t)w->q.n * sizeof *bufs);
     for (int i = 0; i < w->q.n; i++) {
