@@ -365,11 +365,19 @@ typedef struct httpc {
     void (*on_answer)(struct httpc *h, int status);
 } httpc;
 
+static void http_reconnect(httpc *h);
+
 static void on_http_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
     httpc *h = s->data;
-    if (n < 0)
-        die("writer connection closed");
+    if (n < 0) {
+        /* The server drops connections that stay silent past its header
+         * timeout: an idle writer comes back; a busy one is an error. */
+        if (h->busy)
+            die("writer connection closed with a request in flight");
+        http_reconnect(h);
+        return;
+    }
     if (h->inlen + (size_t)n + 1 > h->incap) {
         h->incap = (h->inlen + (size_t)n + 1) * 2;
         h->in = realloc(h->in, h->incap);
@@ -406,10 +414,10 @@ static void on_http_connect(uv_connect_t *req, int status)
         h->on_answer(h, 0);
 }
 
-static httpc *http_open(void (*on_answer)(httpc *, int))
+static void http_connect(httpc *h)
 {
-    httpc *h = calloc(1, sizeof *h);
-    h->on_answer = on_answer;
+    h->connected = h->busy = false;
+    h->inlen = 0;
     uv_tcp_init(loop, &h->tcp);
     uv_tcp_nodelay(&h->tcp, 1);
     h->tcp.data = h;
@@ -417,6 +425,21 @@ static httpc *http_open(void (*on_answer)(httpc *, int))
     struct sockaddr_in a;
     uv_ip4_addr("127.0.0.1", port, &a);
     uv_tcp_connect(&h->creq, &h->tcp, (struct sockaddr *)&a, on_http_connect);
+}
+
+static void on_http_closed(uv_handle_t *hd) { http_connect(hd->data); }
+
+static void http_reconnect(httpc *h)
+{
+    h->connected = false;
+    uv_close((uv_handle_t *)&h->tcp, on_http_closed);
+}
+
+static httpc *http_open(void (*on_answer)(httpc *, int))
+{
+    httpc *h = calloc(1, sizeof *h);
+    h->on_answer = on_answer;
+    http_connect(h);
     return h;
 }
 
