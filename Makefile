@@ -5,7 +5,8 @@
 #                and ASan+UBSan builds), and a short run of each fuzzer
 #   make asan    build/asan/livedb, with AddressSanitizer and UBSan
 #   make fuzz    the fuzzers, longer (FUZZ_SECONDS each, default 300)
-#   make bench   benchmarks side by side with Redis and PostgreSQL
+#   make bench   benchmarks side by side with Redis and PostgreSQL (bench/run,
+#                bench/run-realtime)
 
 CC      ?= cc
 PKGS    := libuv jansson sqlite3 libsodium nettle
@@ -114,10 +115,16 @@ test: deps
 	$(MAKE) test-api
 	$(MAKE) fuzz-smoke
 
+# The realtime load generator: libuv, wslay as a client, hiredis for Redis.
+build/rtload: bench/rtload.c
+	@mkdir -p build
+	$(CC) -O2 -g -Wall -Wextra -o $@ $< -luv -lwslay -lhiredis
+
 bench: deps
 	scripts/install-deps --bench
-	$(MAKE) build/livedb
+	$(MAKE) build/livedb build/rtload
 	bench/run
+	bench/run-realtime
 
 clean:
 	rm -rf build

@@ -306,6 +306,7 @@ static void start_connects(void)
         wsc *c = wss[ws_next];
         c->idx = ws_next++;
         uv_tcp_init(loop, &c->tcp);
+        uv_tcp_nodelay(&c->tcp, 1); /* wslay writes a frame's header and payload apart */
         c->tcp.data = c;
         c->creq.data = c;
         struct sockaddr_in a;

@@ -1,0 +1,55 @@
+# bench/lib.sh: helpers shared by bench/run and bench/run-realtime.
+# Sourced, not run.
+
+log() { echo "bench: $*" >&2; }
+
+HZ=$(getconf CLK_TCK 2>/dev/null || echo 100)
+
+stop_pid() {              # stop_pid PID: TERM, up to 15 s, then KILL
+  local pid=$1 i
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null
+  for i in $(seq 150); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  log "pid $pid did not stop on SIGTERM; killing it"
+  kill -KILL "$pid" 2>/dev/null
+}
+
+# A free TCP port on 127.0.0.1, below the ephemeral range (32768-60999) so
+# that the load generators' own connections cannot take it.
+free_port() {
+  local p i
+  for i in $(seq 200); do
+    p=$((20000 + RANDOM % 12000))
+    if [ -z "$(ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null)" ]; then
+      echo "$p"
+      return 0
+    fi
+  done
+  return 1
+}
+
+busy_cpu() {              # CPU seconds all processes have used since boot
+  awk -v hz="$HZ" '$1 == "cpu" { printf "%.2f", ($2 + $3 + $4) / hz }' /proc/stat
+}
+# Waits (at most 30 s) until the machine has been nearly idle for a second,
+# so that a timed run does not start while something else is busy.
+wait_quiet() {
+  local i b0 b1
+  for i in $(seq 30); do
+    b0=$(busy_cpu)
+    sleep 1
+    b1=$(busy_cpu)
+    awk -v a="$b0" -v b="$b1" 'BEGIN { exit !(b - a < 0.2) }' && return 0
+    [ "$i" = 1 ] && log "waiting for other processes to quiet down (at most 30 s)"
+  done
+  log "the machine stayed busy; measuring anyway"
+}
+ratio() {                 # ratio A B: A/B with two decimals, or n/a
+  awk -v a="$1" -v b="$2" 'BEGIN {
+    if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b + 0 > 0) printf "%.2f", a / b
+    else printf "n/a" }'
+}
+
