@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -259,6 +260,13 @@ static int cmd_serve(int argc, char **argv)
     if (rc)
         return rc;
     signal(SIGPIPE, SIG_IGN);
+    /* Every connection is a descriptor: take all the hard limit allows, as
+     * Redis and nginx do, instead of the 1024 a shell often starts with. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     /* The reader pool runs on libuv's thread pool: size it before first use. */
     setenv("UV_THREADPOOL_SIZE", "4", 0);
 
