@@ -18,7 +18,11 @@ CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -pthread
 LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lwslay -pthread -lm
 
-SRC     := $(shell find src -name '*.c' | sort)
+# Files built into the binary (apps' app.json, web pages): one file is a
+# whole deployment. tools/embed.c turns them into build/gen/assets.c.
+ASSETS  := $(shell find apps web -type f 2>/dev/null | LC_ALL=C sort)
+GEN     := build/gen/assets.c
+SRC     := $(shell find src -name '*.c' | sort) $(GEN)
 LIBSRC  := $(filter-out src/main.c,$(SRC))
 LLSRC   := api.c http.c llhttp.c
 UNITSRC := $(sort $(wildcard tests/unit/*.c))
@@ -36,6 +40,14 @@ obj = $(patsubst %.c,$(1)/obj/%.o,$(2)) $(patsubst %.c,$(1)/obj/llhttp/%.o,$(LLS
 .PHONY: all asan unit fuzz-build fuzz fuzz-smoke test test-unit test-api run deps bench clean
 
 all: build/livedb
+
+build/embed: tools/embed.c
+	@mkdir -p build
+	$(CC) -O2 -o $@ $<
+
+$(GEN): build/embed $(ASSETS)
+	@mkdir -p $(dir $@)
+	build/embed $(ASSETS) > $@.tmp && mv $@.tmp $@
 
 # ---------------------------------------------------------------- objects
 

@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "api/api.h"
+#include "core/apps.h"
 #include "core/doc.h"
 #include "ops/log.h"
 #include "store/store.h"
@@ -27,17 +28,22 @@
 #define LIVEDB_VERSION "0.1.0"
 
 static const char usage[] =
-    "usage: livedb serve [--data DIR] [--listen HOST:PORT] [--demo]\n"
+    "usage: livedb serve [--data DIR] [--listen HOST:PORT] [--demo] [--apps LIST]\n"
     "                    [--retain-changes N] [--feed-memory N] [--header-timeout S]\n"
     "                    [--idle-timeout S] [--auto-index N] [--no-access-log]\n"
     "                    [--allow-origin ORIGIN]... [--ws-ping S] [--ws-max-pending BYTES]\n"
+    "                    [--session-hours H]\n"
+    "       livedb account add --email E --role R [--name N] --password-stdin [--data DIR]\n"
+    "       livedb activity [--data DIR] [--format json|csv] [--since RFC3339]\n"
+    "       livedb verify [--data DIR]\n"
     "       livedb export [--data DIR] [--out FILE]\n"
     "       livedb import FILE [--data DIR] [--collection C] [--batch N] [--dry-run]\n"
     "       livedb help | --version\n"
     "\n"
     "  --data DIR            data directory (default ./data)\n"
     "  --listen HOST:PORT    address to serve on (default 127.0.0.1:8080; port 0 = any)\n"
-    "  --demo                load sample documents into an empty data directory\n"
+    "  --demo                load sample data and accounts into an empty data directory\n"
+    "  --apps LIST           the apps to serve (default wholesale,studio; none for none)\n"
     "  --retain-changes N    changes kept for resuming clients (default 1000000)\n"
     "  --feed-memory N       recent changes kept in memory (default 65536)\n"
     "  --header-timeout S    drop clients that take longer to send headers (default 10)\n"
@@ -48,7 +54,8 @@ static const char usage[] =
     "                        connections besides the server's own; repeatable\n"
     "  --ws-ping S           realtime ping interval; 3x silent: closed (default 15)\n"
     "  --ws-max-pending B    unsent bytes past which a realtime reader is closed with\n"
-    "                        4008 (default 8388608)\n";
+    "                        4008 (default 8388608)\n"
+    "  --session-hours H     how long a login lasts (default 168)\n";
 
 typedef struct serve_opts {
     const char *data;
@@ -64,6 +71,8 @@ typedef struct serve_opts {
     int norigins;
     int ws_ping;
     int64_t ws_max_pending;
+    const char *apps;
+    int64_t session_hours;
 } serve_opts;
 
 __attribute__((format(printf, 1, 2))) static int bad_usage(const char *fmt, ...)
@@ -111,7 +120,8 @@ static int parse_serve(int argc, char **argv, serve_opts *o)
     *o = (serve_opts){.data = "./data", .host = "127.0.0.1", .port = 8080,
                       .retain = 1000000, .feed_memory = 65536, .header_timeout = 10,
                       .idle_timeout = 60, .auto_index = 16, .access_log = true,
-                      .ws_ping = 15, .ws_max_pending = 8 * 1024 * 1024};
+                      .ws_ping = 15, .ws_max_pending = 8 * 1024 * 1024,
+                      .apps = "wholesale,studio", .session_hours = 168};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -155,6 +165,12 @@ static int parse_serve(int argc, char **argv, serve_opts *o)
                 return bad_usage("--allow-origin takes an origin like https://shop.example:8443,"
                                  " not '%s'", v);
             o->origins[o->norigins++] = v;
+        } else if (strcmp(a, "--apps") == 0) {
+            o->apps = v;
+        } else if (strcmp(a, "--session-hours") == 0) {
+            if (parse_num(v, 1, 24 * 366, &n))
+                return bad_usage("--session-hours takes hours from 1 to 8784, not '%s'", v);
+            o->session_hours = n;
         } else if (strcmp(a, "--ws-ping") == 0) {
             if (parse_num(v, 1, 3600, &n))
                 return bad_usage("--ws-ping takes seconds from 1 to 3600, not '%s'", v);
@@ -192,34 +208,101 @@ static const char demo_ops[] =
     "\"body\":\"Try GET /v1/c/products, then watch GET /v1/changes?wait=30 while you write.\"}}"
     "]}";
 
+/* Demo accounts: an admin, and one account of each role the apps declare
+ * (three partners for wholesale). Passwords are made at random and
+ * printed once, when the demo is loaded. */
+typedef struct demo_account {
+    const char *email, *role, *name;
+    char password[13];
+} demo_account;
+
+static demo_account demo_accounts[] = {
+    {"admin@demo.livedb", "admin", "Alex Admin", ""},
+    {"north@demo.livedb", "partner", "North Deli", ""},
+    {"harbor@demo.livedb", "partner", "Harbor Cafe", ""},
+    {"grove@demo.livedb", "partner", "Grove Market", ""},
+    {"staff@demo.livedb", "staff", "Sam Staff", ""},
+};
+
 static void on_demo_done(wjob *job)
 {
-    if (job->err.code)
+    if (job->err.code) {
         log_msg(LOG_ERROR, "demo data: %s", job->err.msg);
-    else
-        printf("livedb: demo data loaded (products, notes)\n");
+    } else {
+        /* The accounts reached the cache with the feed; their passwords
+         * (private, not in the feed) go there now. */
+        for (int i = 0; i < job->nops; i++)
+            if (job->ops[i].kind == W_CRED)
+                auth_note_credential(job->ctx, job->ops[i].id,
+                                     json_string_value(json_object_get(job->ops[i].doc, "hash")));
+        printf("livedb: demo data loaded; accounts (email / password):\n");
+        for (size_t i = 0; i < ARRAY_LEN(demo_accounts); i++)
+            if (demo_accounts[i].password[0])
+                printf("livedb:   %-20s %-8s %s\n", demo_accounts[i].email, demo_accounts[i].role,
+                       demo_accounts[i].password);
+    }
     fflush(stdout);
     wjob_free(job);
 }
 
-static void load_demo(store_t *st)
+/* Adds the ops that create an account (document and password hash). */
+static void account_ops(wop *ops, const char *id, const char *email, const char *role,
+                        const char *name, const char *hash)
 {
+    ops[0].kind = W_CREATE;
+    snprintf(ops[0].col, sizeof ops[0].col, "_accounts");
+    ops[0].id = xstrdup(id);
+    ops[0].doc = json_pack("{sssssssb}", "email", email, "role", role, "name", name ? name : "",
+                           "disabled", 0);
+    ops[1].kind = W_CRED;
+    ops[1].id = xstrdup(id);
+    ops[1].doc = json_pack("{ss}", "hash", hash);
+}
+
+static void load_demo(app_t *app)
+{
+    store_t *st = app->store;
     if (store_committed_seq(st) != 0)
         return; /* only into an empty data directory */
     json_t *root = json_loads(demo_ops, 0, NULL);
     json_t *ops = json_object_get(root, "ops");
-    wjob *job = wjob_new(WJ_OPS, (int)json_array_size(ops));
+    int ndocs = (int)json_array_size(ops);
+    int naccounts = 0;
+    for (size_t i = 0; i < ARRAY_LEN(demo_accounts); i++)
+        if (apps_role_known(demo_accounts[i].role))
+            naccounts++;
+    wjob *job = wjob_new(WJ_OPS, ndocs + 2 * naccounts);
     job->is_batch = true;
-    for (int i = 0; i < job->nops; i++) {
+    job->actor.system = true;
+    snprintf(job->actor.remote, sizeof job->actor.remote, "demo");
+    int k = 0;
+    for (int i = 0; i < ndocs; i++) {
         json_t *o = json_array_get(ops, (size_t)i);
-        wop *op = &job->ops[i];
+        const char *col = json_string_value(json_object_get(o, "col"));
+        if (apps_col(col) == NULL && strcmp(col, "notes") != 0)
+            continue; /* a collection of an app not served */
+        wop *op = &job->ops[k++];
         op->kind = W_PUT;
-        snprintf(op->col, sizeof op->col, "%s", json_string_value(json_object_get(o, "col")));
+        snprintf(op->col, sizeof op->col, "%s", col);
         op->id = xstrdup(json_string_value(json_object_get(o, "id")));
         op->doc = json_incref(json_object_get(o, "doc"));
     }
+    for (size_t i = 0; i < ARRAY_LEN(demo_accounts); i++) {
+        demo_account *d = &demo_accounts[i];
+        if (!apps_role_known(d->role))
+            continue;
+        random_id(d->password, 12);
+        char hash[128], id[DOC_GEN_ID_LEN + 1];
+        if (auth_hash_password(d->password, hash) != 0)
+            continue;
+        time_ordered_id(id, DOC_GEN_ID_LEN);
+        account_ops(&job->ops[k], id, d->email, d->role, d->name, hash);
+        k += 2;
+    }
+    job->nops = k;
     json_decref(root);
     job->done = on_demo_done;
+    job->ctx = app;
     store_submit(st, job);
 }
 
@@ -267,26 +350,45 @@ static int cmd_serve(int argc, char **argv)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    /* The reader pool runs on libuv's thread pool: size it before first use. */
-    setenv("UV_THREADPOOL_SIZE", "4", 0);
+    /* libuv's thread pool runs the four readers and at most two password
+     * hashes: size it before first use. */
+    setenv("UV_THREADPOOL_SIZE", "6", 0);
 
+    err_t e = {0};
+    if (apps_load(o.apps, &e)) {
+        fprintf(stderr, "livedb: %s\n", e.msg);
+        err_clear(&e);
+        return 1;
+    }
     runtime *rt = xcalloc(1, sizeof *rt);
     uv_loop_t *loop = uv_default_loop();
     app_t *app = &rt->app;
     app->loop = loop;
-    err_t e = {0};
     store_opts so = {.dir = o.data, .retain_changes = o.retain, .readers = 4,
                      .auto_index_max = o.auto_index};
     if (store_open(&app->store, loop, &so, &e)) {
         fprintf(stderr, "livedb: %s\n", e.msg);
         err_clear(&e);
         free(rt);
+        apps_free();
+        return 1;
+    }
+    if (auth_init(app, o.session_hours * 3600 * 1000, &e)) {
+        fprintf(stderr, "livedb: %s\n", e.msg);
+        err_clear(&e);
+        store_drain(app->store, NULL, NULL);
+        uv_run(loop, UV_RUN_DEFAULT);
+        store_close(app->store);
+        auth_free(app);
+        free(rt);
+        apps_free();
         return 1;
     }
     app->feed = feed_new((size_t)o.feed_memory);
     api_init(app);
-    realtime_opts ro = {.ping_seconds = o.ws_ping, .max_pending = (size_t)o.ws_max_pending,
-                        .origins = o.origins, .norigins = o.norigins};
+    app->origins = o.origins;
+    app->norigins = o.norigins;
+    realtime_opts ro = {.ping_seconds = o.ws_ping, .max_pending = (size_t)o.ws_max_pending};
     realtime_init(app, &ro);
     log_access_start(loop, o.access_log);
 
@@ -301,9 +403,11 @@ static int cmd_serve(int argc, char **argv)
         log_access_stop();
         uv_run(loop, UV_RUN_NOWAIT);
         realtime_free(app);
+        auth_free(app);
         store_close(app->store);
         feed_free(app->feed);
         free(rt);
+        apps_free();
         return 1;
     }
     uv_signal_init(loop, &rt->sigterm);
@@ -312,7 +416,7 @@ static int cmd_serve(int argc, char **argv)
     uv_signal_start(&rt->sigterm, on_signal, SIGTERM);
     uv_signal_start(&rt->sigint, on_signal, SIGINT);
     if (o.demo)
-        load_demo(app->store);
+        load_demo(app);
 
     char hostbuf[300];
     if (strchr(o.host, ':'))
@@ -327,9 +431,12 @@ static int cmd_serve(int argc, char **argv)
     uv_run(loop, UV_RUN_DEFAULT);
 
     realtime_free(app);
+    auth_free(app);
+    activity_free_state();
     store_close(app->store);
     feed_free(app->feed);
     server_free(app->server);
+    apps_free();
     uv_loop_close(loop);
     free(rt);
     log_msg(LOG_INFO, "stopped cleanly");
@@ -491,6 +598,8 @@ static wjob *import_record(const char *col, size_t index, json_t *rec, bool *bad
     }
     *bad = false;
     wjob *job = wjob_new(WJ_OPS, 1);
+    job->actor.system = true;
+    snprintf(job->actor.remote, sizeof job->actor.remote, "import");
     wop *op = &job->ops[0];
     op->kind = W_PUT;
     op->skip_unchanged = true;
@@ -502,7 +611,7 @@ static wjob *import_record(const char *col, size_t index, json_t *rec, bool *bad
 
 static int cmd_import(int argc, char **argv)
 {
-    const char *file = NULL, *data = "./data", *only = NULL;
+    const char *file = NULL, *data = "./data", *only = NULL, *apps = "wholesale,studio";
     int64_t batch = 500;
     bool dry = false;
     for (int i = 0; i < argc; i++) {
@@ -517,6 +626,8 @@ static int cmd_import(int argc, char **argv)
                 data = v;
             else if (strcmp(a, "--collection") == 0)
                 only = v;
+            else if (strcmp(a, "--apps") == 0)
+                apps = v;
             else if (strcmp(a, "--batch") == 0) {
                 if (parse_num(v, 1, 100000, &batch))
                     return bad_usage("--batch takes a number from 1 to 100000, not '%s'", v);
@@ -578,6 +689,14 @@ static int cmd_import(int argc, char **argv)
     const char *col;
     json_t *recs;
     json_object_foreach(sets, col, recs) im.total += (long)json_array_size(recs);
+    /* Imported documents meet the apps' schemas like every other write. */
+    if (apps_load(apps, &e)) {
+        fprintf(stderr, "livedb: %s\n", e.msg);
+        err_clear(&e);
+        json_decref(sets);
+        json_decref(root);
+        return 2;
+    }
     if (!dry) {
         uv_loop_init(&im.loop);
         store_opts so = {.dir = data, .retain_changes = 1000000, .readers = 1, .auto_index_max = 0};
@@ -587,6 +706,7 @@ static int cmd_import(int argc, char **argv)
             json_decref(sets);
             json_decref(root);
             uv_loop_close(&im.loop);
+            apps_free();
             return 1;
         }
     }
@@ -624,6 +744,7 @@ static int cmd_import(int argc, char **argv)
     progress(&im, true);
     json_decref(sets);
     json_decref(root);
+    apps_free();
     if (dry)
         printf("livedb: dry run: %ld records, %ld good, %ld bad; nothing written\n", im.total,
                im.total - im.bad, im.bad);
@@ -632,6 +753,235 @@ static int cmd_import(int argc, char **argv)
                "%ld bad, %ld failed\n",
                im.total, im.created, im.updated, im.unchanged, im.bad, im.failed);
     return im.bad || im.failed ? 1 : 0;
+}
+
+/* ------------------------------------------------------------------ account */
+
+typedef struct oneshot {
+    uv_loop_t loop;
+    store_t *store;
+    bool done;
+    err_t err;
+    char id[DOC_GEN_ID_LEN + 1];
+} oneshot;
+
+static void on_oneshot_done(wjob *job)
+{
+    oneshot *o = job->ctx;
+    o->done = true;
+    if (job->err.code)
+        err_move(&o->err, &job->err);
+    wjob_free(job);
+}
+
+/* Opens the data directory (the server must be stopped: it holds the
+ * lock), runs one write job, closes. */
+static int run_offline(const char *data, wjob *job, oneshot *o)
+{
+    err_t e = {0};
+    uv_loop_init(&o->loop);
+    store_opts so = {.dir = data, .retain_changes = 1000000, .readers = 1, .auto_index_max = 0};
+    if (store_open(&o->store, &o->loop, &so, &e)) {
+        fprintf(stderr, "livedb: %s\n", e.msg);
+        err_clear(&e);
+        wjob_free(job);
+        uv_loop_close(&o->loop);
+        return 1;
+    }
+    job->done = on_oneshot_done;
+    job->ctx = o;
+    store_submit(o->store, job);
+    while (!o->done)
+        uv_run(&o->loop, UV_RUN_ONCE);
+    store_drain(o->store, NULL, NULL);
+    uv_run(&o->loop, UV_RUN_DEFAULT);
+    store_close(o->store);
+    uv_loop_close(&o->loop);
+    return 0;
+}
+
+static int cmd_account(int argc, char **argv)
+{
+    if (argc < 1 || strcmp(argv[0], "add") != 0)
+        return bad_usage("%s", "usage: livedb account add --email E --role R [--name N]"
+                               " --password-stdin [--data DIR]");
+    const char *data = "./data", *email = NULL, *role = NULL, *name = "", *apps = "wholesale,studio";
+    bool from_stdin = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--password-stdin") == 0) {
+            from_stdin = true;
+            continue;
+        }
+        if (i + 1 >= argc)
+            return bad_usage("%s needs a value", a);
+        const char *v = argv[++i];
+        if (strcmp(a, "--data") == 0)
+            data = v;
+        else if (strcmp(a, "--email") == 0)
+            email = v;
+        else if (strcmp(a, "--role") == 0)
+            role = v;
+        else if (strcmp(a, "--name") == 0)
+            name = v;
+        else if (strcmp(a, "--apps") == 0)
+            apps = v;
+        else
+            return bad_usage("unknown option %s", a);
+    }
+    if (!email || !role || !from_stdin)
+        return bad_usage("%s", "account add needs --email, --role and --password-stdin (the"
+                               " password is read from standard input, never from the command"
+                               " line)");
+    err_t e = {0};
+    if (apps_load(apps, &e)) {
+        fprintf(stderr, "livedb: %s\n", e.msg);
+        err_clear(&e);
+        return 2;
+    }
+    int rc = 2;
+    char lower[255];
+    snprintf(lower, sizeof lower, "%s", email);
+    for (char *p = lower; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p += 32;
+    if (!strchr(lower, '@') || strlen(email) > 254) {
+        fprintf(stderr, "livedb: --email must be an email address\n");
+        goto out;
+    }
+    if (!apps_role_known(role)) {
+        fprintf(stderr, "livedb: --role %s: the roles are admin and those the apps declare\n",
+                role);
+        goto out;
+    }
+    char pw[1100];
+    if (!fgets(pw, sizeof pw, stdin)) {
+        fprintf(stderr, "livedb: no password on standard input\n");
+        goto out;
+    }
+    pw[strcspn(pw, "\r\n")] = '\0';
+    if (strlen(pw) < 8 || strlen(pw) > 1024) {
+        fprintf(stderr, "livedb: a password is 8-1024 characters\n");
+        sodium_memzero(pw, sizeof pw);
+        goto out;
+    }
+    char hash[128];
+    int hrc = auth_hash_password(pw, hash);
+    sodium_memzero(pw, sizeof pw);
+    if (hrc != 0) {
+        fprintf(stderr, "livedb: could not hash the password (out of memory?)\n");
+        rc = 1;
+        goto out;
+    }
+    oneshot o = {0};
+    time_ordered_id(o.id, DOC_GEN_ID_LEN);
+    wjob *job = wjob_new(WJ_OPS, 2);
+    job->is_batch = true;
+    job->actor.system = true;
+    snprintf(job->actor.remote, sizeof job->actor.remote, "command line");
+    account_ops(job->ops, o.id, lower, role, name, hash);
+    rc = run_offline(data, job, &o);
+    if (rc == 0 && o.err.code) {
+        if (o.err.code == E_INVALID && strstr(o.err.msg, "another document"))
+            fprintf(stderr, "livedb: an account with email %s exists\n", lower);
+        else
+            fprintf(stderr, "livedb: %s\n", o.err.msg);
+        err_clear(&o.err);
+        rc = 1;
+    } else if (rc == 0) {
+        printf("livedb: account %s (%s, %s) added\n", o.id, lower, role);
+    }
+out:
+    apps_free();
+    return rc;
+}
+
+/* ------------------------------------------------------------------ activity, verify */
+
+typedef struct dump {
+    bool csv;
+    long n;
+    FILE *out;
+} dump;
+
+static void dump_row(void *ctx, const char *entry, size_t len, const char *hash)
+{
+    dump *d = ctx;
+    if (d->csv) {
+        buf_t b = {0};
+        activity_csv_row(&b, entry, len, hash);
+        fwrite(b.p, 1, b.len, d->out);
+        buf_free(&b);
+    } else {
+        fputs(d->n ? ",\n" : "\n", d->out);
+        if (len > 1 && entry[len - 1] == '}') {
+            fwrite(entry, 1, len - 1, d->out);
+            fprintf(d->out, ",\"hash\":\"%s\"}", hash);
+        } else {
+            fwrite(entry, 1, len, d->out);
+        }
+    }
+    d->n++;
+}
+
+static int cmd_activity(int argc, char **argv)
+{
+    const char *data = "./data", *format = "json";
+    int64_t since = 0;
+    for (int i = 0; i < argc; i++) {
+        if (i + 1 >= argc)
+            return bad_usage("%s needs a value", argv[i]);
+        const char *a = argv[i], *v = argv[++i];
+        if (strcmp(a, "--data") == 0)
+            data = v;
+        else if (strcmp(a, "--format") == 0 && (strcmp(v, "json") == 0 || strcmp(v, "csv") == 0))
+            format = v;
+        else if (strcmp(a, "--since") == 0 && time_parse_rfc3339(v, &since) == 0)
+            ;
+        else
+            return bad_usage("bad option %s %s (--data DIR, --format json|csv, --since"
+                             " 2026-11-23T00:00:00Z)", a, v);
+    }
+    dump d = {.csv = strcmp(format, "csv") == 0, .out = stdout};
+    if (d.csv) {
+        buf_t b = {0};
+        activity_csv_header(&b);
+        fwrite(b.p, 1, b.len, stdout);
+        buf_free(&b);
+    } else {
+        fputc('[', stdout);
+    }
+    err_t e = {0};
+    int rc = store_activity_each(data, since, dump_row, &d, &e);
+    if (!d.csv)
+        fputs("\n]\n", stdout);
+    if (rc) {
+        fprintf(stderr, "livedb: %s\n", e.msg);
+        err_clear(&e);
+        return 1;
+    }
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+    const char *data = "./data";
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--data") == 0 && i + 1 < argc)
+            data = argv[++i];
+        else
+            return bad_usage("unknown option %s (livedb verify [--data DIR])", argv[i]);
+    }
+    err_t e = {0};
+    int64_t n = 0;
+    if (store_verify(data, &n, &e)) {
+        fprintf(stderr, "livedb: verify FAILED: %s\n", e.msg);
+        err_clear(&e);
+        return 1;
+    }
+    printf("livedb: %s/livedb.db is sound: integrity check ok, %lld activity entries chained"
+           " unbroken\n", data, (long long)n);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -652,6 +1002,12 @@ int main(int argc, char **argv)
         return cmd_export(argc - 2, argv + 2);
     if (strcmp(cmd, "import") == 0)
         return cmd_import(argc - 2, argv + 2);
+    if (strcmp(cmd, "account") == 0)
+        return cmd_account(argc - 2, argv + 2);
+    if (strcmp(cmd, "activity") == 0)
+        return cmd_activity(argc - 2, argv + 2);
+    if (strcmp(cmd, "verify") == 0)
+        return cmd_verify(argc - 2, argv + 2);
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         fputs(usage, stdout);
         return 0;

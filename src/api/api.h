@@ -18,15 +18,6 @@
 #include "../net/server.h"
 #include "../store/store.h"
 
-/* Who is calling. Until accounts exist every caller is the anonymous
- * admin; this is where the identity from the token will go, and
- * api_allowed is where every access check is made. */
-typedef struct auth {
-    const char *account; /* "" for anonymous */
-    const char *role;
-} auth_t;
-
-typedef enum access { ACCESS_READ, ACCESS_CREATE, ACCESS_UPDATE, ACCESS_DELETE } access_t;
 
 typedef struct sse_stream sse_stream;
 typedef struct long_poll long_poll;
@@ -35,8 +26,6 @@ struct realtime;
 typedef struct realtime_opts {
     int ping_seconds;       /* server ping interval; silent for 3x this: closed */
     size_t max_pending;     /* output bytes past which a live reader gets 4008 */
-    const char *const *origins; /* --allow-origin values */
-    int norigins;
 } realtime_opts;
 
 typedef struct app {
@@ -56,6 +45,12 @@ typedef struct app {
 
     /* realtime.c */
     struct realtime *rt;
+
+    /* auth.c */
+    struct auth_state *auth;
+    /* CORS and WebSocket origins besides the server's own (--allow-origin) */
+    const char *const *origins;
+    int norigins;
 } app_t;
 
 /* Parsed query string: decoded key/value pairs. */
@@ -76,8 +71,12 @@ void api_init(app_t *app);
 void api_shutdown(app_t *app);
 void api_handle(void *app, conn_t *c, http_req *req);
 
-bool api_allowed(const auth_t *who, access_t what, const char *col);
-int api_auth(app_t *app, conn_t *c, http_req *req, auth_t *who, err_t *err);
+/* Who is calling: the account of the request's token (Authorization:
+ * Bearer, or ?token= where browsers cannot set headers). 401 without a
+ * valid token. */
+int api_auth(app_t *app, conn_t *c, http_req *req, actor_t *who, err_t *err);
+/* The same, but a request without a token is anonymous (id ""). */
+int api_auth_optional(app_t *app, conn_t *c, http_req *req, actor_t *who, err_t *err);
 
 /* Handlers, by resource. */
 void docs_get(app_t *app, conn_t *c, http_req *req, const char *col, const char *id);
@@ -87,17 +86,51 @@ void docs_batch(app_t *app, conn_t *c, http_req *req);
 void changes_get(app_t *app, conn_t *c, http_req *req);
 void changes_init(app_t *app);
 void changes_shutdown(app_t *app);
-void changes_on_commit(void *app, change_t *list);
+void changes_on_commit(void *app, change_t *list, activity_rec *activity);
+/* Ends the event streams and long polls of an account (or a session). */
+void changes_revoke(app_t *app, const actor_t *who);
 void health_get(app_t *app, conn_t *c, http_req *req);
 void metrics_get(app_t *app, conn_t *c, http_req *req);
 void health_init(app_t *app);
 void health_shutdown(app_t *app);
 void realtime_init(app_t *app, const realtime_opts *o);
 void realtime_upgrade(app_t *app, conn_t *c, http_req *req);
-void realtime_on_commit(app_t *app, change_t *list);
+void realtime_on_commit(app_t *app, change_t *list, activity_rec *activity);
+/* Closes the realtime connections of an account (or one session). */
+void realtime_revoke(app_t *app, const actor_t *who);
 /* Closes every WebSocket with 1001; realtime_free after the loop ends. */
 void realtime_shutdown(app_t *app);
 void realtime_free(app_t *app);
+
+/* auth.c */
+int auth_init(app_t *app, int64_t session_ttl_ms, err_t *err);
+void auth_free(app_t *app);
+int auth_account_count(app_t *app);
+void auth_login(app_t *app, conn_t *c, http_req *req);
+void auth_logout(app_t *app, conn_t *c, http_req *req);
+void auth_me(app_t *app, conn_t *c, http_req *req);
+void auth_accounts(app_t *app, conn_t *c, http_req *req, const char *id);
+/* A committed change; those of _accounts keep the cache current. */
+void auth_on_change(app_t *app, change_t *ch);
+/* Whether who's session, account and role still stand as they were. */
+bool auth_session_valid(app_t *app, const actor_t *who);
+/* A password hash written by a job of the server's own (the demo). */
+void auth_note_credential(app_t *app, const char *account, const char *hash);
+/* argon2id of a password (the command line's `account add`). */
+int auth_hash_password(const char *password, char out[128]);
+/* What who (an account, or with who->session one session) may see has
+ * changed or ended: open realtime connections and event streams of it
+ * are closed, and its clients come back with what they may now see. */
+void auth_revoked(app_t *app, const actor_t *who);
+
+/* activity.c */
+void activity_get(app_t *app, conn_t *c, http_req *req);
+void activity_post(app_t *app, conn_t *c, http_req *req);
+void activity_export(app_t *app, conn_t *c, http_req *req);
+void activity_free_state(void);
+/* CSV (RFC 4180) of activity entries: the header, and one entry. */
+void activity_csv_header(buf_t *b);
+void activity_csv_row(buf_t *b, const char *entry, size_t len, const char *hash);
 
 /* Shared helpers. */
 void respond_err(conn_t *c, err_t *e);

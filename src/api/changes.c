@@ -30,6 +30,8 @@ typedef struct feed_req {
     char col[COL_NAME_MAX + 1];
     bool has_col;
     bool sse;
+    actor_t who;   /* only changes it may read are shown */
+    json_t *auth;  /* who as rules see it (owned), NULL for admin */
 } feed_req;
 
 struct long_poll {
@@ -79,6 +81,8 @@ static int parse_feed_req(const http_req *req, feed_req *fr, err_t *e)
                 rc = err_set(e, E_BAD_REQUEST, "wait must be whole seconds from 0 to %d",
                              WAIT_MAX_S);
             fr->wait_s = (int)x;
+        } else if (strcmp(k, "token") == 0) {
+            /* read by api_auth (EventSource cannot set headers) */
         } else if (strcmp(k, "col") == 0) {
             rc = doc_check_collection(v, n, e);
             snprintf(fr->col, sizeof fr->col, "%s", v);
@@ -119,11 +123,25 @@ static void respond_page(conn_t *c, change_t **chs, int n, int64_t covered)
     conn_respond_buf(c, 200, "application/json", NULL, &b);
 }
 
-/* Collects from memory; returns how many. */
+/* Collects from memory what fr->who may read; returns how many. Changes
+ * it may not read are covered (the seq moves past them) but not shown. */
 static int collect(app_t *app, feed_req *fr, change_t **out, int64_t *covered)
 {
-    return feed_collect(app->feed, fr->since, fr->has_col ? fr->col : NULL, fr->limit, out,
-                        covered);
+    int n = feed_collect(app->feed, fr->since, fr->has_col ? fr->col : NULL, fr->limit, out,
+                         covered);
+    if (!fr->auth)
+        return n;
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (access_change_visible(&fr->who, fr->auth, out[i]))
+            out[k++] = out[i];
+    return k;
+}
+
+static void feed_req_free(feed_req *fr)
+{
+    json_decref(fr->auth);
+    fr->auth = NULL;
 }
 
 static void on_db_page(rjob *job)
@@ -147,6 +165,7 @@ static void on_db_page(rjob *job)
 static rjob *db_read(app_t *app, const feed_req *fr, int limit, bool sse)
 {
     rjob *job = rjob_new(R_CHANGES);
+    job->actor = fr->who;
     job->since = fr->since;
     job->limit = limit;
     job->sse = sse;
@@ -180,6 +199,7 @@ static void lp_finish(long_poll *lp, bool answer)
         int n = collect(app, &lp->fr, chs, &covered);
         respond_page(lp->c, chs, n, covered);
     }
+    feed_req_free(&lp->fr);
     conn_unref(lp->c);
     uv_close((uv_handle_t *)&lp->timer, lp_free);
 }
@@ -249,8 +269,10 @@ static void sse_conn_closed(conn_t *c, void *ctx)
     s->dead = true;
     sse_unlink(s);
     conn_unref(s->c);
-    if (!s->db_pending)
+    if (!s->db_pending) {
+        feed_req_free(&s->fr);
         free(s);
+    }
 }
 
 static void sse_wake(feed_waiter *w)
@@ -263,6 +285,7 @@ static void on_sse_db_page(rjob *job)
     sse_stream *s = job->ctx;
     s->db_pending = false;
     if (s->dead) {
+        feed_req_free(&s->fr);
         free(s);
     } else if (job->err.code) {
         buf_t b = {0};
@@ -348,10 +371,11 @@ static void on_ping(uv_timer_t *t)
 void changes_get(app_t *app, conn_t *c, http_req *req)
 {
     err_t e = {0};
-    auth_t who;
+    actor_t who;
     feed_req fr;
     if (api_auth(app, c, req, &who, &e) || parse_feed_req(req, &fr, &e))
         return respond_err(c, &e);
+    fr.who = who;
     int64_t committed = store_committed_seq(app->store);
     if (fr.since > committed) {
         err_set(&e, E_RESYNC_REQUIRED,
@@ -366,30 +390,60 @@ void changes_get(app_t *app, conn_t *c, http_req *req)
                 (long long)fr.since, (long long)store_first_seq(app->store));
         return respond_err(c, &e);
     }
+    if (!actor_is_admin(&who))
+        fr.auth = actor_auth(&who);
     if (fr.sse)
-        return sse_start(app, c, &fr);
+        return sse_start(app, c, &fr); /* takes fr.auth */
     if (fr.since < feed_first(app->feed) - 1) {
         rjob *job = db_read(app, &fr, fr.limit, false);
         job->done = on_db_page;
         job->ctx = conn_ref(c);
         store_read(app->store, job);
+        feed_req_free(&fr);
         return;
     }
     change_t *chs[FEED_LIMIT_MAX];
     int64_t covered;
     int n = collect(app, &fr, chs, &covered);
-    if (n > 0 || fr.wait_s == 0)
+    if (n > 0 || fr.wait_s == 0) {
+        feed_req_free(&fr);
         return respond_page(c, chs, n, covered);
+    }
     fr.since = covered;
-    long_poll_start(app, c, &fr);
+    long_poll_start(app, c, &fr); /* takes fr.auth */
 }
 
-void changes_on_commit(void *appv, change_t *list)
+void changes_revoke(app_t *app, const actor_t *who)
+{
+    for (long_poll *lp = app->polls, *next; lp; lp = next) {
+        next = lp->next;
+        if (strcmp(lp->fr.who.id, who->id) == 0 &&
+            (!who->session[0] || strcmp(lp->fr.who.session, who->session) == 0))
+        {
+            conn_t *c = conn_ref(lp->c);
+            lp_finish(lp, false);
+            conn_close(c);
+            conn_unref(c);
+        }
+    }
+    for (sse_stream *s = app->streams, *next; s; s = next) {
+        next = s->next;
+        if (strcmp(s->fr.who.id, who->id) == 0 &&
+            (!who->session[0] || strcmp(s->fr.who.session, who->session) == 0))
+            conn_close(s->c);
+    }
+}
+
+void changes_on_commit(void *appv, change_t *list, activity_rec *activity)
 {
     app_t *app = appv;
-    feed_append(app->feed, list);
-    metrics_gauge_set(M_FEED_LAST_SEQ, feed_last(app->feed));
-    realtime_on_commit(app, list);
+    if (list) {
+        feed_append(app->feed, list);
+        metrics_gauge_set(M_FEED_LAST_SEQ, feed_last(app->feed));
+        for (change_t *ch = list; ch; ch = ch->next)
+            auth_on_change(app, ch);
+    }
+    realtime_on_commit(app, list, activity);
 }
 
 void changes_init(app_t *app)

@@ -137,11 +137,15 @@ void health_get(app_t *app, conn_t *c, http_req *req)
 
 void metrics_get(app_t *app, conn_t *c, http_req *req)
 {
-    (void)app;
-    (void)req;
-    /* Until accounts exist, metrics are for the local machine only. */
-    if (!conn_is_loopback(c))
-        return respond_simple(c, E_FORBIDDEN, "metrics are served to loopback only");
+    /* The local machine's scraper, or an admin. */
+    if (!conn_is_loopback(c)) {
+        actor_t who;
+        err_t e = {0};
+        if (api_auth(app, c, req, &who, &e))
+            return respond_err(c, &e);
+        if (!actor_is_admin(&who))
+            return respond_simple(c, E_FORBIDDEN, "metrics are for admins (or from loopback)");
+    }
     buf_t b = {0};
     metrics_render(&b);
     conn_respond_buf(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, &b);

@@ -55,10 +55,13 @@ struct rt_sub {
     char id[RT_ID_MAX + 1];
     query_t *where;         /* owned */
     char *doc_id;           /* owned */
+    query_t *rule_where;    /* owned: the read rule's conditions for this caller */
+    rule_t *rule_post;      /* owned: what else the rule checks, or NULL */
     sub_state state;
     int64_t pos;
     bool since_given;       /* send `synced` when caught up */
     bool presence;          /* on _presence */
+    bool activity;          /* on _activity */
     bool indexed;
     bool dead;              /* unsubscribed or its session ended */
     int refs;
@@ -71,11 +74,13 @@ struct rt_session {
     app_t *app;
     conn_t *c;
     ws_t *ws;
-    auth_t who;
+    actor_t who;
+    json_t *auth;           /* who as rules see it */
     rt_sub *subs;
     int nsubs;
     uint64_t last_rx;       /* loop time (ms) of the last bytes from the client */
     bool in_feed;
+    bool slow_noted;        /* in rt->slow */
     bool closed;            /* the connection is gone */
     bool ending;            /* a close was sent: nothing more goes out */
     int refs;
@@ -91,12 +96,14 @@ struct realtime {
     int nsessions;
     rt_sub **psubs;         /* the _presence subscriptions: few, an array */
     int npsubs, cap_psubs;
+    rt_sub **asubs;         /* the _activity subscriptions, alike */
+    int nasubs, cap_asubs;
+    rt_session **slow;      /* sessions past --ws-max-pending in this fan-out */
+    int nslow, cap_slow;
     int64_t presence_seq;
     uv_timer_t ping;
     uint64_t ping_ms;
     size_t max_pending;
-    char **origins;
-    int norigins;
 };
 
 static void sub_advance(rt_sub *u);
@@ -261,15 +268,30 @@ static void sub_unref(rt_sub *u)
         query_free(u->where);
         free(u->where);
     }
+    if (u->rule_where) {
+        query_free(u->rule_where);
+        free(u->rule_where);
+    }
+    rule_free(u->rule_post);
     free(u->doc_id);
     free(u);
 }
 
-static void presence_sub_remove(struct realtime *rt, rt_sub *u)
+/* The small arrays of system subscriptions (and slow sessions). */
+static void list_add(void ***v, int *n, int *cap, void *x)
 {
-    for (int i = 0; i < rt->npsubs; i++)
-        if (rt->psubs[i] == u) {
-            rt->psubs[i] = rt->psubs[--rt->npsubs];
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 8;
+        *v = xrealloc(*v, (size_t)*cap * sizeof **v);
+    }
+    (*v)[(*n)++] = x;
+}
+
+static void list_remove(void **v, int *n, void *x)
+{
+    for (int i = 0; i < *n; i++)
+        if (v[i] == x) {
+            v[i] = v[--*n];
             return;
         }
 }
@@ -284,7 +306,9 @@ static void sub_end(rt_sub *u)
     if (u->indexed)
         subs_remove(&app->rt->index, &u->e);
     if (u->presence)
-        presence_sub_remove(app->rt, u);
+        list_remove((void **)app->rt->psubs, &app->rt->npsubs, u);
+    if (u->activity)
+        list_remove((void **)app->rt->asubs, &app->rt->nasubs, u);
     for (rt_sub **p = &u->s->subs; *p; p = &(*p)->next)
         if (*p == u) {
             *p = u->next;
@@ -412,6 +436,9 @@ static void sub_advance(rt_sub *u)
             return;
         }
         rjob *job = rjob_new(R_CHANGES);
+        /* Every change of the collection: what was visible and is no
+         * longer is a `removed` the subscriber must hear. */
+        job->actor.system = true;
         job->since = u->pos;
         job->limit = CATCHUP_PAGE;
         job->col_filter = true;
@@ -454,7 +481,7 @@ static void presence_doc(buf_t *b, rt_session *s)
     buf_puts(b, "{\"id\":\"");
     buf_puts(b, s->pid);
     buf_puts(b, "\",\"account\":");
-    buf_put_json_str(b, s->who.account, strlen(s->who.account));
+    buf_put_json_str(b, s->who.id, strlen(s->who.id));
     buf_puts(b, ",\"role\":");
     buf_put_json_str(b, s->who.role, strlen(s->who.role));
     buf_puts(b, ",\"state\":");
@@ -545,6 +572,53 @@ static void presence_snapshot(rt_sub *u)
 
 /* ------------------------------------------------------------------ messages */
 
+/* The rest of the read rule, for subscribers whose rule is not only
+ * equalities (see access_read_scope). */
+static bool rule_visible(const sub_entry *e, const json_t *doc)
+{
+    const rt_sub *u = e->owner;
+    return rule_eval(u->rule_post, u->s->auth, doc, NULL);
+}
+
+/* ------------------------------------------------------------------ _activity */
+
+static void on_activity_snapshot(rjob *job)
+{
+    rt_sub *u = job->ctx;
+    rt_session *s = u->s;
+    if (!u->dead) {
+        if (job->err.code) {
+            sub_fail(u, &job->err);
+        } else {
+            buf_t b = {0};
+            buf_puts(&b, "{\"t\":\"snapshot\",\"sub\":");
+            buf_put_json_str(&b, u->id, strlen(u->id));
+            buf_printf(&b, ",\"seq\":%lld,\"docs\":[", (long long)job->seq);
+            buf_put(&b, job->out.p, job->out.len);
+            buf_puts(&b, "],\"more\":false}");
+            send_buf(s, &b);
+            u->pos = job->seq;
+            u->state = SUB_LIVE;
+        }
+    }
+    rjob_free(job);
+    sub_unref(u);
+    session_unref(s);
+}
+
+/* The newest 100 entries, then each new one as `added`. */
+static void activity_snapshot(rt_sub *u)
+{
+    u->state = SUB_SNAPSHOT;
+    rjob *job = rjob_new(R_ACTIVITY);
+    job->actor = u->s->who;
+    job->aq.limit = 100;
+    job->done = on_activity_snapshot;
+    job->ctx = sub_ref(u);
+    u->s->refs++;
+    store_read(u->s->app->store, job);
+}
+
 static rt_sub *find_sub(rt_session *s, const char *id)
 {
     for (rt_sub *u = s->subs; u; u = u->next)
@@ -570,19 +644,29 @@ static void handle_sub(rt_session *s, rt_msg *m)
         return;
     }
     bool presence = strcmp(m->col, "_presence") == 0;
-    if (m->col[0] == '_' && !presence) {
-        err_set(&e, E_NOT_FOUND, "%s is not available", m->col);
-        send_error(s, "sub", m->id, &e);
-        err_clear(&e);
-        return;
+    bool activity = strcmp(m->col, "_activity") == 0;
+    query_t *rule_where = NULL;
+    rule_t *post = NULL;
+    access_scope scope;
+    if (presence || activity) {
+        scope = actor_is_admin(&s->who) ? ACCESS_ALL : ACCESS_NONE;
+    } else {
+        rule_where = xmalloc(sizeof *rule_where);
+        query_init(rule_where);
+        scope = access_read_scope(&s->who, m->col, rule_where, &post);
+        if (scope != ACCESS_SOME || rule_where->nconds == 0) {
+            query_free(rule_where);
+            free(rule_where);
+            rule_where = NULL;
+        }
     }
-    if (!api_allowed(&s->who, ACCESS_READ, m->col)) {
+    if (scope == ACCESS_NONE) {
         err_set(&e, E_FORBIDDEN, "not allowed to read %s", m->col);
         send_error(s, "sub", m->id, &e);
         err_clear(&e);
         return;
     }
-    if (m->has_since && !presence) {
+    if (m->has_since && !presence && !activity) {
         int64_t committed = store_committed_seq(app->store);
         if (m->since > committed) {
             err_set(&e, E_RESYNC_REQUIRED,
@@ -612,8 +696,13 @@ static void handle_sub(rt_session *s, rt_msg *m)
     m->doc = NULL;
     u->e.where = u->where;
     u->e.doc_id = u->doc_id;
+    u->rule_where = rule_where;
+    u->rule_post = post;
+    u->e.rule_where = rule_where;
+    u->e.visible = post ? rule_visible : NULL;
     u->e.owner = u;
     u->presence = presence;
+    u->activity = activity;
     u->next = s->subs;
     s->subs = u;
     s->nsubs++;
@@ -623,11 +712,13 @@ static void handle_sub(rt_session *s, rt_msg *m)
         presence_snapshot(u);
         u->state = SUB_LIVE;
         struct realtime *rt = app->rt;
-        if (rt->npsubs == rt->cap_psubs) {
-            rt->cap_psubs = rt->cap_psubs ? rt->cap_psubs * 2 : 8;
-            rt->psubs = xrealloc(rt->psubs, (size_t)rt->cap_psubs * sizeof *rt->psubs);
-        }
-        rt->psubs[rt->npsubs++] = u;
+        list_add((void ***)&rt->psubs, &rt->npsubs, &rt->cap_psubs, u);
+        return;
+    }
+    if (activity) {
+        struct realtime *rt = app->rt;
+        list_add((void ***)&rt->asubs, &rt->nasubs, &rt->cap_asubs, u);
+        activity_snapshot(u);
         return;
     }
     subs_add(&app->rt->index, &u->e);
@@ -641,6 +732,7 @@ static void handle_sub(rt_session *s, rt_msg *m)
     }
     u->state = SUB_SNAPSHOT;
     rjob *job = rjob_new(R_SNAPSHOT);
+    job->actor = s->who; /* the reader applies the read rule itself */
     snprintf(job->col, sizeof job->col, "%s", u->e.col);
     if (u->where) {
         for (int i = 0; i < u->where->nconds; i++) {
@@ -735,8 +827,7 @@ static void session_unref(rt_session *s)
         return;
     ws_free(s->ws);
     json_decref(s->pstate);
-    free((char *)s->who.account);
-    free((char *)s->who.role);
+    json_decref(s->auth);
     free(s);
 }
 
@@ -835,8 +926,8 @@ static bool origin_ok(app_t *app, const http_req *req)
     const char *o = http_header_get(req, "origin", &on);
     if (!o)
         return true;
-    for (int i = 0; i < app->rt->norigins; i++)
-        if (strlen(app->rt->origins[i]) == on && memcmp(app->rt->origins[i], o, on) == 0)
+    for (int i = 0; i < app->norigins; i++)
+        if (strlen(app->origins[i]) == on && memcmp(app->origins[i], o, on) == 0)
             return true;
     const char *h = http_header_get(req, "host", &hn);
     const char *sep = on > 3 ? memmem(o, on, "://", 3) : NULL;
@@ -876,7 +967,7 @@ void realtime_upgrade(app_t *app, conn_t *c, http_req *req)
                        "this Origin may not open a realtime connection (see --allow-origin)");
         return;
     }
-    auth_t who;
+    actor_t who;
     if (api_auth(app, c, req, &who, &e)) {
         respond_err(c, &e);
         return;
@@ -890,8 +981,8 @@ void realtime_upgrade(app_t *app, conn_t *c, http_req *req)
     s->c = conn_ref(c);
     s->refs = 1;
     s->ws = ws_new(&ws_callbacks, s);
-    s->who.account = xstrdup(who.account);
-    s->who.role = xstrdup(who.role);
+    s->who = who;
+    s->auth = actor_auth(&who);
     s->last_rx = uv_now(app->loop);
     random_id(s->pid, 16);
     time_format_rfc3339(time_now_ms(), s->since);
@@ -910,18 +1001,51 @@ void realtime_upgrade(app_t *app, conn_t *c, http_req *req)
 
 /* ------------------------------------------------------------------ fan-out */
 
+static void note_if_slow(struct realtime *rt, rt_session *s)
+{
+    if (!s->slow_noted && conn_out_pending(s->c) > rt->max_pending) {
+        s->slow_noted = true;
+        list_add((void ***)&rt->slow, &rt->nslow, &rt->cap_slow, s);
+        s->refs++;
+    }
+}
+
 static void fan_one(sub_entry *e, change_t *ch, void *ctx)
 {
     rt_sub *u = e->owner;
     if (u->state != SUB_LIVE || ch->seq <= u->pos || !can_send(u->s))
         return;
     sub_op op = sub_op_of(e, ch);
-    if (op != SUBOP_NONE)
+    if (op != SUBOP_NONE) {
         send_change(u, ch, op, ctx);
+        note_if_slow(u->s->app->rt, u->s);
+    }
     u->pos = ch->seq;
 }
 
-void realtime_on_commit(app_t *app, change_t *list)
+/* New activity entries to the admins subscribed to _activity. */
+static void fan_activity(struct realtime *rt, activity_rec *list)
+{
+    for (activity_rec *a = list; a; a = a->next) {
+        for (int i = 0; i < rt->nasubs; i++) {
+            rt_sub *u = rt->asubs[i];
+            if (u->state != SUB_LIVE || a->seq <= u->pos || !can_send(u->s))
+                continue;
+            buf_t b = {0};
+            buf_puts(&b, "{\"t\":\"change\",\"sub\":");
+            buf_put_json_str(&b, u->id, strlen(u->id));
+            buf_printf(&b, ",\"seq\":%lld,\"op\":\"added\",\"id\":\"%lld\",\"doc\":",
+                       (long long)a->seq, (long long)a->seq);
+            buf_put(&b, a->json, a->len);
+            buf_putc(&b, '}');
+            send_buf(u->s, &b);
+            u->pos = a->seq;
+            note_if_slow(rt, u->s);
+        }
+    }
+}
+
+void realtime_on_commit(app_t *app, change_t *list, activity_rec *activity)
 {
     struct realtime *rt = app->rt;
     if (!rt || !rt->nsessions)
@@ -931,18 +1055,29 @@ void realtime_on_commit(app_t *app, change_t *list)
         subs_each(&rt->index, ch, fan_one, &fc);
         frame_cache_clear(&fc);
     }
+    if (rt->nasubs)
+        fan_activity(rt, activity);
     /* Readers that fell too far behind resume instead of holding memory. */
-    for (rt_session *s = rt->sessions, *next; s; s = next) {
-        next = s->next; /* session_close may end s at once */
-        if (can_send(s) && conn_out_pending(s->c) > rt->max_pending) {
-            bool live = false;
-            for (rt_sub *u = s->subs; u && !live; u = u->next)
-                live = u->state == SUB_LIVE;
-            if (live) {
-                metrics_add(M_WS_SLOW_CLOSED, 1);
-                session_close(s, WS_CLOSE_SLOW, "reading too slowly; resume with since");
-            }
+    for (int i = 0; i < rt->nslow; i++) {
+        rt_session *s = rt->slow[i];
+        s->slow_noted = false;
+        if (can_send(s)) {
+            metrics_add(M_WS_SLOW_CLOSED, 1);
+            session_close(s, WS_CLOSE_SLOW, "reading too slowly; resume with since");
         }
+        session_unref(s);
+    }
+    rt->nslow = 0;
+}
+
+void realtime_revoke(app_t *app, const actor_t *who)
+{
+    struct realtime *rt = app->rt;
+    for (rt_session *s = rt->sessions, *next; s; s = next) {
+        next = s->next;
+        if (strcmp(s->who.id, who->id) == 0 &&
+            (!who->session[0] || strcmp(s->who.session, who->session) == 0))
+            session_close(s, WS_CLOSE_ACCESS, "access changed: log in or subscribe again");
     }
 }
 
@@ -972,10 +1107,6 @@ void realtime_init(app_t *app, const realtime_opts *o)
     subs_init(&rt->index);
     rt->ping_ms = (uint64_t)(o->ping_seconds > 0 ? o->ping_seconds : 15) * 1000;
     rt->max_pending = o->max_pending ? o->max_pending : 8 * 1024 * 1024;
-    for (int i = 0; i < o->norigins; i++) {
-        rt->origins = xrealloc(rt->origins, (size_t)(rt->norigins + 1) * sizeof *rt->origins);
-        rt->origins[rt->norigins++] = xstrdup(o->origins[i]);
-    }
     app->rt = rt;
     uv_timer_init(app->loop, &rt->ping);
     rt->ping.data = app;
@@ -999,10 +1130,9 @@ void realtime_free(app_t *app)
     if (!rt)
         return;
     subs_free(&rt->index);
-    for (int i = 0; i < rt->norigins; i++)
-        free(rt->origins[i]);
-    free(rt->origins);
     free(rt->psubs);
+    free(rt->asubs);
+    free(rt->slow);
     free(rt);
     app->rt = NULL;
 }

@@ -90,25 +90,55 @@ void params_free(params_t *p)
     p->n = 0;
 }
 
-/* ------------------------------------------------------------------ access */
+/* ------------------------------------------------------------------ CORS */
 
-int api_auth(app_t *app, conn_t *c, http_req *req, auth_t *who, err_t *err)
+/* A browser page from an origin in --allow-origin may call the API: its
+ * origin is named back exactly (never `*`, never reflected unchecked, never
+ * `null`). Tokens travel in the Authorization header, so no credentials
+ * (cookies) are allowed. Same-origin pages need none of this. */
+static bool cors_origin(app_t *app, const http_req *req, const char **origin, size_t *n)
 {
-    (void)app;
-    (void)c;
-    (void)req;
-    (void)err;
-    /* Accounts come later: until then everyone is the anonymous admin. */
-    who->account = "";
-    who->role = "admin";
-    return 0;
+    *origin = http_header_get(req, "origin", n);
+    if (!*origin)
+        return false;
+    for (int i = 0; i < app->norigins; i++)
+        if (strlen(app->origins[i]) == *n && memcmp(app->origins[i], *origin, *n) == 0)
+            return true;
+    return false;
 }
 
-bool api_allowed(const auth_t *who, access_t what, const char *col)
+static bool cors(app_t *app, conn_t *c, http_req *req)
 {
-    (void)what;
-    (void)col;
-    return strcmp(who->role, "admin") == 0;
+    const char *o;
+    size_t n;
+    bool allowed = cors_origin(app, req, &o, &n);
+    if (req->method == HTTP_OPTIONS) {
+        if (o && !allowed) {
+            respond_simple(c, E_FORBIDDEN, "this origin may not call the API (--allow-origin)");
+            return true;
+        }
+        buf_t h = {0};
+        if (allowed)
+            buf_printf(&h, "Access-Control-Allow-Origin: %.*s\r\nVary: Origin\r\n"
+                           "Access-Control-Allow-Methods: GET, POST, PUT, PATCH, DELETE\r\n"
+                           "Access-Control-Allow-Headers: Authorization, Content-Type, If-Match,"
+                           " Idempotency-Key, Last-Event-ID\r\n"
+                           "Access-Control-Max-Age: 600\r\n",
+                       (int)n, o);
+        buf_puts(&h, "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n");
+        conn_respond(c, 204, NULL, h.p, NULL, 0);
+        buf_free(&h);
+        return true;
+    }
+    if (allowed) {
+        buf_t h = {0};
+        buf_printf(&h, "Access-Control-Allow-Origin: %.*s\r\nVary: Origin\r\n"
+                       "Access-Control-Expose-Headers: ETag, Location, Retry-After\r\n",
+                   (int)n, o);
+        conn_set_headers(c, h.p);
+        buf_free(&h);
+    }
+    return false;
 }
 
 /* ------------------------------------------------------------------ routing */
@@ -157,6 +187,8 @@ void api_handle(void *appv, conn_t *c, http_req *req)
         respond_simple(c, E_BAD_REQUEST, "bad path: bad percent-encoding or a segment too long");
         return;
     }
+    if (cors(app, c, req))
+        return;
     if (n == 1 && strcmp(seg[0], "metrics") == 0) {
         conn_set_route(c, ROUTE_METRICS);
         if (m != HTTP_GET)
@@ -182,6 +214,41 @@ void api_handle(void *appv, conn_t *c, http_req *req)
         if (m != HTTP_GET)
             return method_not_allowed(c, "GET");
         return changes_get(app, c, req);
+    }
+    if (n == 3 && strcmp(seg[1], "auth") == 0) {
+        conn_set_route(c, ROUTE_AUTH);
+        bool me = strcmp(seg[2], "me") == 0;
+        if (!me && strcmp(seg[2], "login") && strcmp(seg[2], "logout"))
+            return respond_simple(c, E_NOT_FOUND, "no such path (login, logout, me)");
+        if (m != (me ? HTTP_GET : HTTP_POST))
+            return method_not_allowed(c, me ? "GET" : "POST");
+        if (me)
+            return auth_me(app, c, req);
+        if (strcmp(seg[2], "login") == 0)
+            return auth_login(app, c, req);
+        return auth_logout(app, c, req);
+    }
+    if ((n == 2 || n == 3) && strcmp(seg[1], "accounts") == 0) {
+        conn_set_route(c, ROUTE_ACCOUNTS);
+        err_t e = {0};
+        if (n == 3 && doc_check_id(seg[2], strlen(seg[2]), &e))
+            return respond_err(c, &e);
+        return auth_accounts(app, c, req, n == 3 ? seg[2] : NULL);
+    }
+    if ((n == 2 || n == 3) && strcmp(seg[1], "activity") == 0) {
+        conn_set_route(c, ROUTE_ACTIVITY);
+        if (n == 3) {
+            if (strcmp(seg[2], "export") != 0)
+                return respond_simple(c, E_NOT_FOUND, "no such path (/v1/activity/export)");
+            if (m != HTTP_GET)
+                return method_not_allowed(c, "GET");
+            return activity_export(app, c, req);
+        }
+        if (m == HTTP_GET)
+            return activity_get(app, c, req);
+        if (m == HTTP_POST)
+            return activity_post(app, c, req);
+        return method_not_allowed(c, "GET, POST");
     }
     if (n == 2 && strcmp(seg[1], "realtime") == 0) {
         conn_set_route(c, ROUTE_REALTIME);

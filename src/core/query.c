@@ -287,6 +287,12 @@ static int compare(const json_t *a, const json_t *b, bool *ok)
     return 0;
 }
 
+static bool scalar_eq(const json_t *field, const json_t *v);
+
+int query_compare(const json_t *a, const json_t *b, bool *ok) { return compare(a, b, ok); }
+
+bool query_scalar_eq(const json_t *a, const json_t *b) { return scalar_eq(a, b); }
+
 static bool scalar_eq(const json_t *field, const json_t *v)
 {
     if (json_is_boolean(v) || json_is_null(v))

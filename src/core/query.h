@@ -74,4 +74,11 @@ bool qcond_match(const qcond *c, const json_t *doc);
 
 const char *qop_name(qop op);
 
+/* The comparisons of the matcher, for other evaluators (rules): a
+ * three-way compare of two numbers or two strings (*ok false for other
+ * pairs), and type-strict equality of scalars (1 == 1.0; null only
+ * equals null). */
+int query_compare(const json_t *a, const json_t *b, bool *ok);
+bool query_scalar_eq(const json_t *a, const json_t *b);
+
 #endif

@@ -97,15 +97,18 @@ void subs_add(subs_t *x, sub_entry *e)
     if (e->doc_id) {
         field = "id";
         value = idv = json_string(e->doc_id);
-    } else if (e->where) {
-        for (int i = 0; i < e->where->nconds && !field; i++) {
-            const qcond *c = &e->where->conds[i];
-            buf_t probe = {0};
-            if (c->op == Q_EQ && value_key(&probe, c->value)) {
-                field = c->field;
-                value = c->value;
+    } else {
+        const query_t *qs[2] = {e->where, e->rule_where};
+        for (int k = 0; k < 2 && !field; k++) {
+            for (int i = 0; qs[k] && i < qs[k]->nconds && !field; i++) {
+                const qcond *c = &qs[k]->conds[i];
+                buf_t probe = {0};
+                if (c->op == Q_EQ && value_key(&probe, c->value)) {
+                    field = c->field;
+                    value = c->value;
+                }
+                buf_free(&probe);
             }
-            buf_free(&probe);
         }
     }
     bucket_key(&key, e->col, field, value);
@@ -232,6 +235,8 @@ bool sub_matches(const sub_entry *e, const json_t *doc)
         return false;
     if (e->where && !query_match(e->where, doc))
         return false;
+    if (e->rule_where && !query_match(e->rule_where, doc))
+        return false;
     return !e->visible || e->visible(e, doc);
 }
 
@@ -240,7 +245,7 @@ sub_op sub_op_of(const sub_entry *e, change_t *ch)
     if (e->doc_id && strcmp(e->doc_id, ch->id) != 0)
         return SUBOP_NONE;
     bool before, after;
-    if (!e->where && !e->visible) {
+    if (!e->where && !e->rule_where && !e->visible) {
         /* The common case needs no parsing. */
         before = ch->prev != NULL;
         after = ch->doc != NULL;

@@ -30,7 +30,10 @@ struct sub_entry {
     char col[65];
     const query_t *where;   /* borrowed; NULL: every document */
     const char *doc_id;     /* borrowed; NULL: any document */
-    /* Extra visibility test (read rules), or NULL. */
+    /* The read rule's conditions for this subscriber (e.g. partner_id ==
+     * its account), borrowed, or NULL; they may pin it like where does. */
+    const query_t *rule_where;
+    /* What else the read rule wants checked, or NULL. */
     bool (*visible)(const sub_entry *e, const json_t *doc);
     void *owner;
     /* Set by subs_add. */

@@ -54,6 +54,7 @@ struct conn {
     bool loopback;
     void (*on_stream_close)(conn_t *c, void *ctx);
     void *stream_ctx;
+    char *xhdr;        /* header lines for every answer to this request (CORS) */
     conn_t *prev, *next;
     /* Upgraded (WebSocket): the handler's callbacks and the output being
      * gathered for the next writev. */
@@ -101,6 +102,7 @@ void conn_unref(conn_t *c)
     }
     buf_free(&c->inbuf);
     raw_free(c);
+    free(c->xhdr);
     free(c);
 }
 
@@ -108,6 +110,12 @@ bool conn_open(const conn_t *c) { return !c->closing; }
 const char *conn_remote(const conn_t *c) { return c->remote; }
 bool conn_is_loopback(const conn_t *c) { return c->loopback; }
 void conn_set_route(conn_t *c, route_id r) { c->route = r; }
+
+void conn_set_headers(conn_t *c, const char *lines)
+{
+    free(c->xhdr);
+    c->xhdr = lines ? xstrdup(lines) : NULL;
+}
 size_t conn_pending_bytes(const conn_t *c) { return c->write_pending; }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -299,6 +307,8 @@ static char *format_head(conn_t *c, int status, const char *ctype, const char *h
     buf_puts(&h, "\r\n");
     if (c->close_after_write)
         buf_puts(&h, "Connection: close\r\n");
+    if (c->xhdr)
+        buf_puts(&h, c->xhdr);
     if (headers)
         buf_puts(&h, headers);
     buf_puts(&h, "\r\n");
@@ -309,6 +319,8 @@ static char *format_head(conn_t *c, int status, const char *ctype, const char *h
 static void finish_request(conn_t *c)
 {
     c->busy = false;
+    free(c->xhdr);
+    c->xhdr = NULL;
     http_in_next(c->in);
     if (c->closing)
         return;

@@ -52,6 +52,9 @@ const char *conn_remote(const conn_t *c);
 bool conn_is_loopback(const conn_t *c);
 /* The route label for the metrics and the access log of this request. */
 void conn_set_route(conn_t *c, route_id r);
+/* Header lines (each ending in CRLF) added to the answer of the current
+ * request, whichever handler gives it (CORS). */
+void conn_set_headers(conn_t *c, const char *lines);
 
 /* Answers the current request. headers: extra header lines, each ending in
  * CRLF, or NULL. The body is copied. */

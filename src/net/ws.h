@@ -33,6 +33,7 @@
 #define WS_CLOSE_UNSUPPORTED 1003
 #define WS_CLOSE_BAD_DATA 1007
 #define WS_CLOSE_TOO_BIG 1009
+#define WS_CLOSE_ACCESS 4003 /* the account's access changed or ended */
 #define WS_CLOSE_SLOW 4008
 
 typedef struct ws ws_t;

@@ -60,6 +60,8 @@ static const char *const route_names[ROUTE__COUNT] = {
     [ROUTE_CREATE] = "create",     [ROUTE_BATCH] = "batch",
     [ROUTE_CHANGES] = "changes",   [ROUTE_HEALTH] = "health",
     [ROUTE_METRICS] = "metrics",   [ROUTE_REALTIME] = "realtime",
+    [ROUTE_AUTH] = "auth",         [ROUTE_ACCOUNTS] = "accounts",
+    [ROUTE_ACTIVITY] = "activity",
 };
 
 const char *route_name(route_id r) { return route_names[r]; }

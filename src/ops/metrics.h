@@ -45,6 +45,9 @@ typedef enum route_id {
     ROUTE_HEALTH,
     ROUTE_METRICS,
     ROUTE_REALTIME,
+    ROUTE_AUTH,
+    ROUTE_ACCOUNTS,
+    ROUTE_ACTIVITY,
     ROUTE__COUNT
 } route_id;
 

@@ -6,7 +6,9 @@
  *   changes(seq PK, col, id, op, version, at, doc, prev)   the change feed;
  *                                        prev is the document before the change
  *   idempotency(account, key, at, status, version, body)
- *   indexes(col, field, name)            automatic indexes
+ *   indexes(col, field, name)            automatic and declared indexes
+ *   credentials, sessions                password hashes, sessions (private)
+ *   activity(seq, at, account, action, entry, hash)   the hash-chained log
  *   "c_NAME"(id PK, version, created_at, updated_at, body)  one per collection
  *
  * seq is assigned by the writer from its own counter, one per change, in
@@ -29,6 +31,9 @@
 
 #include <sqlite3.h>
 
+#include <sodium.h>
+
+#include "../core/apps.h"
 #include "../core/doc.h"
 #include "../ops/log.h"
 #include "../ops/metrics.h"
@@ -61,6 +66,9 @@ struct store {
     /* Writer thread state: touched by the writer only (after start). */
     sqlite3 *wdb;
     sqlite3_stmt *ins_change, *idem_get, *idem_put, *probe;
+    sqlite3_stmt *ins_activity, *cred_put, *sess_put, *sess_del, *sess_del_account;
+    int64_t next_aseq;            /* the next activity entry's seq */
+    unsigned char last_hash[32];  /* the newest entry's hash (zeros: none) */
     /* Transaction control, prepared once: compiling "SAVEPOINT job" for
      * every request cost more than the request's inserts. */
     sqlite3_stmt *begin, *commit, *rollback, *savepoint, *release, *rollback_to;
@@ -178,6 +186,20 @@ static const char schema[] =
     " PRIMARY KEY(account, key)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS indexes(col TEXT NOT NULL, field TEXT NOT NULL,"
     " name TEXT NOT NULL, PRIMARY KEY(col, field)) WITHOUT ROWID;"
+    /* Private: never in the feed, an export or an answer. */
+    "CREATE TABLE IF NOT EXISTS credentials(account TEXT PRIMARY KEY, hash TEXT NOT NULL)"
+    " WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS sessions(token_hash TEXT PRIMARY KEY, session TEXT NOT NULL,"
+    " account TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL)"
+    " WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS sessions_account ON sessions(account);"
+    /* The activity log: entry is the JSON of the entry, hash chains it to
+     * the one before (BLAKE2b-256 of the previous hash and the entry). */
+    "CREATE TABLE IF NOT EXISTS activity(seq INTEGER PRIMARY KEY, at INTEGER NOT NULL,"
+    " account TEXT NOT NULL, action TEXT NOT NULL, entry TEXT NOT NULL, hash TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS activity_at ON activity(at);"
+    "CREATE INDEX IF NOT EXISTS activity_account ON activity(account, seq);"
+    "CREATE INDEX IF NOT EXISTS activity_action ON activity(action, seq);"
     "INSERT OR IGNORE INTO meta VALUES('schema_version', 1);";
 
 static int open_conn(const char *path, bool readonly, sqlite3 **out, err_t *err)
@@ -204,6 +226,21 @@ static int64_t query_i64(sqlite3 *db, const char *sql, int64_t dflt)
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
         sqlite3_column_type(st, 0) != SQLITE_NULL)
         v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* A count with two text parameters. */
+static int64_t query_i64_text2(sqlite3 *db, const char *sql, const char *a, const char *b)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t v = 0;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            v = sqlite3_column_int64(st, 0);
+    }
     sqlite3_finalize(st);
     return v;
 }
@@ -290,6 +327,12 @@ int store_open(store_t **out, uv_loop_t *loop, const store_opts *opts, err_t *er
     st->idem_put = prepare(st->wdb, "INSERT OR REPLACE INTO idempotency(account,key,at,status,"
                                     "version,body) VALUES(?1,?2,?3,?4,?5,?6)");
     st->probe = prepare(st->wdb, "INSERT OR REPLACE INTO meta VALUES('health_probe', ?1)");
+    st->ins_activity = prepare(st->wdb, "INSERT INTO activity(seq,at,account,action,entry,hash)"
+                                        " VALUES(?1,?2,?3,?4,?5,?6)");
+    st->cred_put = prepare(st->wdb, "INSERT OR REPLACE INTO credentials VALUES(?1,?2)");
+    st->sess_put = prepare(st->wdb, "INSERT OR REPLACE INTO sessions VALUES(?1,?2,?3,?4,?5)");
+    st->sess_del = prepare(st->wdb, "DELETE FROM sessions WHERE token_hash=?1");
+    st->sess_del_account = prepare(st->wdb, "DELETE FROM sessions WHERE account=?1");
     st->begin = prepare(st->wdb, "BEGIN IMMEDIATE");
     st->commit = prepare(st->wdb, "COMMIT");
     st->rollback = prepare(st->wdb, "ROLLBACK");
@@ -297,6 +340,8 @@ int store_open(store_t **out, uv_loop_t *loop, const store_opts *opts, err_t *er
     st->release = prepare(st->wdb, "RELEASE job");
     st->rollback_to = prepare(st->wdb, "ROLLBACK TO job");
     if (!st->ins_change || !st->idem_get || !st->idem_put || !st->probe || !st->begin ||
+        !st->ins_activity || !st->cred_put || !st->sess_put || !st->sess_del ||
+        !st->sess_del_account ||
         !st->commit || !st->rollback || !st->savepoint || !st->release || !st->rollback_to) {
         err_set(err, E_INTERNAL, "cannot prepare statements");
         goto fail;
@@ -305,6 +350,12 @@ int store_open(store_t **out, uv_loop_t *loop, const store_opts *opts, err_t *er
     int64_t first = query_i64(st->wdb, "SELECT min(seq) FROM changes", last + 1);
     st->next_seq = last + 1;
     atomic_store(&st->committed_seq, last);
+    st->next_aseq = query_i64(st->wdb, "SELECT max(seq) FROM activity", 0) + 1;
+    sqlite3_stmt *lh = prepare(st->wdb, "SELECT hash FROM activity ORDER BY seq DESC LIMIT 1");
+    if (lh && sqlite3_step(lh) == SQLITE_ROW && sqlite3_column_bytes(lh, 0) == 64)
+        sodium_hex2bin(st->last_hash, sizeof st->last_hash, (const char *)sqlite3_column_text(lh, 0),
+                       64, NULL, NULL, NULL);
+    sqlite3_finalize(lh);
     atomic_store(&st->first_seq, first);
     atomic_store(&st->heartbeat, time_mono_ns());
 
@@ -392,6 +443,11 @@ void store_close(store_t *st)
     sqlite3_finalize(st->idem_get);
     sqlite3_finalize(st->idem_put);
     sqlite3_finalize(st->probe);
+    sqlite3_finalize(st->ins_activity);
+    sqlite3_finalize(st->cred_put);
+    sqlite3_finalize(st->sess_put);
+    sqlite3_finalize(st->sess_del);
+    sqlite3_finalize(st->sess_del_account);
     sqlite3_finalize(st->begin);
     sqlite3_finalize(st->commit);
     sqlite3_finalize(st->rollback);
@@ -440,6 +496,16 @@ wjob *wjob_new(wjob_kind kind, int nops)
     return job;
 }
 
+static void activity_free(activity_rec *a)
+{
+    while (a) {
+        activity_rec *next = a->next;
+        free(a->json);
+        free(a);
+        a = next;
+    }
+}
+
 static void free_changes(change_t *ch)
 {
     while (ch) {
@@ -466,6 +532,8 @@ void wjob_free(wjob *job)
     err_clear(&job->err);
     buf_free(&job->answer);
     free_changes(job->changes);
+    activity_free(job->activity);
+    json_decref(job->log_data);
     free(job);
 }
 
@@ -533,6 +601,8 @@ static unsigned hash_str(const char *s)
 
 /* The statements of a collection, creating its table when new. Runs
  * outside the group transaction (DDL commits on its own). */
+static void declared_indexes(store_t *st, colstmts *c);
+
 static colstmts *writer_col(store_t *st, const char *col)
 {
     unsigned h = hash_str(col) % COLS_BUCKETS;
@@ -577,7 +647,68 @@ static colstmts *writer_col(store_t *st, const char *col)
     c->nindexes = (int)query_i64(st->wdb, q, 0);
     c->next = st->cols[h];
     st->cols[h] = c;
+    declared_indexes(st, c);
     return c;
+}
+
+/* An expression index on col.field (unique: a unique one, named after
+ * the field's place in the schema so that a violation can name it). DDL
+ * outside the group transaction. */
+static int create_index(store_t *st, colstmts *c, const char *field, int unique_slot,
+                        err_t *err)
+{
+    buf_t sql = {0};
+    int rc;
+    if (unique_slot >= 0) {
+        buf_printf(&sql, "CREATE UNIQUE INDEX IF NOT EXISTS \"ux_%s_%d\" ON \"c_%s\"(", c->name,
+                   unique_slot, c->name);
+        sqlq_field_expr(&sql, field);
+        buf_puts(&sql, ")");
+        rc = exec(st->wdb, sql.p, err);
+        buf_free(&sql);
+        return rc;
+    }
+    if (query_i64_text2(st->wdb, "SELECT count(*) FROM indexes WHERE col=?1 AND field=?2", c->name,
+                        field) > 0) {
+        buf_free(&sql);
+        return 0;
+    }
+    buf_printf(&sql, "SAVEPOINT ix; CREATE INDEX IF NOT EXISTS \"ix_%s_%d\" ON \"c_%s\"(", c->name,
+               c->nindexes + 1, c->name);
+    sqlq_field_expr(&sql, field);
+    buf_printf(&sql, "); INSERT OR IGNORE INTO indexes VALUES('%s','%s','ix_%s_%d'); RELEASE ix;",
+               c->name, field, c->name, c->nindexes + 1);
+    uint64_t t0 = time_mono_ns();
+    rc = exec(st->wdb, sql.p, err);
+    if (rc == 0) {
+        c->nindexes++;
+        log_msg(LOG_INFO, "created index on %s.%s in %.1f ms", c->name, field,
+                (double)(time_mono_ns() - t0) / 1e6);
+    } else {
+        exec(st->wdb, "ROLLBACK TO ix; RELEASE ix;", NULL);
+    }
+    buf_free(&sql);
+    return rc;
+}
+
+/* What an app declares for a collection: its unique fields and indexes. */
+static void declared_indexes(store_t *st, colstmts *c)
+{
+    const col_spec *spec = apps_col(c->name);
+    if (!spec)
+        return;
+    for (int i = 0; i < spec->nfields; i++) {
+        err_t e = {0};
+        if (spec->fields[i].unique && create_index(st, c, spec->fields[i].name, i, &e))
+            log_msg(LOG_WARN, "%s.%s is declared unique but is not: %s; not enforced",
+                    c->name, spec->fields[i].name, e.msg);
+        err_clear(&e);
+    }
+    for (int i = 0; i < spec->nindexes; i++) {
+        err_t e = {0};
+        create_index(st, c, spec->indexes[i], -1, &e);
+        err_clear(&e);
+    }
 }
 
 static void writer_index(store_t *st, wjob *job)
@@ -589,21 +720,7 @@ static void writer_index(store_t *st, wjob *job)
     }
     if (c->nindexes >= st->opts.auto_index_max)
         return;
-    buf_t sql = {0};
-    buf_printf(&sql, "SAVEPOINT ix; CREATE INDEX IF NOT EXISTS \"ix_%s_%d\" ON \"c_%s\"(",
-               job->index_col, c->nindexes + 1, job->index_col);
-    sqlq_field_expr(&sql, job->index_field);
-    buf_printf(&sql, "); INSERT OR IGNORE INTO indexes VALUES('%s','%s','ix_%s_%d'); RELEASE ix;",
-               job->index_col, job->index_field, job->index_col, c->nindexes + 1);
-    uint64_t t0 = time_mono_ns();
-    if (exec(st->wdb, sql.p, &job->err) == 0) {
-        c->nindexes++;
-        log_msg(LOG_INFO, "created index on %s.%s in %.1f ms", job->index_col, job->index_field,
-                (double)(time_mono_ns() - t0) / 1e6);
-    } else {
-        exec(st->wdb, "ROLLBACK TO ix; RELEASE ix;", NULL);
-    }
-    buf_free(&sql);
+    create_index(st, c, job->index_field, -1, &job->err);
 }
 
 /* ------------------------------------------------------------------ writer: ops */
@@ -611,9 +728,100 @@ static void writer_index(store_t *st, wjob *job)
 typedef struct wctx {
     store_t *st;
     wjob *job;
-    change_t **tail; /* where the next change of the job goes */
+    change_t **tail;      /* where the next change of the job goes */
+    activity_rec **atail; /* and its next activity entry */
     char now[TIME_RFC3339_LEN + 1];
+    int64_t now_ms;
+    json_t *auth;         /* the actor as rules see it, made on first use */
 } wctx;
+
+static const json_t *wauth(wctx *w)
+{
+    if (!w->auth)
+        w->auth = actor_auth(&w->job->actor);
+    return w->auth;
+}
+
+/* ------------------------------------------------------------------ writer: activity */
+
+/* Appends an entry to the activity log, chained to the one before. */
+static int log_entry(wctx *w, const char *action, const char *col, const char *id, int64_t vb,
+                     int64_t va, const json_t *data)
+{
+    store_t *st = w->st;
+    const actor_t *a = &w->job->actor;
+    int64_t seq = st->next_aseq;
+    buf_t e = {0};
+    buf_reserve(&e, 256);
+    buf_puts(&e, "{\"seq\":");
+    buf_put_i64(&e, seq);
+    buf_puts(&e, ",\"at\":\"");
+    buf_puts(&e, w->now);
+    buf_puts(&e, "\",\"account\":");
+    buf_put_json_str(&e, a->id, strlen(a->id));
+    const char *role = a->system && !a->role[0] ? "system" : a->role;
+    buf_puts(&e, ",\"role\":");
+    buf_put_json_str(&e, role, strlen(role));
+    buf_puts(&e, ",\"session\":");
+    buf_put_json_str(&e, a->session, strlen(a->session));
+    buf_puts(&e, ",\"remote\":");
+    buf_put_json_str(&e, a->remote, strlen(a->remote));
+    buf_puts(&e, ",\"action\":");
+    buf_put_json_str(&e, action, strlen(action));
+    if (col) {
+        buf_puts(&e, ",\"col\":");
+        buf_put_json_str(&e, col, strlen(col));
+        buf_puts(&e, ",\"id\":");
+        buf_put_json_str(&e, id, strlen(id));
+        buf_puts(&e, ",\"version_before\":");
+        if (vb > 0)
+            buf_put_i64(&e, vb);
+        else
+            buf_puts(&e, "null");
+        buf_puts(&e, ",\"version_after\":");
+        if (va > 0)
+            buf_put_i64(&e, va);
+        else
+            buf_puts(&e, "null");
+    }
+    if (data) {
+        char *d = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
+        buf_puts(&e, ",\"data\":");
+        buf_puts(&e, d);
+        free(d);
+    }
+    buf_putc(&e, '}');
+    unsigned char h[32];
+    crypto_generichash_state gs;
+    crypto_generichash_init(&gs, NULL, 0, sizeof h);
+    crypto_generichash_update(&gs, st->last_hash, sizeof st->last_hash);
+    crypto_generichash_update(&gs, (const unsigned char *)e.p, e.len);
+    crypto_generichash_final(&gs, h, sizeof h);
+    char hex[65];
+    sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+    sqlite3_stmt *q = st->ins_activity;
+    sqlite3_bind_int64(q, 1, seq);
+    sqlite3_bind_int64(q, 2, w->now_ms);
+    sqlite3_bind_text(q, 3, a->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 4, action, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 5, e.p, (int)e.len, SQLITE_STATIC);
+    sqlite3_bind_text(q, 6, hex, 64, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    if (rc != SQLITE_DONE) {
+        buf_free(&e);
+        return db_err(&w->job->err, st->wdb, rc, "activity");
+    }
+    st->next_aseq++;
+    memcpy(st->last_hash, h, sizeof h);
+    activity_rec *r = xcalloc(1, sizeof *r);
+    r->seq = seq;
+    r->json = buf_take(&e, &r->len);
+    *w->atail = r;
+    w->atail = &r->next;
+    return 0;
+}
 
 static int add_change(wctx *w, const char *col, const char *id, change_op op, int64_t version,
                       const char *doc, size_t doc_len, const buf_t *prev)
@@ -682,6 +890,27 @@ static int load_row(wctx *w, colstmts *c, const char *id, int64_t *version, char
     return found;
 }
 
+/* "UNIQUE constraint failed: index 'ux_COL_N'": field N of COL's schema. */
+static int unique_violation(wctx *w)
+{
+    const char *msg = sqlite3_errmsg(w->st->wdb);
+    const char *ix = strstr(msg, "'ux_");
+    const char *us = ix ? strrchr(ix, '_') : NULL;
+    char col[65] = "";
+    int slot = -1;
+    if (us && (size_t)(us - ix - 4) < sizeof col) {
+        memcpy(col, ix + 4, (size_t)(us - ix - 4));
+        col[us - ix - 4] = '\0';
+        slot = atoi(us + 1);
+    }
+    const col_spec *spec = col[0] ? apps_col(col) : NULL;
+    const char *field = spec && slot >= 0 && slot < spec->nfields ? spec->fields[slot].name : "?";
+    err_set(&w->job->err, E_INVALID, "another document of %s has this %s", col, field);
+    err_details(&w->job->err, json_pack("[{ssss}]", "field", field, "reason",
+                                        "must be unique: another document has this value"));
+    return -1;
+}
+
 static int write_row(wctx *w, sqlite3_stmt *s, const char *id, int64_t version,
                      const char *created, const buf_t *doc)
 {
@@ -696,6 +925,8 @@ static int write_row(wctx *w, sqlite3_stmt *s, const char *id, int64_t version,
     sqlite3_clear_bindings(s);
     if (rc == SQLITE_CONSTRAINT_PRIMARYKEY)
         return err_set(&w->job->err, E_CONFLICT, "a document with id %s exists", id);
+    if (rc == SQLITE_CONSTRAINT_UNIQUE)
+        return unique_violation(w);
     if (rc != SQLITE_DONE)
         return db_err(&w->job->err, w->st->wdb, rc, "write");
     return 0;
@@ -716,18 +947,102 @@ static int check_version(wctx *w, const wop *op, int found, int64_t version)
     return 0;
 }
 
-/* Runs one op; appends its answer to out. */
+/* Whether the actor may do act on a document of spec's collection; doc is
+ * the stored document (update, delete), newdoc the incoming one (create,
+ * update). An update or delete of a document the actor may not even read
+ * is "not found": its existence is not theirs to learn. */
+static int check_access(wctx *w, const wop *op, action_t act, const json_t *doc,
+                        const json_t *newdoc)
+{
+    const actor_t *a = &w->job->actor;
+    if (actor_is_admin(a))
+        return 0;
+    const col_spec *spec = apps_col(op->col);
+    const rule_t *r = spec ? spec->rules[act] : NULL;
+    if (r && rule_eval(r, wauth(w), doc, newdoc))
+        return 0;
+    if (doc && !access_can_read(a, wauth(w), op->col, doc))
+        return err_set(&w->job->err, E_NOT_FOUND, "no document %s in %s", op->id, op->col);
+    static const char *const verbs[] = {"read", "create", "change", "delete"};
+    return err_set(&w->job->err, E_FORBIDDEN, "not allowed to %s documents in %s", verbs[act],
+                   op->col);
+}
+
+/* The incoming document as rules see it: the client's members and the id. */
+static json_t *with_id(const json_t *members, const char *id)
+{
+    json_t *d = json_copy((json_t *)members);
+    json_object_set_new(d, "id", json_string(id));
+    return d;
+}
+
+static int check_schema(wctx *w, const wop *op, const json_t *members)
+{
+    const col_spec *spec = apps_col(op->col);
+    if (!spec || !spec->nfields)
+        return 0;
+    return schema_check(spec, members, &w->job->err);
+}
+
+/* The private ops: password hashes and sessions. */
+static int run_private(wctx *w, wop *op)
+{
+    store_t *st = w->st;
+    sqlite3_stmt *q = NULL;
+    switch (op->kind) {
+    case W_CRED:
+        q = st->cred_put;
+        sqlite3_bind_text(q, 1, op->id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 2, json_string_value(json_object_get(op->doc, "hash")), -1,
+                          SQLITE_STATIC);
+        break;
+    case W_SESSION_ADD:
+        q = st->sess_put;
+        sqlite3_bind_text(q, 1, op->id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 2, json_string_value(json_object_get(op->doc, "session")), -1,
+                          SQLITE_STATIC);
+        sqlite3_bind_text(q, 3, json_string_value(json_object_get(op->doc, "account")), -1,
+                          SQLITE_STATIC);
+        sqlite3_bind_int64(q, 4, w->now_ms);
+        sqlite3_bind_int64(q, 5, json_integer_value(json_object_get(op->doc, "expires_at")));
+        break;
+    case W_SESSION_DEL:
+        q = st->sess_del;
+        sqlite3_bind_text(q, 1, op->id, -1, SQLITE_STATIC);
+        break;
+    default: /* W_SESSIONS_DEL */
+        q = st->sess_del_account;
+        sqlite3_bind_text(q, 1, op->id, -1, SQLITE_STATIC);
+        break;
+    }
+    int rc = sqlite3_step(q);
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    return rc == SQLITE_DONE ? 0 : db_err(&w->job->err, st->wdb, rc, "account");
+}
+
+/* Runs one op; appends its answer to out. Every check (version, access,
+ * schema) comes before the op's first write: a single op that fails a
+ * check has written nothing (see run_job). */
 static int run_op(wctx *w, wop *op, buf_t *out, int *status)
 {
+    *status = 200;
+    if (op->kind >= W_CRED) {
+        int rc = run_private(w, op);
+        if (rc == 0)
+            buf_puts(out, "{}");
+        return rc;
+    }
     colstmts *c = writer_col(w->st, op->col);
     if (!c)
         return err_set(&w->job->err, E_INTERNAL, "cannot open collection %s", op->col);
+    bool admin = actor_is_admin(&w->job->actor);
     int64_t version = 0;
     char *created = NULL;
-    json_t *stored = NULL;
+    json_t *stored = NULL, *newdoc = NULL;
     buf_t doc = {0}, prev = {0};
     int rc = -1;
-    *status = 200;
+    change_op chop = CH_UPDATE;
 
     if (op->kind == W_CREATE || op->kind == W_PUT) {
         size_t mlen;
@@ -735,51 +1050,70 @@ static int run_op(wctx *w, wop *op, buf_t *out, int *status)
         int found = 0;
         if (op->kind == W_PUT) {
             found = load_row(w, c, op->id, &version, &created,
-                             op->skip_unchanged ? &stored : NULL, &prev);
+                             op->skip_unchanged || !admin ? &stored : NULL, &prev);
             if (found < 0 || check_version(w, op, found, version))
                 goto out_members;
-            if (found && stored) {
-                doc_take_server_fields(stored, NULL, NULL, &w->job->err);
-                if (json_equal(stored, op->doc)) { /* a re-import: nothing to write */
-                    buf_put(&doc, prev.p, prev.len);
-                    rc = 0;
-                    goto out_members;
-                }
+        }
+        if (!admin) {
+            newdoc = with_id(op->doc, op->id);
+            if (check_access(w, op, found ? ACT_UPDATE : ACT_CREATE, found ? stored : NULL,
+                             newdoc))
+                goto out_members;
+        }
+        if (check_schema(w, op, op->doc))
+            goto out_members;
+        if (found && stored && op->skip_unchanged) {
+            doc_take_server_fields(stored, NULL, NULL, &w->job->err);
+            if (json_equal(stored, op->doc)) { /* a re-import: nothing to write */
+                buf_put(&doc, prev.p, prev.len);
+                rc = 0;
+                goto out_members;
             }
         }
+        int64_t before = version;
         if (found) {
             version++;
             doc_compose(&doc, op->id, version, created, w->now, members, mlen);
         } else {
             version = 1;
             *status = 201;
+            chop = CH_CREATE;
             doc_compose(&doc, op->id, version, w->now, w->now, members, mlen);
         }
-        /* Every check comes before the first write of an op: a job that
-         * fails a check has written nothing (see run_job). */
         if (doc.len > DOC_MAX_BYTES)
             rc = err_set(&w->job->err, E_PAYLOAD_TOO_LARGE, "the document is over 1 MiB");
         else
             rc = write_row(w, found ? c->upd : c->ins, op->id, version, found ? NULL : w->now,
                            &doc);
         if (rc == 0)
-            rc = add_change(w, op->col, op->id, found ? CH_UPDATE : CH_CREATE, version, doc.p,
-                            doc.len, &prev);
+            rc = add_change(w, op->col, op->id, chop, version, doc.p, doc.len, &prev);
+        if (rc == 0)
+            rc = log_entry(w, found ? "update" : "create", op->col, op->id, before, version, NULL);
     out_members:
         free(members);
     } else if (op->kind == W_PATCH) {
         int found = load_row(w, c, op->id, &version, &created, &stored, &prev);
         if (found < 0 || check_version(w, op, found, version))
             goto done;
-        if (!found) {
+        if (!found || (!admin && !access_can_read(&w->job->actor, wauth(w), op->col, stored))) {
             err_set(&w->job->err, E_NOT_FOUND, "no document %s in %s", op->id, op->col);
             goto done;
         }
+        json_t *before_doc = admin ? NULL : json_deep_copy(stored);
         stored = merge_patch(stored, op->doc);
         doc_take_server_fields(stored, NULL, NULL, &w->job->err);
+        if (!admin) {
+            newdoc = with_id(stored, op->id);
+            int denied = check_access(w, op, ACT_UPDATE, before_doc, newdoc);
+            json_decref(before_doc);
+            if (denied)
+                goto done;
+        }
+        if (check_schema(w, op, stored))
+            goto done;
         size_t mlen;
         char *members = doc_members(stored, &mlen);
-        version++;
+        int64_t before = version++;
         doc_compose(&doc, op->id, version, created, w->now, members, mlen);
         free(members);
         if (doc.len > DOC_MAX_BYTES) {
@@ -789,14 +1123,18 @@ static int run_op(wctx *w, wop *op, buf_t *out, int *status)
         rc = write_row(w, c->upd, op->id, version, NULL, &doc);
         if (rc == 0)
             rc = add_change(w, op->col, op->id, CH_UPDATE, version, doc.p, doc.len, &prev);
+        if (rc == 0)
+            rc = log_entry(w, "update", op->col, op->id, before, version, NULL);
     } else { /* W_DELETE */
-        int found = load_row(w, c, op->id, &version, NULL, NULL, &prev);
+        int found = load_row(w, c, op->id, &version, NULL, admin ? NULL : &stored, &prev);
         if (found < 0 || check_version(w, op, found, version))
             goto done;
         if (!found) {
             err_set(&w->job->err, E_NOT_FOUND, "no document %s in %s", op->id, op->col);
             goto done;
         }
+        if (!admin && check_access(w, op, ACT_DELETE, stored, NULL))
+            goto done;
         sqlite3_bind_text(c->del, 1, op->id, -1, SQLITE_STATIC);
         int src = sqlite3_step(c->del);
         sqlite3_reset(c->del);
@@ -809,6 +1147,8 @@ static int run_op(wctx *w, wop *op, buf_t *out, int *status)
         buf_put_json_str(&doc, op->id, strlen(op->id));
         buf_printf(&doc, ",\"version\":%lld}", (long long)version);
         rc = add_change(w, op->col, op->id, CH_DELETE, version, NULL, 0, &prev);
+        if (rc == 0)
+            rc = log_entry(w, "delete", op->col, op->id, version, 0, NULL);
     }
 done:
     if (rc == 0) {
@@ -819,6 +1159,7 @@ done:
     buf_free(&prev);
     free(created);
     json_decref(stored);
+    json_decref(newdoc);
     return rc;
 }
 
@@ -868,11 +1209,22 @@ static bool storage_error(err_code code)
  * A single op makes every check before its first write, so when it fails a
  * check nothing was written and no savepoint is needed; when the disk
  * fails it mid-way, the whole group is rolled back (tx_broken). */
+static void run_job_ops(store_t *st, wjob *job, wctx *w);
+
 static void run_job(store_t *st, wjob *job)
 {
-    wctx w = {.st = st, .job = job, .tail = &job->changes};
-    time_format_rfc3339(time_now_ms(), w.now);
-    int64_t seq0 = st->next_seq;
+    wctx w = {.st = st, .job = job, .tail = &job->changes, .atail = &job->activity};
+    w.now_ms = time_now_ms();
+    time_format_rfc3339(w.now_ms, w.now);
+    run_job_ops(st, job, &w);
+    json_decref(w.auth);
+}
+
+static void run_job_ops(store_t *st, wjob *job, wctx *w)
+{
+    int64_t seq0 = st->next_seq, aseq0 = st->next_aseq;
+    unsigned char hash0[32];
+    memcpy(hash0, st->last_hash, sizeof hash0);
     job->seq = seq0 - 1;
 
     if (job->kind == WJ_PROBE) {
@@ -891,7 +1243,7 @@ static void run_job(store_t *st, wjob *job)
         }
     }
     int rc = 0;
-    if (job->idem_key && idem_lookup(&w)) {
+    if (job->idem_key && idem_lookup(w)) {
         step(st->release);
         return;
     }
@@ -901,19 +1253,23 @@ static void run_job(store_t *st, wjob *job)
         if (i)
             buf_putc(&job->answer, ',');
         int status = 200;
-        rc = run_op(&w, &job->ops[i], &job->answer, &status);
+        rc = run_op(w, &job->ops[i], &job->answer, &status);
         if (rc && job->is_batch) {
             json_t *d = json_pack("{si}", "index", i);
             if (job->err.details && json_is_object(job->err.details))
                 json_object_update(d, job->err.details);
+            else if (job->err.details) /* the fields a schema refused */
+                json_object_set(d, "fields", job->err.details);
             err_details(&job->err, d);
         }
         job->status = job->is_batch ? 200 : status;
     }
+    if (rc == 0 && job->log_action[0])
+        rc = log_entry(w, job->log_action, NULL, NULL, 0, 0, job->log_data);
     if (rc == 0 && job->is_batch)
         buf_printf(&job->answer, "],\"seq\":%lld}", (long long)job->seq);
     if (rc == 0 && job->idem_key)
-        rc = idem_store(&w);
+        rc = idem_store(w);
     if (rc == 0) {
         if (sp)
             step(st->release);
@@ -930,8 +1286,12 @@ static void run_job(store_t *st, wjob *job)
         st->broken_code = job->err.code;
     }
     st->next_seq = seq0;
+    st->next_aseq = aseq0;
+    memcpy(st->last_hash, hash0, sizeof hash0);
     free_changes(job->changes);
     job->changes = NULL;
+    activity_free(job->activity);
+    job->activity = NULL;
     job->answer.len = 0;
 }
 
@@ -971,7 +1331,9 @@ static void commit_group(store_t *st, wjob *jobs, int n)
         for (int i = 0; i < j->nops; i++)
             writer_col(st, j->ops[i].col);
     }
-    int64_t seq_before = st->next_seq;
+    int64_t seq_before = st->next_seq, aseq_before = st->next_aseq;
+    unsigned char hash_before[32];
+    memcpy(hash_before, st->last_hash, sizeof hash_before);
     err_t txerr = {0};
     int rc = step(st->begin);
     if (rc != SQLITE_OK) {
@@ -994,9 +1356,13 @@ static void commit_group(store_t *st, wjob *jobs, int n)
     if (txerr.code) {
         /* Nothing of this group is durable: every job fails. */
         st->next_seq = seq_before;
+        st->next_aseq = aseq_before;
+        memcpy(st->last_hash, hash_before, sizeof hash_before);
         for (wjob *j = jobs; j; j = j->next) {
             free_changes(j->changes);
             j->changes = NULL;
+            activity_free(j->activity);
+            j->activity = NULL;
             j->answer.len = 0;
             err_clear(&j->err);
             j->err.code = txerr.code;
@@ -1071,8 +1437,8 @@ static void on_done_async(uv_async_t *h)
     while (j) {
         wjob *next = j->next;
         j->next = NULL;
-        if (j->changes && st->commit_cb)
-            st->commit_cb(st->commit_ctx, j->changes);
+        if ((j->changes || j->activity) && st->commit_cb)
+            st->commit_cb(st->commit_ctx, j->changes, j->activity);
         j->done(j);
         j = next;
     }
@@ -1136,6 +1502,8 @@ void rjob_free(rjob *job)
     buf_free(&job->out);
     free_changes(job->recs);
     free(job->chunks);
+    free(job->aq_actor);
+    free(job->aq_action);
     free(job);
 }
 
@@ -1181,6 +1549,17 @@ static void read_get(rjob *job, sqlite3 *db)
         job->found = true;
         job->version = sqlite3_column_int64(s, 0);
         buf_put(&job->out, sqlite3_column_text(s, 1), (size_t)sqlite3_column_bytes(s, 1));
+        if (!actor_is_admin(&job->actor)) {
+            /* A document the caller may not read does not exist for them. */
+            json_t *d = json_loadb(job->out.p, job->out.len, 0, NULL);
+            json_t *auth = actor_auth(&job->actor);
+            if (!access_can_read(&job->actor, auth, job->col, d)) {
+                job->found = false;
+                job->out.len = 0;
+            }
+            json_decref(auth);
+            json_decref(d);
+        }
     } else if (rc != SQLITE_DONE) {
         db_err(&job->err, db, rc, "get");
     }
@@ -1202,12 +1581,47 @@ static json_t *sql_value_json(sqlite3_stmt *s, int col)
     }
 }
 
+/* The read rule of job's collection for its actor: -1 (and the error)
+ * when nothing may be read; else conditions are added to the query and
+ * *post (may be NULL) is checked on every row, *auth with it. */
+static int read_scope(rjob *job, rule_t **post, json_t **auth)
+{
+    *auth = NULL;
+    access_scope sc = access_read_scope(&job->actor, job->col, &job->query, post);
+    if (sc == ACCESS_NONE)
+        return err_set(&job->err, E_FORBIDDEN, "not allowed to read %s", job->col);
+    if (*post)
+        *auth = actor_auth(&job->actor);
+    return 0;
+}
+
+static bool row_visible(const rule_t *post, const json_t *auth, sqlite3_stmt *s)
+{
+    if (!post)
+        return true;
+    json_t *d = json_loadb((const char *)sqlite3_column_text(s, 0),
+                           (size_t)sqlite3_column_bytes(s, 0), 0, NULL);
+    bool ok = d && rule_eval(post, auth, d, NULL);
+    json_decref(d);
+    return ok;
+}
+
 static void read_list(rjob *job, sqlite3 *db)
 {
     int64_t seq = query_i64(db, "SELECT max(seq) FROM changes", 0);
     job->seq = seq;
+    rule_t *post = NULL;
+    json_t *auth = NULL;
+    if (read_scope(job, &post, &auth))
+        return;
+    /* Rows the rule refuses are skipped in C: then SQL cannot stop at the
+     * page's end, this loop does. */
+    int limit = job->query.limit;
+    if (post)
+        job->query.limit = 0;
     sqlq q;
     sqlq_build_list(&q, &job->query, job->col);
+    job->query.limit = limit;
     sqlite3_stmt *s = NULL;
     buf_t *o = &job->out;
     buf_puts(o, "{\"docs\":[");
@@ -1217,6 +1631,8 @@ static void read_list(rjob *job, sqlite3 *db)
         else
             buf_printf(o, "],\"seq\":%lld,\"next\":null}", (long long)seq);
         sqlq_free(&q);
+        rule_free(post);
+        json_decref(auth);
         return;
     }
     sqlq_bind(s, &q);
@@ -1224,6 +1640,8 @@ static void read_list(rjob *job, sqlite3 *db)
     json_t *last_key = NULL; /* of the last row sent, for the next cursor */
     char *last_id = NULL;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (!row_visible(post, auth, s))
+            continue;
         if (n == job->query.limit)
             break; /* one row more than asked: there is a next page */
         if (n)
@@ -1254,6 +1672,8 @@ static void read_list(rjob *job, sqlite3 *db)
     free(next);
     sqlite3_finalize(s);
     sqlq_free(&q);
+    rule_free(post);
+    json_decref(auth);
 }
 
 static void read_changes(rjob *job, sqlite3 *db)
@@ -1281,8 +1701,12 @@ static void read_changes(rjob *job, sqlite3 *db)
     sqlite3_bind_int(s, 2, job->limit);
     if (job->col_filter)
         sqlite3_bind_text(s, 3, job->col, -1, SQLITE_STATIC);
-    int rc, n = 0;
+    /* n counts rows read (what the limit is on), shown those the caller
+     * may read; a hidden change is still covered by the answer's seq. */
+    int rc, n = 0, shown = 0;
     int64_t covered = job->since;
+    bool admin = actor_is_admin(&job->actor);
+    json_t *auth = admin ? NULL : actor_auth(&job->actor);
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         static const change_op ops[256] = {['c'] = CH_CREATE, ['u'] = CH_UPDATE,
                                            ['d'] = CH_DELETE};
@@ -1294,10 +1718,17 @@ static void read_changes(rjob *job, sqlite3 *db)
                                   (const char *)sqlite3_column_text(s, 5),
                                   (size_t)sqlite3_column_bytes(s, 5),
                                   (const char *)sqlite3_column_text(s, 6));
+        if (sqlite3_column_type(s, 7) == SQLITE_TEXT)
+            change_set_prev(ch, (const char *)sqlite3_column_text(s, 7),
+                            (size_t)sqlite3_column_bytes(s, 7));
+        n++;
+        covered = ch->seq;
+        if (!admin && !access_change_visible(&job->actor, auth, ch)) {
+            change_unref(ch);
+            continue; /* covered, not shown */
+        }
+        shown++;
         if (job->want_recs) {
-            if (sqlite3_column_type(s, 7) == SQLITE_TEXT)
-                change_set_prev(ch, (const char *)sqlite3_column_text(s, 7),
-                                (size_t)sqlite3_column_bytes(s, 7));
             *tail = change_ref(ch);
             tail = &ch->next;
         } else if (job->sse) {
@@ -1305,14 +1736,13 @@ static void read_changes(rjob *job, sqlite3 *db)
             buf_put(&job->out, ch->json, ch->json_len);
             buf_puts(&job->out, "\n\n");
         } else {
-            if (n)
+            if (shown > 1)
                 buf_putc(&job->out, ',');
             buf_put(&job->out, ch->json, ch->json_len);
         }
-        n++;
-        covered = ch->seq;
         change_unref(ch);
     }
+    json_decref(auth);
     if (rc != SQLITE_DONE) {
         db_err(&job->err, db, rc, "changes");
     } else {
@@ -1320,7 +1750,7 @@ static void read_changes(rjob *job, sqlite3 *db)
         job->seq = n < job->limit ? last : covered;
         if (job->seq < job->since)
             job->seq = job->since;
-        job->count = n;
+        job->count = shown;
     }
     sqlite3_finalize(s);
 }
@@ -1334,6 +1764,10 @@ static void read_snapshot(rjob *job, sqlite3 *db)
     size_t cap = 4;
     job->chunks = xcalloc(cap, sizeof *job->chunks);
     job->nchunks = 1;
+    rule_t *post = NULL;
+    json_t *auth = NULL;
+    if (read_scope(job, &post, &auth))
+        return;
     sqlq q;
     sqlq_build_list(&q, &job->query, job->col);
     sqlite3_stmt *s = NULL;
@@ -1341,12 +1775,16 @@ static void read_snapshot(rjob *job, sqlite3 *db)
         if (!no_table(db))
             db_err(&job->err, db, sqlite3_errcode(db), "snapshot");
         sqlq_free(&q);
+        rule_free(post);
+        json_decref(auth);
         return;
     }
     sqlq_bind(s, &q);
     int rc;
     snap_chunk *ck = &job->chunks[0];
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (!row_visible(post, auth, s))
+            continue;
         if (ck->count && ck->len >= job->chunk_bytes) {
             if ((size_t)job->nchunks == cap) {
                 cap *= 2;
@@ -1366,6 +1804,72 @@ static void read_snapshot(rjob *job, sqlite3 *db)
         db_err(&job->err, db, rc, "snapshot");
     sqlite3_finalize(s);
     sqlq_free(&q);
+    rule_free(post);
+    json_decref(auth);
+}
+
+/* Activity entries, with their hash, as JSON objects joined by commas. */
+static void read_activity(rjob *job, sqlite3 *db)
+{
+    if (!actor_is_admin(&job->actor)) {
+        err_set(&job->err, E_FORBIDDEN, "the activity log is for admins");
+        return;
+    }
+    const activity_query *q = &job->aq;
+    buf_t sql = {0};
+    buf_puts(&sql, "SELECT seq, entry, hash FROM activity WHERE 1");
+    if (q->since_ms)
+        buf_puts(&sql, " AND at >= ?1");
+    if (q->until_ms)
+        buf_puts(&sql, " AND at < ?2");
+    if (q->actor)
+        buf_puts(&sql, " AND account = ?3");
+    if (q->action)
+        buf_puts(&sql, " AND action = ?4");
+    if (q->ascending)
+        buf_puts(&sql, " AND seq > ?5 ORDER BY seq ASC");
+    else if (q->before_seq)
+        buf_puts(&sql, " AND seq < ?5 ORDER BY seq DESC");
+    else
+        buf_puts(&sql, " ORDER BY seq DESC");
+    buf_printf(&sql, " LIMIT %d", q->limit > 0 ? q->limit : 100);
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(db, sql.p, -1, &s, NULL) != SQLITE_OK) {
+        db_err(&job->err, db, sqlite3_errcode(db), "activity");
+        buf_free(&sql);
+        return;
+    }
+    buf_free(&sql);
+    sqlite3_bind_int64(s, 1, q->since_ms);
+    sqlite3_bind_int64(s, 2, q->until_ms);
+    if (q->actor)
+        sqlite3_bind_text(s, 3, q->actor, -1, SQLITE_STATIC);
+    if (q->action)
+        sqlite3_bind_text(s, 4, q->action, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 5, q->ascending ? q->after_seq : q->before_seq);
+    int rc;
+    job->seq = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *e = (const char *)sqlite3_column_text(s, 1);
+        size_t n = (size_t)sqlite3_column_bytes(s, 1);
+        if (job->count++)
+            buf_putc(&job->out, ',');
+        if (n > 1 && e[n - 1] == '}') {
+            buf_put(&job->out, e, n - 1);
+            buf_puts(&job->out, ",\"hash\":\"");
+            buf_put(&job->out, sqlite3_column_text(s, 2), (size_t)sqlite3_column_bytes(s, 2));
+            buf_puts(&job->out, "\"}");
+        } else {
+            buf_put(&job->out, e, n);
+        }
+        job->seq = sqlite3_column_int64(s, 0);
+    }
+    if (rc != SQLITE_DONE)
+        db_err(&job->err, db, rc, "activity");
+    sqlite3_finalize(s);
+    /* With no activity yet, a subscriber starts after everything. */
+    if (!job->count && !q->ascending)
+        job->seq = query_i64(db, "SELECT max(seq) FROM activity", 0);
 }
 
 static void read_work(uv_work_t *req)
@@ -1387,6 +1891,9 @@ static void read_work(uv_work_t *req)
         break;
     case R_SNAPSHOT:
         read_snapshot(job, db);
+        break;
+    case R_ACTIVITY:
+        read_activity(job, db);
         break;
     default:
         err_set(&job->err, E_INTERNAL, "unknown read");
@@ -1410,6 +1917,154 @@ void store_read(store_t *st, rjob *job)
     uv_queue_work(st->loop, &job->work, read_work, read_after);
 }
 
+/* ------------------------------------------------------------------ accounts */
+
+int store_load_auth(store_t *st, const store_auth_cb *cb, err_t *err)
+{
+    /* At start, before the writer has work: the writer's connection is
+     * idle, and the table of accounts may not exist yet. */
+    sqlite3 *db = st->all_readers ? st->all_readers->db : st->wdb;
+    sqlite3_stmt *s = NULL;
+    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    if (sqlite3_prepare_v2(db, "SELECT body FROM \"c__accounts\"", -1, &s, NULL) == SQLITE_OK) {
+        while (sqlite3_step(s) == SQLITE_ROW)
+            cb->account(cb->ctx, (const char *)sqlite3_column_text(s, 0),
+                        (size_t)sqlite3_column_bytes(s, 0));
+    }
+    sqlite3_finalize(s);
+    s = NULL;
+    int rc = sqlite3_prepare_v2(db, "SELECT account, hash FROM credentials", -1, &s, NULL);
+    while (rc == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+        cb->credential(cb->ctx, (const char *)sqlite3_column_text(s, 0),
+                       (const char *)sqlite3_column_text(s, 1));
+    sqlite3_finalize(s);
+    s = NULL;
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(db, "SELECT token_hash, session, account, expires_at FROM sessions"
+                                    " WHERE expires_at > ?1", -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, time_now_ms());
+        while (sqlite3_step(s) == SQLITE_ROW)
+            cb->session(cb->ctx, (const char *)sqlite3_column_text(s, 0),
+                        (const char *)sqlite3_column_text(s, 1),
+                        (const char *)sqlite3_column_text(s, 2), sqlite3_column_int64(s, 3));
+    }
+    sqlite3_finalize(s);
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : db_err(err, db, rc, "loading accounts");
+}
+
+/* ------------------------------------------------------------------ verify */
+
+int store_verify(const char *dir, int64_t *entries, err_t *err)
+{
+    buf_t path = {0};
+    buf_printf(&path, "%s/livedb.db", dir);
+    sqlite3 *db = NULL;
+    *entries = 0;
+    int rc = open_conn(path.p, true, &db, err);
+    buf_free(&path);
+    if (rc)
+        return -1;
+    sqlite3_stmt *s = NULL;
+    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    if (sqlite3_prepare_v2(db, "SELECT group_concat(integrity_check, '; ') FROM"
+                               " pragma_integrity_check(20)", -1, &s, NULL) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW) {
+        const char *r = (const char *)sqlite3_column_text(s, 0);
+        if (!r || strcmp(r, "ok") != 0)
+            err_set(err, E_INTERNAL, "the database fails its integrity check: %.180s",
+                    r ? r : "(no answer)");
+    } else {
+        db_err(err, db, sqlite3_errcode(db), "integrity check");
+    }
+    sqlite3_finalize(s);
+    s = NULL;
+    unsigned char h[32] = {0};
+    int64_t expect = 0;
+    if (!err->code &&
+        sqlite3_prepare_v2(db, "SELECT seq, at, account, action, entry, hash FROM activity"
+                               " ORDER BY seq", -1, &s, NULL) == SQLITE_OK) {
+        while (!err->code && sqlite3_step(s) == SQLITE_ROW) {
+            int64_t seq = sqlite3_column_int64(s, 0);
+            const char *entry = (const char *)sqlite3_column_text(s, 4);
+            size_t n = (size_t)sqlite3_column_bytes(s, 4);
+            const char *stored = (const char *)sqlite3_column_text(s, 5);
+            if (expect && seq != expect) {
+                err_set(err, E_INTERNAL, "activity entry %lld is missing (the log jumps from %lld"
+                        " to %lld)", (long long)expect, (long long)expect - 1, (long long)seq);
+                break;
+            }
+            expect = seq + 1;
+            crypto_generichash_state gs;
+            crypto_generichash_init(&gs, NULL, 0, sizeof h);
+            crypto_generichash_update(&gs, h, sizeof h);
+            crypto_generichash_update(&gs, (const unsigned char *)entry, n);
+            crypto_generichash_final(&gs, h, sizeof h);
+            char hex[65];
+            sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+            json_t *e = json_loadb(entry, n, 0, NULL);
+            json_t *eseq = json_object_get(e, "seq");
+            const char *eacc = json_string_value(json_object_get(e, "account"));
+            const char *eact = json_string_value(json_object_get(e, "action"));
+            int64_t at_ms = -1;
+            const char *eat = json_string_value(json_object_get(e, "at"));
+            if (eat)
+                time_parse_rfc3339(eat, &at_ms);
+            if (!stored || strcmp(hex, stored) != 0)
+                err_set(err, E_INTERNAL, "activity entry %lld was changed: its hash does not"
+                        " follow from the entries before it", (long long)seq);
+            else if (!e || json_integer_value(eseq) != seq || !eacc || !eact ||
+                     strcmp(eacc, (const char *)sqlite3_column_text(s, 2)) != 0 ||
+                     strcmp(eact, (const char *)sqlite3_column_text(s, 3)) != 0 ||
+                     at_ms != sqlite3_column_int64(s, 1))
+                err_set(err, E_INTERNAL, "activity entry %lld was changed: its columns do not"
+                        " match its entry", (long long)seq);
+            json_decref(e);
+            (*entries)++;
+        }
+    } else if (!err->code) {
+        db_err(err, db, sqlite3_errcode(db), "activity");
+    }
+    sqlite3_finalize(s);
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    sqlite3_close(db);
+    return err->code ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------ activity, offline */
+
+int store_activity_each(const char *dir, int64_t since_ms,
+                        void (*row)(void *ctx, const char *entry, size_t len, const char *hash),
+                        void *ctx, err_t *err)
+{
+    buf_t path = {0};
+    buf_printf(&path, "%s/livedb.db", dir);
+    sqlite3 *db = NULL;
+    int rc = open_conn(path.p, true, &db, err);
+    buf_free(&path);
+    if (rc)
+        return -1;
+    sqlite3_stmt *s = NULL;
+    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    rc = sqlite3_prepare_v2(db, "SELECT entry, hash FROM activity WHERE at >= ?1 ORDER BY seq",
+                            -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(s, 1, since_ms);
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+            row(ctx, (const char *)sqlite3_column_text(s, 0), (size_t)sqlite3_column_bytes(s, 0),
+                (const char *)sqlite3_column_text(s, 1));
+        if (rc == SQLITE_DONE)
+            rc = SQLITE_OK;
+    }
+    if (rc != SQLITE_OK)
+        db_err(err, db, rc, "activity");
+    sqlite3_finalize(s);
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    sqlite3_close(db);
+    return err->code ? -1 : 0;
+}
+
 /* ------------------------------------------------------------------ export */
 
 int store_export(const char *dir, FILE *out, err_t *err)
@@ -1424,7 +2079,8 @@ int store_export(const char *dir, FILE *out, err_t *err)
     sqlite3_stmt *tables = NULL, *rows = NULL;
     sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
     rc = sqlite3_prepare_v2(db, "SELECT substr(name, 3) FROM sqlite_schema WHERE type='table'"
-                                " AND name LIKE 'c\\_%' ESCAPE '\\' ORDER BY name",
+                                " AND name LIKE 'c\\_%' ESCAPE '\\' AND name NOT LIKE 'c\\_\\_%' ESCAPE '\\'"
+                                " ORDER BY name",
                             -1, &tables, NULL);
     if (rc != SQLITE_OK) {
         db_err(err, db, rc, "export");

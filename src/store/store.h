@@ -24,12 +24,34 @@
 
 #include <uv.h>
 
+#include "../core/access.h"
 #include "../core/err.h"
 #include "../core/feed.h"
 #include "../core/query.h"
 #include "../util/util.h"
 
 typedef struct store store_t;
+
+/* An activity-log entry, as committed: the JSON text of the entry (with
+ * its seq and hash), for the `_activity` subscribers. */
+typedef struct activity_rec {
+    int64_t seq;
+    char *json;
+    size_t len;
+    struct activity_rec *next;
+} activity_rec;
+
+/* Activity entries (newest first) matching the filters, as JSON objects
+ * appended to out with commas; a read on the caller's thread with its own
+ * connection (the CLI, and the export stream through the reader pool). */
+typedef struct activity_query {
+    int64_t since_ms, until_ms;   /* 0: unbounded */
+    const char *actor, *action;   /* NULL: any */
+    int64_t before_seq;           /* 0: from the newest */
+    int64_t after_seq;            /* with ascending: from the oldest after this */
+    bool ascending;
+    int limit;
+} activity_query;
 
 typedef struct store_opts {
     const char *dir;        /* data directory (created if missing) */
@@ -38,9 +60,9 @@ typedef struct store_opts {
     int auto_index_max;     /* automatic indexes per collection */
 } store_opts;
 
-/* Called on the loop thread with each committed change, in seq order,
- * before the done callbacks of the jobs of that commit. Takes a reference. */
-typedef void (*store_commit_cb)(void *ctx, change_t *ch);
+/* Called on the loop thread with each job's committed changes and
+ * activity entries, in commit order, before the job's done callback. */
+typedef void (*store_commit_cb)(void *ctx, change_t *ch, activity_rec *activity);
 
 int store_open(store_t **out, uv_loop_t *loop, const store_opts *opts, err_t *err);
 void store_set_commit_cb(store_t *st, store_commit_cb cb, void *ctx);
@@ -51,7 +73,15 @@ void store_close(store_t *st);
 
 /* ------------------------------------------------------------------ writes */
 
-typedef enum wop_kind { W_CREATE, W_PUT, W_PATCH, W_DELETE } wop_kind;
+/* Document ops, and ops on the private tables the API never shows:
+ * W_CRED sets account id's password hash (doc {"hash"}); W_SESSION_ADD
+ * stores a session under a token's hash (id; doc {"session","account",
+ * "expires_at"}); W_SESSION_DEL forgets one (id: the token hash);
+ * W_SESSIONS_DEL forgets every session of account id. */
+typedef enum wop_kind {
+    W_CREATE, W_PUT, W_PATCH, W_DELETE,
+    W_CRED, W_SESSION_ADD, W_SESSION_DEL, W_SESSIONS_DEL,
+} wop_kind;
 
 typedef struct wop {
     wop_kind kind;
@@ -63,6 +93,7 @@ typedef struct wop {
 } wop;
 
 typedef enum wjob_kind { WJ_OPS, WJ_PROBE, WJ_INDEX } wjob_kind;
+
 
 typedef struct wjob {
     wjob_kind kind;
@@ -76,6 +107,13 @@ typedef struct wjob {
     char *idem_key;
     /* WJ_INDEX */
     char *index_col, *index_field;
+    /* Who asks: rules apply to it (unless system or admin), and every
+     * write is logged under its name. */
+    actor_t actor;
+    /* An activity entry the job adds besides its writes (login, logout,
+     * a client's event...): action and data (owned, may be NULL). */
+    char log_action[33];
+    json_t *log_data;
 
     /* Filled by the writer. On success: status and answer (the document,
      * {"id","version"} for delete, or {"results":[..],"seq":S} for a
@@ -87,6 +125,7 @@ typedef struct wjob {
     int64_t seq;     /* feed position after this job */
     bool replayed;   /* answered from the idempotency table */
     change_t *changes; /* list in seq order, owned until delivered */
+    activity_rec *activity; /* the entries it logged, owned */
 
     void (*done)(struct wjob *job);
     void *ctx;
@@ -106,7 +145,7 @@ void store_want_index(store_t *st, const char *col, const char *field);
 
 /* ------------------------------------------------------------------ reads */
 
-typedef enum rjob_kind { R_GET, R_LIST, R_CHANGES, R_SNAPSHOT } rjob_kind;
+typedef enum rjob_kind { R_GET, R_LIST, R_CHANGES, R_SNAPSHOT, R_ACTIVITY } rjob_kind;
 
 /* A piece of a snapshot: documents [off, off+len) of rjob.out, comma
  * separated, count of them. */
@@ -123,6 +162,7 @@ typedef struct rjob {
     int64_t since;   /* R_CHANGES */
     int limit;       /* R_CHANGES */
     bool col_filter; /* R_CHANGES: only changes of col */
+    actor_t actor;   /* rules filter what the read returns */
     bool sse;        /* R_CHANGES: out as Server-Sent Events, not a list */
     bool want_recs;  /* R_CHANGES: as change records in recs, not text */
     size_t chunk_bytes; /* R_SNAPSHOT: documents per chunk, in bytes (about) */
@@ -139,6 +179,8 @@ typedef struct rjob {
     change_t *recs;    /* R_CHANGES with want_recs: list in seq order (owned) */
     snap_chunk *chunks; /* R_SNAPSHOT: at least one (maybe empty) */
     int nchunks;
+    activity_query aq;  /* R_ACTIVITY: out gets "e1,e2,..."; seq the last seq */
+    char *aq_actor, *aq_action; /* owned strings behind aq */
 
     void (*done)(struct rjob *job);
     void *ctx;
@@ -149,6 +191,32 @@ typedef struct rjob {
 rjob *rjob_new(rjob_kind kind);
 void rjob_free(rjob *job);
 void store_read(store_t *st, rjob *job);
+
+/* ------------------------------------------------------------------ accounts */
+
+/* At start, before serving: every account document, password hash and
+ * live session, handed to the callbacks. */
+typedef struct store_auth_cb {
+    void (*account)(void *ctx, const char *doc, size_t len);
+    void (*credential)(void *ctx, const char *account, const char *hash);
+    void (*session)(void *ctx, const char *token_hash, const char *session, const char *account,
+                    int64_t expires_at);
+    void *ctx;
+} store_auth_cb;
+int store_load_auth(store_t *st, const store_auth_cb *cb, err_t *err);
+
+/* ------------------------------------------------------------------ activity */
+
+/* Checks the activity log's hash chain (and the database's integrity) in
+ * DATA/livedb.db: 0 when sound; -1 with err naming the first broken
+ * entry. *entries gets how many were checked. */
+int store_verify(const char *dir, int64_t *entries, err_t *err);
+
+/* Every activity entry from since_ms on, oldest first, read with a
+ * connection of its own (the command line). */
+int store_activity_each(const char *dir, int64_t since_ms,
+                        void (*row)(void *ctx, const char *entry, size_t len, const char *hash),
+                        void *ctx, err_t *err);
 
 /* ------------------------------------------------------------------ export */
 
