@@ -229,12 +229,7 @@ static void on_demo_done(wjob *job)
     if (job->err.code) {
         log_msg(LOG_ERROR, "demo data: %s", job->err.msg);
     } else {
-        /* The accounts reached the cache with the feed; their passwords
-         * (private, not in the feed) go there now. */
-        for (int i = 0; i < job->nops; i++)
-            if (job->ops[i].kind == W_CRED)
-                auth_note_credential(job->ctx, job->ops[i].id,
-                                     json_string_value(json_object_get(job->ops[i].doc, "hash")));
+        auth_note_job(job->ctx, job); /* the accounts, for logins */
         printf("livedb: demo data loaded; accounts (email / password):\n");
         for (size_t i = 0; i < ARRAY_LEN(demo_accounts); i++)
             if (demo_accounts[i].password[0])

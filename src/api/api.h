@@ -110,12 +110,12 @@ void auth_login(app_t *app, conn_t *c, http_req *req);
 void auth_logout(app_t *app, conn_t *c, http_req *req);
 void auth_me(app_t *app, conn_t *c, http_req *req);
 void auth_accounts(app_t *app, conn_t *c, http_req *req, const char *id);
-/* A committed change; those of _accounts keep the cache current. */
-void auth_on_change(app_t *app, change_t *ch);
 /* Whether who's session, account and role still stand as they were. */
 bool auth_session_valid(app_t *app, const actor_t *who);
-/* A password hash written by a job of the server's own (the demo). */
-void auth_note_credential(app_t *app, const char *account, const char *hash);
+/* A committed batch that wrote accounts (the demo, the accounts API):
+ * its account documents and password hashes go to the cache. */
+struct wjob;
+void auth_note_job(app_t *app, struct wjob *job);
 /* argon2id of a password (the command line's `account add`). */
 int auth_hash_password(const char *password, char out[128]);
 /* What who (an account, or with who->session one session) may see has

@@ -680,19 +680,29 @@ typedef struct acct_ctx {
     conn_t *c;
     app_t *app;
     char id[DOC_ID_MAX + 1];
-    char *hash; /* set with the write */
 } acct_ctx;
 
 static void on_account_written(wjob *job)
 {
     acct_ctx *x = job->ctx;
     if (!job->err.code) {
-        if (x->hash)
-            set_hash(x->app, x->id, x->hash);
-        /* A disabled account loses its sessions (the writer deleted them). */
         account_t *a = account_by_id(x->app, x->id);
-        if (a && a->disabled)
+        char old_role[33] = "";
+        bool was_disabled = a && a->disabled;
+        if (a)
+            snprintf(old_role, sizeof old_role, "%s", a->role);
+        auth_note_job(x->app, job);
+        a = account_by_id(x->app, x->id);
+        /* A disabled account loses its sessions (the writer deleted them),
+         * and one whose role changed what its connections may see. */
+        if (a && a->disabled && !was_disabled)
             sessions_drop(x->app, a->id, NULL);
+        if (a && ((a->disabled && !was_disabled) ||
+                  (old_role[0] && strcmp(old_role, a->role) != 0))) {
+            actor_t who = {0};
+            snprintf(who.id, sizeof who.id, "%s", a->id);
+            auth_revoked(x->app, &who);
+        }
         if (conn_open(x->c)) {
             buf_t b = {0};
             if (a)
@@ -706,7 +716,6 @@ static void on_account_written(wjob *job)
             respond_err(x->c, &job->err);
     }
     conn_unref(x->c);
-    free(x->hash);
     free(x);
     wjob_free(job);
 }
@@ -718,6 +727,7 @@ static void account_write(app_t *app, conn_t *c, const actor_t *who, const char 
 {
     int nops = 1 + (hash != NULL) + drop_sessions;
     wjob *job = wjob_new(WJ_OPS, nops);
+    job->is_batch = true; /* all or nothing; auth_note_job reads the results */
     job->actor = *who;
     wop *op = &job->ops[0];
     op->kind = create ? W_CREATE : W_PATCH;
@@ -738,7 +748,7 @@ static void account_write(app_t *app, conn_t *c, const actor_t *who, const char 
     x->c = conn_ref(c);
     x->app = app;
     snprintf(x->id, sizeof x->id, "%s", id);
-    x->hash = hash;
+    free(hash); /* the job holds it */
     job->done = on_account_written;
     job->ctx = x;
     store_submit(app->store, job);
@@ -857,46 +867,30 @@ void auth_accounts(app_t *app, conn_t *c, http_req *req, const char *id)
     }
 }
 
-void auth_note_credential(app_t *app, const char *account, const char *hash)
-{
-    if (hash)
-        set_hash(app, account, hash);
-}
-
 void auth_revoked(app_t *app, const actor_t *who)
 {
     realtime_revoke(app, who);
     changes_revoke(app, who);
 }
 
-/* ------------------------------------------------------------------ the feed of _accounts */
+/* ------------------------------------------------------------------ committed account writes */
 
-void auth_on_change(app_t *app, change_t *ch)
+/* After a batch that wrote accounts commits: the documents of _accounts
+ * (from the batch's results) and the password hashes go to the cache. */
+void auth_note_job(app_t *app, wjob *job)
 {
-    if (strcmp(ch->col, "_accounts") != 0)
-        return;
-    account_t *a = account_by_id(app, ch->id);
-    char old_role[33] = "";
-    bool was_disabled = false;
-    if (a) {
-        snprintf(old_role, sizeof old_role, "%s", a->role);
-        was_disabled = a->disabled;
+    json_t *ans = json_loadb(job->answer.p, job->answer.len, 0, NULL);
+    json_t *results = json_object_get(ans, "results");
+    for (int i = 0; i < job->nops; i++) {
+        wop *op = &job->ops[i];
+        if (op->kind == W_CRED)
+            set_hash(app, op->id, json_string_value(json_object_get(op->doc, "hash")));
+        else if (strcmp(op->col, "_accounts") == 0 && op->kind != W_DELETE)
+            account_put(app, json_array_get(results, (size_t)i));
+        else if (strcmp(op->col, "_accounts") == 0)
+            account_drop(app, op->id);
     }
-    if (ch->op == CH_DELETE) {
-        account_drop(app, ch->id);
-        sessions_drop(app, ch->id, NULL);
-    } else {
-        json_t *d = json_loadb(ch->doc, ch->doc_len, 0, NULL);
-        account_put(app, d);
-        json_decref(d);
-    }
-    a = account_by_id(app, ch->id);
-    if (!a || (a->disabled && !was_disabled) || (old_role[0] && strcmp(old_role, a->role) != 0)) {
-        /* What this account's open connections may see has changed. */
-        actor_t who = {0};
-        snprintf(who.id, sizeof who.id, "%s", ch->id);
-        auth_revoked(app, &who);
-    }
+    json_decref(ans);
 }
 
 /* ------------------------------------------------------------------ life */

@@ -440,8 +440,6 @@ void changes_on_commit(void *appv, change_t *list, activity_rec *activity)
     if (list) {
         feed_append(app->feed, list);
         metrics_gauge_set(M_FEED_LAST_SEQ, feed_last(app->feed));
-        for (change_t *ch = list; ch; ch = ch->next)
-            auth_on_change(app, ch);
     }
     realtime_on_commit(app, list, activity);
 }

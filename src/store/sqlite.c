@@ -827,6 +827,10 @@ static int add_change(wctx *w, const char *col, const char *id, change_op op, in
                       const char *doc, size_t doc_len, const buf_t *prev)
 {
     store_t *st = w->st;
+    /* The server's own collections (_accounts) are not the apps' data:
+     * their writes are in the activity log, not in the feed. */
+    if (col[0] == '_')
+        return 0;
     int64_t seq = st->next_seq;
     sqlite3_stmt *s = st->ins_change;
     sqlite3_bind_int64(s, 1, seq);
@@ -1329,7 +1333,8 @@ static void commit_group(store_t *st, wjob *jobs, int n)
         if (j->kind == WJ_INDEX)
             writer_index(st, j);
         for (int i = 0; i < j->nops; i++)
-            writer_col(st, j->ops[i].col);
+            if (j->ops[i].kind < W_CRED) /* private ops have no collection */
+                writer_col(st, j->ops[i].col);
     }
     int64_t seq_before = st->next_seq, aseq_before = st->next_aseq;
     unsigned char hash_before[32];

@@ -16,7 +16,9 @@ after(async () => {
 
 // Opens an SSE stream with fetch. take(n) resolves with the next n events
 // ({id, data, event}); comments (": ping") are counted in `comments`.
-async function openSSE(url, headers = {}) {
+async function openSSE(server, p, headers = {}) {
+  const url = server.url + p;
+  headers = { Authorization: `Bearer ${server.token}`, ...headers };
   const ac = new AbortController();
   const headTimer = setTimeout(() => ac.abort(), 15000);
   let res;
@@ -265,7 +267,7 @@ describe('server-sent events', () => {
   test('streams history then live changes, id: is the seq', async () => {
     const last = await lastSeq(srv);
     const feed = (await r('GET', `/v1/changes?since=0&limit=1000`)).json.changes;
-    const s = await openSSE(`${srv.url}/v1/changes?since=0`);
+    const s = await openSSE(srv, `/v1/changes?since=0`);
     try {
       assert.equal(s.status, 200, s.text);
       assert.match(s.headers.get('content-type') || '', /^text\/event-stream/);
@@ -292,7 +294,7 @@ describe('server-sent events', () => {
 
   test('Last-Event-ID resumes after that seq (and overrides since)', async () => {
     const last = await lastSeq(srv);
-    const s = await openSSE(`${srv.url}/v1/changes?since=0`, { 'Last-Event-ID': String(last - 2) });
+    const s = await openSSE(srv, `/v1/changes?since=0`, { 'Last-Event-ID': String(last - 2) });
     try {
       assert.equal(s.status, 200, s.text);
       const evs = await s.take(2);
@@ -308,7 +310,7 @@ describe('server-sent events', () => {
 
   test('col filter applies to the stream', async () => {
     const last = await lastSeq(srv);
-    const s = await openSSE(`${srv.url}/v1/changes?since=${last}&col=sse_only`);
+    const s = await openSSE(srv, `/v1/changes?since=${last}&col=sse_only`);
     try {
       assert.equal(s.status, 200);
       await write('PUT', 'sse_other', 'a', { n: 1 });
@@ -324,14 +326,14 @@ describe('server-sent events', () => {
 
   test('since in the future on a stream -> 410', async () => {
     const last = await lastSeq(srv);
-    const s = await openSSE(`${srv.url}/v1/changes?since=${last + 10}`);
+    const s = await openSSE(srv, `/v1/changes?since=${last + 10}`);
     s.close();
     assert.equal(s.status, 410);
   });
 
   test('closing streams does not disturb the server', async () => {
     for (let i = 0; i < 20; i++) {
-      const s = await openSSE(`${srv.url}/v1/changes?since=0`);
+      const s = await openSSE(srv, `/v1/changes?since=0`);
       s.close();
     }
     await write('POST', 'sse', null, { n: 3 });
@@ -359,7 +361,7 @@ describe('--retain-changes 5', () => {
     }
     assertError(res, 410, 'resync_required');
     assertError(await small.req('GET', '/v1/changes?since=0'), 410, 'resync_required');
-    const s = await openSSE(`${small.url}/v1/changes?since=0`);
+    const s = await openSSE(small, `/v1/changes?since=0`);
     s.close();
     assert.equal(s.status, 410, 'an event stream from a pruned since is refused too');
 
@@ -404,7 +406,7 @@ describe('--feed-memory 10', () => {
     }
     assert.deepEqual(seen, Array.from({ length: 30 }, (_, k) => 2 * k + 2));
     // An event stream from an old position replays from the database, then goes live.
-    const s = await openSSE(`${fm.url}/v1/changes?since=3`);
+    const s = await openSSE(fm, `/v1/changes?since=3`);
     try {
       assert.equal(s.status, 200);
       const evs = await s.take(57);
@@ -423,7 +425,7 @@ describe('shutdown ends feeds', () => {
     const s2 = await startServer();
     await s2.req('PUT', '/v1/c/t/a', { body: {} });
     const poll = s2.req('GET', '/v1/changes?since=1&wait=60', { timeout: 70000 }).then((x) => x.status, () => 'error');
-    const sse = await openSSE(`${s2.url}/v1/changes?since=1`);
+    const sse = await openSSE(s2, `/v1/changes?since=1`);
     assert.equal(sse.status, 200);
     await sleep(300);
     const code = await s2.stop(20000);

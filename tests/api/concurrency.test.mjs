@@ -31,7 +31,7 @@ describe('50 clients x 200 creates', () => {
 
   before(async () => {
     const ac = new AbortController();
-    const sseRes = await fetch(`${srv.url}/v1/changes?since=0`, { headers: { Accept: 'text/event-stream' }, signal: ac.signal });
+    const sseRes = await fetch(`${srv.url}/v1/changes?since=0`, { headers: { Accept: 'text/event-stream', Authorization: `Bearer ${srv.token}` }, signal: ac.signal });
     assert.equal(sseRes.status, 200);
     sseDone = (async () => {
       const dec = new TextDecoder();

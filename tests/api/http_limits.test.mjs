@@ -6,9 +6,13 @@
 
 import { test, before, after, beforeEach, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, assertError, snapshot, raw, openSocket, sleep } from './lib.mjs';
+import { startServer, assertError, snapshot, raw as rawRequest, openSocket, sleep } from './lib.mjs';
 
 let srv;
+// Requests carry the admin's token: each "Host: t" line is followed by it.
+const withAuth = (b) => (Array.isArray(b) ? b.map(withAuth)
+  : typeof b === 'string' ? b.replaceAll('Host: t\r\n', `Host: t\r\n${srv.authLine()}`) : b);
+const raw = (port, bytes, opts) => rawRequest(port, withAuth(bytes), opts);
 const r = (...a) => srv.req(...a);
 
 // A well-behaved client that keeps writing and reading while the bad ones
@@ -192,7 +196,7 @@ describe('limits', () => {
   test('Expect: 100-continue gets an interim answer, then the body is read', async () => {
     const body = '{"cont":1}';
     const sock = await openSocket(srv.port);
-    sock.write(`PUT /v1/c/cont/c1 HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`);
+    sock.write(withAuth(`PUT /v1/c/cont/c1 HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`));
     for (let i = 0; i < 100 && !/^HTTP\/1\.1 100/.test(sock.received()); i++) await sleep(50);
     assert.match(sock.received(), /^HTTP\/1\.1 100 Continue\r\n\r\n$/);
     sock.write(body);
@@ -217,7 +221,7 @@ describe('limits', () => {
   });
 
   test('a request split into single bytes is parsed', async () => {
-    const bytes = 'GET /v1/c/h/d2 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n';
+    const bytes = withAuth('GET /v1/c/h/d2 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n');
     const sock = await openSocket(srv.port);
     for (const ch of bytes) { sock.write(ch); await sleep(1); }
     await sock.closedPromise;
@@ -253,7 +257,7 @@ describe('keep-alive and pipelining', () => {
   });
 
   test('pipelined requests sent in two halves split mid-request', async () => {
-    const all = 'GET /v1/c/h/d1 HTTP/1.1\r\nHost: t\r\n\r\nGET /v1/c/h/d2 HTTP/1.1\r\nHost: t\r\n\r\nGET /v1/c/h/d3 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n';
+    const all = withAuth('GET /v1/c/h/d1 HTTP/1.1\r\nHost: t\r\n\r\nGET /v1/c/h/d2 HTTP/1.1\r\nHost: t\r\n\r\nGET /v1/c/h/d3 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n');
     const sock = await openSocket(srv.port);
     sock.write(all.slice(0, 50));
     await sleep(100);
@@ -289,7 +293,7 @@ describe('keep-alive and pipelining', () => {
   });
 
   test('HTTP/1.0 request without keep-alive is answered and closed', async () => {
-    const res = await raw(srv.port, 'GET /v1/c/h/d1 HTTP/1.0\r\n\r\n', { timeout: 5000 });
+    const res = await raw(srv.port, `GET /v1/c/h/d1 HTTP/1.0\r\n${srv.authLine()}\r\n`, { timeout: 5000 });
     assert.equal(res.responses[0]?.status, 200, res.text.slice(0, 300));
     assert.ok(res.closed && !res.timedOut);
   });
@@ -338,14 +342,14 @@ describe('header timeout', () => {
     const s = await startServer({ args: ['--header-timeout', '1'] });
     try {
       const slow = await openSocket(s.port);
-      slow.write('GET /v1/health HTTP/1.1\r\nHost: t\r\n');
+      slow.write(withAuth('GET /v1/health HTTP/1.1\r\nHost: t\r\n'));
       let sent = 0;
       let served = 0;
       // Keep trickling header bytes (one every 100 ms, for up to 10 s); a
       // fast client keeps working meanwhile.
       const deadline = Date.now() + 10_000;
       while (!slow.closed && Date.now() < deadline) {
-        slow.write(`X-${sent}: a\r\n`);
+        slow.write(withAuth(`X-${sent}: a\r\n`));
         sent++;
         const g = await s.req('GET', '/v1/health');
         assert.equal(g.status, 200);
@@ -367,7 +371,7 @@ describe('header timeout', () => {
     const s = await startServer({ args: ['--idle-timeout', '1'] });
     try {
       const sock = await openSocket(s.port);
-      sock.write('GET /v1/health HTTP/1.1\r\nHost: t\r\n\r\n');
+      sock.write(withAuth('GET /v1/health HTTP/1.1\r\nHost: t\r\n\r\n'));
       const deadline = Date.now() + 10_000;
       while (!sock.closed && Date.now() < deadline) await sleep(100);
       assert.ok(sock.closed, 'closed by the server');
@@ -379,9 +383,9 @@ describe('header timeout', () => {
 
   test('an idle keep-alive connection within the header timeout is fine between requests', async () => {
     const sock = await openSocket(srv.port);
-    sock.write('GET /v1/c/h/d0 HTTP/1.1\r\nHost: t\r\n\r\n');
+    sock.write(withAuth('GET /v1/c/h/d0 HTTP/1.1\r\nHost: t\r\n\r\n'));
     await sleep(300);
-    sock.write('GET /v1/c/h/d1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n');
+    sock.write(withAuth('GET /v1/c/h/d1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n'));
     await sock.closedPromise;
     const { parseResponses } = await import('./lib.mjs');
     const rs = parseResponses(Buffer.from(sock.received(), 'latin1'));

@@ -6,7 +6,7 @@
 // (LIVEDB_BIN=build/asan/livedb runs the suite against the sanitizer build).
 // LIVEDB_TEST_VERBOSE=1 copies every server's stderr to ours.
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -44,7 +44,10 @@ export function sleep(ms) {
 // Server process
 
 function spawnServer(handle) {
-  const argv = ['serve', '--data', handle.dataDir, '--listen', '127.0.0.1:0', ...handle.args];
+  // Tests serve no app unless they ask (--apps): their collections are
+  // their own, without the apps' schemas and rules.
+  const apps = handle.args.includes('--apps') ? [] : ['--apps', 'none'];
+  const argv = ['serve', '--data', handle.dataDir, '--listen', '127.0.0.1:0', ...apps, ...handle.args];
   const proc = spawn(BIN, argv, {
     cwd: ROOT,
     env: { ...process.env, ...(handle.env || {}) },
@@ -116,17 +119,49 @@ function os_signal_number(signal) {
   return map[signal] || 0;
 }
 
-// startServer({args, env}) -> handle with
+// addAccount(dataDir, {email, role, password, name, apps}) runs
+// `livedb account add` (the server must not run on dataDir).
+export function addAccount(dataDir, { email, role, password, name, apps = 'wholesale,studio' }) {
+  const args = ['account', 'add', '--data', dataDir, '--email', email, '--role', role,
+    '--password-stdin', '--apps', apps];
+  if (name) args.push('--name', name);
+  const r = spawnSync(BIN, args, { input: password + '\n', encoding: 'utf8', timeout: 30_000 });
+  if (r.status !== 0) throw new Error(`account add ${email}: exit ${r.status}: ${r.stderr}`);
+  return /account (\S+) /.exec(r.stdout)[1];
+}
+
+// Logs in; returns {token, account}.
+export async function login(srv, email, password) {
+  const r = await req('POST', `${srv.url}/v1/auth/login`, { body: { email, password } });
+  if (r.status !== 200) throw new Error(`login ${email}: ${r.status} ${r.text}`);
+  return r.json;
+}
+
+export const ADMIN = { email: 'admin@test.livedb', password: 'admin-password-1' };
+
+// startServer({args, env, auth}) -> handle with
 //   url, port, dataDir, proc,
+//   token      an admin's token (unless auth: false); req() sends it
+//   adminId    that admin's account id
 //   stop()     SIGTERM, wait for exit, resolve with the exit code
 //   kill()     SIGKILL, wait for exit
 //   restart()  start again on the same data dir (after stop/kill); same handle
 //   req(method, path, opts)  request against this server (see req below)
 //   stderrTail()
-export async function startServer({ args = [], env, dataDir } = {}) {
+export async function startServer({ args = [], env, dataDir, auth = true } = {}) {
+  let fresh = false;
   if (!dataDir) {
     dataDir = mkdtempSync(path.join(tmpdir(), 'livedb-test-'));
     tmpDirs.add(dataDir);
+    fresh = true;
+  }
+  let adminId = null;
+  if (auth) {
+    try {
+      adminId = addAccount(dataDir, { ...ADMIN, role: 'admin' });
+    } catch (e) {
+      if (fresh || !/exists/.test(e.message)) throw e; // a data dir with its admin already
+    }
   }
   const handle = {
     args, env, dataDir, stderr: '', url: null, port: null, proc: null,
@@ -161,9 +196,20 @@ export async function startServer({ args = [], env, dataDir } = {}) {
       await spawnServer(this);
       return this;
     },
-    req(method, p, opts) { return req(method, this.url + p, opts); },
+    // Sends the admin's token unless opts.headers.Authorization is given
+    // (null: none).
+    req(method, p, opts = {}) {
+      const headers = { ...(opts.headers || {}) };
+      if (!('Authorization' in headers) && this.token) headers.Authorization = `Bearer ${this.token}`;
+      if (headers.Authorization === null) delete headers.Authorization;
+      return req(method, this.url + p, { ...opts, headers });
+    },
+    // The admin's Authorization header line, for raw requests.
+    authLine() { return this.token ? `Authorization: Bearer ${this.token}\r\n` : ''; },
+    adminId,
   };
   await spawnServer(handle);
+  if (auth) handle.token = (await login(handle, ADMIN.email, ADMIN.password)).token;
   return handle;
 }
 

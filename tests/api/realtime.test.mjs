@@ -11,13 +11,14 @@ import { startServer, raw, sleep, listAll } from './lib.mjs';
 import { connect, open, subscribe, View } from './rt.mjs';
 
 const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
+let AUTH = ''; // the admin's Authorization line of the server in use
 const upgradeReq = (extra = '', host = 't') =>
   `GET /v1/realtime HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-  `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${KEY}\r\n${extra}\r\n`;
+  `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${KEY}\r\n${AUTH}${extra}\r\n`;
 
 describe('handshake', () => {
   let srv;
-  before(async () => { srv = await startServer({ args: ['--allow-origin', 'https://portal.example'] }); });
+  before(async () => { srv = await startServer({ args: ['--allow-origin', 'https://portal.example'] }); AUTH = srv.authLine(); });
   after(async () => { assert.equal(await srv.stop(), 0, srv.stderrTail()); });
 
   test('101 with the RFC 6455 accept key', async () => {
@@ -78,7 +79,7 @@ describe('handshake', () => {
 
 describe('subscriptions', () => {
   let srv;
-  before(async () => { srv = await startServer(); });
+  before(async () => { srv = await startServer(); AUTH = srv.authLine(); });
   after(async () => { assert.equal(await srv.stop(), 0, srv.stderrTail()); });
 
   test('snapshot, then added/modified/removed relative to the filter', async () => {
@@ -298,7 +299,7 @@ describe('subscriptions', () => {
 
 describe('presence', () => {
   let srv;
-  before(async () => { srv = await startServer(); });
+  before(async () => { srv = await startServer(); AUTH = srv.authLine(); });
   after(async () => { assert.equal(await srv.stop(), 0, srv.stderrTail()); });
 
   test('one document per connection: added, modified by presence, removed on close', async () => {
@@ -324,6 +325,7 @@ describe('presence', () => {
 describe('heartbeat and slow readers', () => {
   test('the server pings; a client that answers stays; a silent one is closed', async () => {
     const srv = await startServer({ args: ['--ws-ping', '1'] });
+    AUTH = srv.authLine();
     const c = await open(srv);
     let pings = 0;
     c.ws.on('ping', () => { pings++; });
@@ -344,6 +346,7 @@ describe('heartbeat and slow readers', () => {
   test('a ping goes out when its timer fires, not at the next I/O', async () => {
     // Output queued by a timer must not wait for the loop's next event.
     const srv = await startServer({ args: ['--ws-ping', '2'] });
+    AUTH = srv.authLine();
     const net = await import('node:net');
     const sock = net.connect({ port: srv.port, host: '127.0.0.1' });
     const t0 = Date.now();
@@ -363,6 +366,7 @@ describe('heartbeat and slow readers', () => {
 
   test('a reader that stops reading is closed with 4008 and resumes losslessly', async () => {
     const srv = await startServer({ args: ['--ws-max-pending', '65536'] });
+    AUTH = srv.authLine();
     const slow = await open(srv);
     const snap = await subscribe(slow, { id: 's', col: 'flood' });
     slow.ws._socket.pause(); // stop reading: the server's output piles up
@@ -397,13 +401,14 @@ describe('heartbeat and slow readers', () => {
 describe('feeds agree', () => {
   test('SSE, long poll and WebSocket see the same sequence', async () => {
     const srv = await startServer();
+    AUTH = srv.authLine();
     const c = await open(srv);
     const start = await subscribe(c, { id: 'all', col: 'agree' });
     const ac = new AbortController();
     const sseSeqs = [];
     const sse = (async () => {
       const res = await fetch(`${srv.url}/v1/changes?since=${start.seq}&col=agree`, {
-        headers: { Accept: 'text/event-stream' }, signal: ac.signal });
+        headers: { Accept: 'text/event-stream', Authorization: `Bearer ${srv.token}` }, signal: ac.signal });
       const dec = new TextDecoder();
       let buf = '';
       try {
@@ -445,17 +450,19 @@ describe('feeds agree', () => {
 describe('interoperability', () => {
   test("Debian's python3-websockets client subscribes and sees a change", async () => {
     const srv = await startServer();
+    AUTH = srv.authLine();
     await srv.req('PUT', '/v1/c/py/a', { body: { n: 1 } });
     const script = `
 import asyncio, json, sys, urllib.request
 import websockets
 async def main():
-    async with websockets.connect("ws://127.0.0.1:${srv.port}/v1/realtime") as ws:
+    async with websockets.connect("ws://127.0.0.1:${srv.port}/v1/realtime?token=${srv.token}") as ws:
         await ws.send(json.dumps({"t": "sub", "id": "s", "col": "py"}))
         snap = json.loads(await ws.recv())
         assert snap["t"] == "snapshot" and [d["id"] for d in snap["docs"]] == ["a"], snap
         req = urllib.request.Request("http://127.0.0.1:${srv.port}/v1/c/py/b", method="PUT",
-                                     data=b'{"n":2}', headers={"Content-Type": "application/json"})
+                                     data=b'{"n":2}', headers={"Content-Type": "application/json",
+                                                               "Authorization": "Bearer ${srv.token}"})
         await asyncio.get_running_loop().run_in_executor(None, urllib.request.urlopen, req)
         ch = json.loads(await ws.recv())
         assert ch["t"] == "change" and ch["op"] == "added" and ch["id"] == "b", ch

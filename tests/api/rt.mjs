@@ -5,15 +5,19 @@
 import WebSocket from 'ws';
 import assert from 'node:assert/strict';
 
-// connect(srv, {headers, path}) -> client
+// connect(srv, {headers, path, token}) -> client
 //   client.msgs          every message received, parsed, in order
 //   client.send(obj)
 //   client.next(pred, ms) takes the first message not taken yet that satisfies
 //                        pred (messages before it stay for later calls)
 //   client.close(code)   resolves with {code, reason} once closed
 //   client.closed        a promise of {code, reason}
-export function connect(srv, { headers = {}, path = '/v1/realtime', url } = {}) {
-  const ws = new WebSocket(url || `ws://127.0.0.1:${srv.port}${path}`, { headers });
+export function connect(srv, { headers = {}, path = '/v1/realtime', url, token } = {}) {
+  // The server's admin token unless another (token) or none (token: null).
+  const tok = token === undefined ? srv.token : token;
+  const h = { ...headers };
+  if (tok && !('Authorization' in h)) h.Authorization = `Bearer ${tok}`;
+  const ws = new WebSocket(url || `ws://127.0.0.1:${srv.port}${path}`, { headers: h });
   const c = {
     ws,
     msgs: [],

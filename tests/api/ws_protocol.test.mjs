@@ -98,7 +98,7 @@ function session(port) {
     sock.on('close', () => { s.closed = true; });
     sock.on('error', () => { s.closed = true; });
     sock.write('GET /v1/realtime HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-      'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
+      `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n${AUTH}\r\n`);
   });
 }
 
@@ -111,10 +111,11 @@ async function closedBy(port, ...frames) {
 }
 
 const PING_MSG = '{"t":"ping"}';
+let AUTH = ''; // the admin's Authorization line, once the server runs
 
 describe('RFC 6455 over raw sockets', () => {
   let srv;
-  before(async () => { srv = await startServer(); });
+  before(async () => { srv = await startServer(); AUTH = srv.authLine(); });
   after(async () => { assert.equal(await srv.stop(), 0, srv.stderrTail()); });
 
   // --- 1. framing
