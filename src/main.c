@@ -55,7 +55,7 @@ static const char usage[] =
     "  --ws-ping S           realtime ping interval; 3x silent: closed (default 15)\n"
     "  --ws-max-pending B    unsent bytes past which a realtime reader is closed with\n"
     "                        4008 (default 8388608)\n"
-    "  --session-hours H     how long a login lasts (default 168)\n";
+    "  --session-hours H     how long a login lasts (default 168; fractions allowed)\n";
 
 typedef struct serve_opts {
     const char *data;
@@ -72,7 +72,7 @@ typedef struct serve_opts {
     int ws_ping;
     int64_t ws_max_pending;
     const char *apps;
-    int64_t session_hours;
+    double session_hours;
 } serve_opts;
 
 __attribute__((format(printf, 1, 2))) static int bad_usage(const char *fmt, ...)
@@ -168,9 +168,11 @@ static int parse_serve(int argc, char **argv, serve_opts *o)
         } else if (strcmp(a, "--apps") == 0) {
             o->apps = v;
         } else if (strcmp(a, "--session-hours") == 0) {
-            if (parse_num(v, 1, 24 * 366, &n))
-                return bad_usage("--session-hours takes hours from 1 to 8784, not '%s'", v);
-            o->session_hours = n;
+            char *end;
+            double h = strtod(v, &end);
+            if (*end || end == v || !(h >= 0.0002 && h <= 24 * 366))
+                return bad_usage("--session-hours takes hours from 0.0002 to 8784, not '%s'", v);
+            o->session_hours = h;
         } else if (strcmp(a, "--ws-ping") == 0) {
             if (parse_num(v, 1, 3600, &n))
                 return bad_usage("--ws-ping takes seconds from 1 to 3600, not '%s'", v);
@@ -368,7 +370,7 @@ static int cmd_serve(int argc, char **argv)
         apps_free();
         return 1;
     }
-    if (auth_init(app, o.session_hours * 3600 * 1000, &e)) {
+    if (auth_init(app, (int64_t)(o.session_hours * 3600 * 1000), &e)) {
         fprintf(stderr, "livedb: %s\n", e.msg);
         err_clear(&e);
         store_drain(app->store, NULL, NULL);

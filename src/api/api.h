@@ -132,6 +132,9 @@ void activity_free_state(void);
 void activity_csv_header(buf_t *b);
 void activity_csv_row(buf_t *b, const char *entry, size_t len, const char *hash);
 
+/* admin.c */
+void admin_export(app_t *app, conn_t *c, http_req *req);
+
 /* Shared helpers. */
 void respond_err(conn_t *c, err_t *e);
 void respond_simple(conn_t *c, err_code code, const char *msg);

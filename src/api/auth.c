@@ -680,6 +680,7 @@ typedef struct acct_ctx {
     conn_t *c;
     app_t *app;
     char id[DOC_ID_MAX + 1];
+    bool create;
 } acct_ctx;
 
 static void on_account_written(wjob *job)
@@ -707,7 +708,7 @@ static void on_account_written(wjob *job)
             buf_t b = {0};
             if (a)
                 account_json(&b, a);
-            conn_respond_buf(x->c, job->status == 201 ? 201 : 200, "application/json", NULL, &b);
+            conn_respond_buf(x->c, x->create ? 201 : 200, "application/json", NULL, &b);
         }
     } else if (conn_open(x->c)) {
         if (job->err.code == E_INVALID && strstr(job->err.msg, "another document"))
@@ -747,6 +748,7 @@ static void account_write(app_t *app, conn_t *c, const actor_t *who, const char 
     acct_ctx *x = xcalloc(1, sizeof *x);
     x->c = conn_ref(c);
     x->app = app;
+    x->create = create;
     snprintf(x->id, sizeof x->id, "%s", id);
     free(hash); /* the job holds it */
     job->done = on_account_written;

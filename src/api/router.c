@@ -250,6 +250,12 @@ void api_handle(void *appv, conn_t *c, http_req *req)
             return activity_post(app, c, req);
         return method_not_allowed(c, "GET, POST");
     }
+    if (n == 3 && strcmp(seg[1], "admin") == 0 && strcmp(seg[2], "export") == 0) {
+        conn_set_route(c, ROUTE_ADMIN);
+        if (m != HTTP_GET)
+            return method_not_allowed(c, "GET");
+        return admin_export(app, c, req);
+    }
     if (n == 2 && strcmp(seg[1], "realtime") == 0) {
         conn_set_route(c, ROUTE_REALTIME);
         if (m != HTTP_GET)

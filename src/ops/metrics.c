@@ -61,7 +61,7 @@ static const char *const route_names[ROUTE__COUNT] = {
     [ROUTE_CHANGES] = "changes",   [ROUTE_HEALTH] = "health",
     [ROUTE_METRICS] = "metrics",   [ROUTE_REALTIME] = "realtime",
     [ROUTE_AUTH] = "auth",         [ROUTE_ACCOUNTS] = "accounts",
-    [ROUTE_ACTIVITY] = "activity",
+    [ROUTE_ACTIVITY] = "activity", [ROUTE_ADMIN] = "admin",
 };
 
 const char *route_name(route_id r) { return route_names[r]; }

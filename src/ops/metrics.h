@@ -48,6 +48,7 @@ typedef enum route_id {
     ROUTE_AUTH,
     ROUTE_ACCOUNTS,
     ROUTE_ACTIVITY,
+    ROUTE_ADMIN,
     ROUTE__COUNT
 } route_id;
 
