@@ -546,8 +546,17 @@ static void on_import_done(wjob *job)
     im->done++;
     if (job->err.code) {
         im->failed++;
-        fprintf(stderr, "%slivedb: %s/%s: %s\n", im->tty ? "\r" : "", job->ops[0].col,
-                job->ops[0].id, job->err.msg);
+        /* A schema's refusal names each field and why. */
+        buf_t why = {0};
+        for (size_t i = 0; i < json_array_size(job->err.details); i++) {
+            json_t *d = json_array_get(job->err.details, i);
+            buf_printf(&why, "%s%s %s", i ? "; " : ": ",
+                       json_string_value(json_object_get(d, "field")),
+                       json_string_value(json_object_get(d, "reason")));
+        }
+        fprintf(stderr, "%slivedb: %s/%s: %s%s\n", im->tty ? "\r" : "", job->ops[0].col,
+                job->ops[0].id, job->err.msg, why.p ? why.p : "");
+        buf_free(&why);
     } else if (job->status == 201) {
         im->created++;
     } else if (job->changes) {
