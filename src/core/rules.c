@@ -505,6 +505,14 @@ static node *partial(const node *n, const json_t *auth)
                 node_free(other);
                 return lit(json_boolean(ot));
             }
+            if (other->t == N_PATH) {
+                /* `true && doc.x` is the truth of doc.x, not its value
+                 * (it may be compared): !!doc.x keeps it a boolean. */
+                node *inner = mk(N_NOT), *outer = mk(N_NOT);
+                inner->a = other;
+                outer->a = inner;
+                return outer;
+            }
             return other;
         }
         node *m = mk(n->t);
