@@ -190,7 +190,7 @@ describe('SIGTERM', () => {
   test('a second server on the same data dir is refused while the first runs', async () => {
     const srv = await startServer();
     servers.push(srv);
-    await assert.rejects(startServer({ dataDir: srv.dataDir }), /exited/);
+    await assert.rejects(startServer({ dataDir: srv.dataDir, auth: false }), /exited/);
     const res = await srv.req('GET', '/v1/health');
     assert.equal(res.status, 200);
     assert.equal(await srv.stop(), 0, srv.stderrTail());
