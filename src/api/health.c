@@ -20,6 +20,7 @@
 
 typedef struct waiter {
     conn_t *c;
+    bool detail;
     struct waiter *next;
 } waiter;
 
@@ -36,7 +37,9 @@ typedef struct health_state {
     uv_timer_t timeout;
 } health_state;
 
-static void answer(health_state *h, conn_t *c)
+/* Everyone gets the status of each check; the numbers (free bytes, queue,
+ * timings) go to an admin, or to the machine itself (loopback). */
+static void answer(health_state *h, conn_t *c, bool detail)
 {
     app_t *app = h->app;
     bool busy;
@@ -58,6 +61,14 @@ static void answer(health_state *h, conn_t *c)
         status = "degraded";
 
     buf_t b = {0};
+    if (!detail) {
+        buf_printf(&b, "{\"status\":\"%s\",\"checks\":{\"database\":{\"status\":\"%s\"},"
+                       "\"writer\":{\"status\":\"%s\"},\"disk\":{\"status\":\"%s\"}}}",
+                   status, h->probe_ok ? "ok" : "failing", writer, disk);
+        conn_respond_buf(c, strcmp(status, "down") == 0 ? 503 : 200, "application/json",
+                         "Cache-Control: no-store\r\n", &b);
+        return;
+    }
     buf_printf(&b, "{\"status\":\"%s\",\"checks\":{\"database\":{\"status\":\"%s\",\"ms\":%.3f",
                status, h->probe_ok ? "ok" : "failing", h->probe_ms);
     if (!h->probe_ok) {
@@ -79,7 +90,7 @@ static void answer_all(health_state *h)
         waiter *w = h->waiting;
         h->waiting = w->next;
         if (conn_open(w->c))
-            answer(h, w->c);
+            answer(h, w->c, w->detail);
         conn_unref(w->c);
         free(w);
     }
@@ -114,13 +125,19 @@ static void on_probe_timeout(uv_timer_t *t)
 void health_get(app_t *app, conn_t *c, http_req *req)
 {
     health_state *h = app->health;
-    (void)req;
+    actor_t who;
+    err_t e = {0};
+    bool detail = conn_is_loopback(c) ||
+                  (api_auth_optional(app, c, req, &who, &e) == 0 && who.id[0] &&
+                   actor_is_admin(&who));
+    err_clear(&e);
     if (!h->in_flight && time_now_ms() - h->probe_at_ms < PROBE_FRESH_MS) {
-        answer(h, c);
+        answer(h, c, detail);
         return;
     }
     waiter *w = xmalloc(sizeof *w);
     w->c = conn_ref(c);
+    w->detail = detail;
     w->next = h->waiting;
     h->waiting = w;
     if (h->in_flight)
