@@ -19,7 +19,9 @@ local things = { "garden hose reel", "kitchen scale", "desk lamp",
   "backpack", "wall clock", "tool chest" }
 local categories = { "garden", "kitchen", "office", "outdoor", "tools",
   "sports", "travel", "home", "lighting", "storage" }
-local headers = { ["Content-Type"] = "application/json" }
+-- bench/run exports the admin's token: every request carries it.
+local headers = { ["Content-Type"] = "application/json",
+                  ["Authorization"] = "Bearer " .. (os.getenv("LIVEDB_TOKEN") or "") }
 
 function setup(thread)
   thread:set("tid", #threads)

@@ -53,3 +53,18 @@ ratio() {                 # ratio A B: A/B with two decimals, or n/a
     else printf "n/a" }'
 }
 
+
+# An admin for the benchmark in a fresh livedb data dir (the server stopped):
+# livedb_admin BIN DIR.
+BENCH_EMAIL=bench@bench.livedb
+BENCH_PASSWORD=bench-password-1
+livedb_admin() {
+  echo "$BENCH_PASSWORD" | "$1" account add --data "$2" --email "$BENCH_EMAIL" --role admin \
+    --password-stdin >/dev/null
+}
+# Logs that admin in: livedb_token URL prints the token.
+livedb_token() {
+  curl -sS -m 10 "$1/v1/auth/login" \
+    -d "{\"email\":\"$BENCH_EMAIL\",\"password\":\"$BENCH_PASSWORD\"}" |
+    sed -n 's/.*"token":"\([^"]*\)".*/\1/p'
+}

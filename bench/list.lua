@@ -17,9 +17,12 @@ function init(args)
   i = (tid or 0) * 500
 end
 
+-- bench/run exports the admin's token: every request carries it.
+auth = { ["Authorization"] = "Bearer " .. (os.getenv("LIVEDB_TOKEN") or "") }
+
 function request()
   i = i + 1
   local path = string.format(
     '/v1/c/bench_list?where=category:eq:%%22cat-%d%%22&limit=100', i % 1000)
-  return wrk.format("GET", path)
+  return wrk.format("GET", path, auth)
 end

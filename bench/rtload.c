@@ -20,6 +20,8 @@
  *   rtload redis-fanout  PORT N SECONDS [--passive]   the same, Redis pub/sub
  *   rtload redis-latency PORT N RATE SECONDS
  *
+ * LIVEDB_TOKEN (environment): the token every livedb request carries.
+ *
  * Output: one line "key=value ..." on stdout; progress on stderr. Exit 1
  * when something did not work (a refused upgrade, a lost message).
  *
@@ -46,6 +48,7 @@
 
 static uv_loop_t *loop;
 static int port;
+static char auth[256]; /* "Authorization: Bearer TOKEN\r\n" from LIVEDB_TOKEN, or "" */
 static const char *mode;
 
 static void die(const char *what)
@@ -290,12 +293,12 @@ static void on_ws_connect(uv_connect_t *req, int status)
         fprintf(stderr, "rtload: connect %d: %s\n", c->idx, uv_strerror(status));
         exit(1);
     }
-    char h[256];
+    char h[512];
     int n = snprintf(h, sizeof h,
                      "GET /v1/realtime HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-                     port);
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n%s\r\n",
+                     port, auth);
     tcp_write((uv_stream_t *)&c->tcp, h, (size_t)n);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_ws_read);
 }
@@ -446,11 +449,11 @@ static httpc *http_open(void (*on_answer)(httpc *, int))
 
 static void http_post(httpc *h, const char *path, const char *body, size_t blen)
 {
-    char head[256];
+    char head[512];
     int n = snprintf(head, sizeof head,
                      "POST %s HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
-                     "Content-Length: %zu\r\n\r\n",
-                     path, blen);
+                     "%sContent-Length: %zu\r\n\r\n",
+                     path, auth, blen);
     char *all = xmalloc((size_t)n + blen);
     memcpy(all, head, (size_t)n);
     memcpy(all + n, body, blen);
@@ -895,6 +898,9 @@ int main(int argc, char **argv)
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
     memset(pad, 'p', MSG_PAD);
+    const char *tok = getenv("LIVEDB_TOKEN");
+    if (tok && *tok)
+        snprintf(auth, sizeof auth, "Authorization: Bearer %.200s\r\n", tok);
     loop = uv_default_loop();
     mode = argv[1];
     port = arg_int(argv, 2, argc);
