@@ -74,8 +74,12 @@ struct rt_session {
     app_t *app;
     conn_t *c;
     ws_t *ws;
-    actor_t who;
-    json_t *auth;           /* who as rules see it */
+    /* Who it is, kept small (an idle connection should cost little):
+     * who() rebuilds the actor when one is needed. */
+    char *who_id, *who_role, *who_email;
+    char who_session[17];
+    bool who_admin;
+    json_t *auth;           /* who as rules see it, made on first use */
     rt_sub *subs;
     int nsubs;
     uint64_t last_rx;       /* loop time (ms) of the last bytes from the client */
@@ -107,6 +111,25 @@ struct realtime {
 };
 
 static void sub_advance(rt_sub *u);
+
+static void session_actor(const rt_session *s, actor_t *a)
+{
+    memset(a, 0, sizeof *a);
+    snprintf(a->id, sizeof a->id, "%s", s->who_id);
+    snprintf(a->role, sizeof a->role, "%s", s->who_role);
+    snprintf(a->email, sizeof a->email, "%s", s->who_email);
+    snprintf(a->session, sizeof a->session, "%s", s->who_session);
+}
+
+static const json_t *session_auth(rt_session *s)
+{
+    if (!s->auth) {
+        actor_t a;
+        session_actor(s, &a);
+        s->auth = actor_auth(&a);
+    }
+    return s->auth;
+}
 static void session_unref(rt_session *s);
 
 /* ------------------------------------------------------------------ sending */
@@ -481,9 +504,9 @@ static void presence_doc(buf_t *b, rt_session *s)
     buf_puts(b, "{\"id\":\"");
     buf_puts(b, s->pid);
     buf_puts(b, "\",\"account\":");
-    buf_put_json_str(b, s->who.id, strlen(s->who.id));
+    buf_put_json_str(b, s->who_id, strlen(s->who_id));
     buf_puts(b, ",\"role\":");
-    buf_put_json_str(b, s->who.role, strlen(s->who.role));
+    buf_put_json_str(b, s->who_role, strlen(s->who_role));
     buf_puts(b, ",\"state\":");
     if (s->pstate) {
         char *t = json_dumps(s->pstate, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -577,7 +600,7 @@ static void presence_snapshot(rt_sub *u)
 static bool rule_visible(const sub_entry *e, const json_t *doc)
 {
     const rt_sub *u = e->owner;
-    return rule_eval(u->rule_post, u->s->auth, doc, NULL);
+    return rule_eval(u->rule_post, session_auth(u->s), doc, NULL);
 }
 
 /* ------------------------------------------------------------------ _activity */
@@ -611,7 +634,7 @@ static void activity_snapshot(rt_sub *u)
 {
     u->state = SUB_SNAPSHOT;
     rjob *job = rjob_new(R_ACTIVITY);
-    job->actor = u->s->who;
+    session_actor(u->s, &job->actor);
     job->aq.limit = 100;
     job->done = on_activity_snapshot;
     job->ctx = sub_ref(u);
@@ -649,11 +672,13 @@ static void handle_sub(rt_session *s, rt_msg *m)
     rule_t *post = NULL;
     access_scope scope;
     if (presence || activity) {
-        scope = actor_is_admin(&s->who) ? ACCESS_ALL : ACCESS_NONE;
+        scope = s->who_admin ? ACCESS_ALL : ACCESS_NONE;
     } else {
         rule_where = xmalloc(sizeof *rule_where);
         query_init(rule_where);
-        scope = access_read_scope(&s->who, m->col, rule_where, &post);
+        actor_t who;
+        session_actor(s, &who);
+        scope = access_read_scope(&who, m->col, rule_where, &post);
         if (scope != ACCESS_SOME || rule_where->nconds == 0) {
             query_free(rule_where);
             free(rule_where);
@@ -732,7 +757,7 @@ static void handle_sub(rt_session *s, rt_msg *m)
     }
     u->state = SUB_SNAPSHOT;
     rjob *job = rjob_new(R_SNAPSHOT);
-    job->actor = s->who; /* the reader applies the read rule itself */
+    session_actor(s, &job->actor); /* the reader applies the read rule itself */
     snprintf(job->col, sizeof job->col, "%s", u->e.col);
     if (u->where) {
         for (int i = 0; i < u->where->nconds; i++) {
@@ -828,6 +853,9 @@ static void session_unref(rt_session *s)
     ws_free(s->ws);
     json_decref(s->pstate);
     json_decref(s->auth);
+    free(s->who_id);
+    free(s->who_role);
+    free(s->who_email);
     free(s);
 }
 
@@ -981,8 +1009,11 @@ void realtime_upgrade(app_t *app, conn_t *c, http_req *req)
     s->c = conn_ref(c);
     s->refs = 1;
     s->ws = ws_new(&ws_callbacks, s);
-    s->who = who;
-    s->auth = actor_auth(&who);
+    s->who_id = xstrdup(who.id);
+    s->who_role = xstrdup(who.role);
+    s->who_email = xstrdup(who.email);
+    snprintf(s->who_session, sizeof s->who_session, "%s", who.session);
+    s->who_admin = actor_is_admin(&who);
     s->last_rx = uv_now(app->loop);
     random_id(s->pid, 16);
     time_format_rfc3339(time_now_ms(), s->since);
@@ -1075,8 +1106,8 @@ void realtime_revoke(app_t *app, const actor_t *who)
     struct realtime *rt = app->rt;
     for (rt_session *s = rt->sessions, *next; s; s = next) {
         next = s->next;
-        if (strcmp(s->who.id, who->id) == 0 &&
-            (!who->session[0] || strcmp(s->who.session, who->session) == 0))
+        if (strcmp(s->who_id, who->id) == 0 &&
+            (!who->session[0] || strcmp(s->who_session, who->session) == 0))
             session_close(s, WS_CLOSE_ACCESS, "access changed: log in or subscribe again");
     }
 }
