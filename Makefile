@@ -20,9 +20,11 @@ LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lwslay -pthread -lm
 
 # Files built into the binary (apps' app.json, web pages): one file is a
 # whole deployment. tools/embed.c turns them into build/gen/assets.c.
-ASSETS  := $(shell find apps web -type f 2>/dev/null | LC_ALL=C sort)
+ASSETS  := $(shell find apps web -type f ! -name '*.c' 2>/dev/null | LC_ALL=C sort)
+# Debian's Chart.js (libjs-chart.js), served to the admin pages.
+CHARTJS := /usr/share/javascript/chart.js/chart.min.js
 GEN     := build/gen/assets.c
-SRC     := $(shell find src -name '*.c' | sort) $(GEN)
+SRC     := $(shell find src apps -name '*.c' | sort) $(GEN)
 LIBSRC  := $(filter-out src/main.c,$(SRC))
 LLSRC   := api.c http.c llhttp.c
 UNITSRC := $(sort $(wildcard tests/unit/*.c))
@@ -45,14 +47,14 @@ build/embed: tools/embed.c
 	@mkdir -p build
 	$(CC) -O2 -o $@ $<
 
-$(GEN): build/embed $(ASSETS)
+$(GEN): build/embed $(ASSETS) $(CHARTJS)
 	@mkdir -p $(dir $@)
-	build/embed $(ASSETS) > $@.tmp && mv $@.tmp $@
+	build/embed $(ASSETS) vendor/chart.min.js=$(CHARTJS) > $@.tmp && mv $@.tmp $@
 
 # ---------------------------------------------------------------- objects
 
 define build_dir
-$(1)/obj/%.o: %.c $$(shell find src -name '*.h')
+$(1)/obj/%.o: %.c $$(shell find src apps -name '*.h')
 	@mkdir -p $$(dir $$@)
 	$$(CC_$(2)) $$(CPPFLAGS) $$(CFLAGS) $$(FLAGS_$(2)) $$(WARN) -c $$< -o $$@
 

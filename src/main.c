@@ -195,21 +195,6 @@ static int parse_serve(int argc, char **argv, serve_opts *o)
 
 /* ------------------------------------------------------------------ demo */
 
-static const char demo_ops[] =
-    "{\"ops\":["
-    "{\"op\":\"put\",\"col\":\"products\",\"id\":\"p-olive-oil\",\"doc\":{\"sku\":\"OIL-001\","
-    "\"name\":\"Olive oil 5 l\",\"category\":\"pantry\",\"unit\":\"can\",\"price_cents\":4250,"
-    "\"stock\":40,\"active\":true}},"
-    "{\"op\":\"put\",\"col\":\"products\",\"id\":\"p-basmati\",\"doc\":{\"sku\":\"RICE-010\","
-    "\"name\":\"Basmati rice 10 kg\",\"category\":\"pantry\",\"unit\":\"bag\",\"price_cents\":2899,"
-    "\"stock\":25,\"active\":true}},"
-    "{\"op\":\"put\",\"col\":\"products\",\"id\":\"p-espresso\",\"doc\":{\"sku\":\"COF-250\","
-    "\"name\":\"Espresso beans 1 kg\",\"category\":\"drinks\",\"unit\":\"bag\",\"price_cents\":1890,"
-    "\"stock\":60,\"active\":true}},"
-    "{\"op\":\"put\",\"col\":\"notes\",\"id\":\"welcome\",\"doc\":{\"title\":\"Welcome to livedb\","
-    "\"body\":\"Try GET /v1/c/products, then watch GET /v1/changes?wait=30 while you write.\"}}"
-    "]}";
-
 /* Demo accounts: an admin, and one account of each role the apps declare
  * (three partners for wholesale). Passwords are made at random and
  * printed once, when the demo is loaded. */
@@ -256,48 +241,99 @@ static void account_ops(wop *ops, const char *id, const char *email, const char 
     ops[1].doc = json_pack("{ss}", "hash", hash);
 }
 
+/* "$account:EMAIL" -> that demo account's id, "$now" -> the time, in every
+ * string of v (the apps' demo.json refer to the accounts made here). */
+static json_t *demo_fill(json_t *v, char ids[][DOC_GEN_ID_LEN + 1], const char *now)
+{
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        if (strcmp(s, "$now") == 0)
+            return json_string(now);
+        for (size_t i = 0; strncmp(s, "$account:", 9) == 0 && i < ARRAY_LEN(demo_accounts); i++)
+            if (strcmp(s + 9, demo_accounts[i].email) == 0)
+                return json_string(ids[i]);
+        return json_incref(v);
+    }
+    if (json_is_array(v)) {
+        json_t *a = json_array();
+        for (size_t i = 0; i < json_array_size(v); i++)
+            json_array_append_new(a, demo_fill(json_array_get(v, i), ids, now));
+        return a;
+    }
+    if (json_is_object(v)) {
+        json_t *o = json_object();
+        const char *k;
+        json_t *x;
+        json_object_foreach(v, k, x) json_object_set_new(o, k, demo_fill(x, ids, now));
+        return o;
+    }
+    return json_incref(v);
+}
+
+/* The demo: accounts, then each app's demo.json (documents by collection),
+ * in one batch, into an empty data directory only. */
 static void load_demo(app_t *app)
 {
     store_t *st = app->store;
     if (store_committed_seq(st) != 0)
-        return; /* only into an empty data directory */
-    json_t *root = json_loads(demo_ops, 0, NULL);
-    json_t *ops = json_object_get(root, "ops");
-    int ndocs = (int)json_array_size(ops);
+        return;
+    char ids[ARRAY_LEN(demo_accounts)][DOC_GEN_ID_LEN + 1];
+    char now[TIME_RFC3339_LEN + 1];
+    time_format_rfc3339(time_now_ms(), now);
+    json_t *docs = json_array(); /* [col, doc] pairs */
+    const char *names = apps_names();
+    while (*names) {
+        const char *comma = strchr(names, ',');
+        size_t n = comma ? (size_t)(comma - names) : strlen(names);
+        char path[128];
+        snprintf(path, sizeof path, "apps/%.*s/demo.json", (int)n, names);
+        const livedb_asset *a = asset_find(path);
+        json_t *root = a ? json_loadb((const char *)a->data, a->len, 0, NULL) : NULL;
+        const char *col;
+        json_t *list;
+        json_object_foreach(root, col, list) {
+            for (size_t i = 0; i < json_array_size(list); i++)
+                json_array_append_new(docs, json_pack("[sO]", col, json_array_get(list, i)));
+        }
+        json_decref(root);
+        names += n + (comma ? 1 : 0);
+    }
     int naccounts = 0;
-    for (size_t i = 0; i < ARRAY_LEN(demo_accounts); i++)
+    for (size_t i = 0; i < ARRAY_LEN(demo_accounts); i++) {
+        time_ordered_id(ids[i], DOC_GEN_ID_LEN);
         if (apps_role_known(demo_accounts[i].role))
             naccounts++;
-    wjob *job = wjob_new(WJ_OPS, ndocs + 2 * naccounts);
+    }
+    wjob *job = wjob_new(WJ_OPS, (int)json_array_size(docs) + 2 * naccounts);
     job->is_batch = true;
     job->actor.system = true;
     snprintf(job->actor.remote, sizeof job->actor.remote, "demo");
     int k = 0;
-    for (int i = 0; i < ndocs; i++) {
-        json_t *o = json_array_get(ops, (size_t)i);
-        const char *col = json_string_value(json_object_get(o, "col"));
-        if (apps_col(col) == NULL && strcmp(col, "notes") != 0)
-            continue; /* a collection of an app not served */
-        wop *op = &job->ops[k++];
-        op->kind = W_PUT;
-        snprintf(op->col, sizeof op->col, "%s", col);
-        op->id = xstrdup(json_string_value(json_object_get(o, "id")));
-        op->doc = json_incref(json_object_get(o, "doc"));
-    }
     for (size_t i = 0; i < ARRAY_LEN(demo_accounts); i++) {
         demo_account *d = &demo_accounts[i];
         if (!apps_role_known(d->role))
             continue;
         random_id(d->password, 12);
-        char hash[128], id[DOC_GEN_ID_LEN + 1];
-        if (auth_hash_password(d->password, hash) != 0)
+        char hash[128];
+        if (auth_hash_password(d->password, hash) != 0) {
+            d->password[0] = '\0';
             continue;
-        time_ordered_id(id, DOC_GEN_ID_LEN);
-        account_ops(&job->ops[k], id, d->email, d->role, d->name, hash);
+        }
+        account_ops(&job->ops[k], ids[i], d->email, d->role, d->name, hash);
         k += 2;
     }
+    for (size_t i = 0; i < json_array_size(docs); i++) {
+        json_t *pair = json_array_get(docs, i);
+        json_t *doc = demo_fill(json_array_get(pair, 1), ids, now);
+        wop *op = &job->ops[k++];
+        op->kind = W_PUT;
+        snprintf(op->col, sizeof op->col, "%s", json_string_value(json_array_get(pair, 0)));
+        op->id = xstrdup(json_string_value(json_object_get(doc, "id")));
+        json_object_del(doc, "id");
+        op->doc = doc;
+    }
     job->nops = k;
-    json_decref(root);
+    json_decref(docs);
     job->done = on_demo_done;
     job->ctx = app;
     store_submit(st, job);

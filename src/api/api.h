@@ -132,6 +132,17 @@ void activity_free_state(void);
 void activity_csv_header(buf_t *b);
 void activity_csv_row(buf_t *b, const char *entry, size_t len, const char *hash);
 
+/* web.c: the pages; false when the path names none */
+bool web_serve(app_t *app, conn_t *c, http_req *req);
+void web_set_root(const char *dir);
+
+/* functions.c: POST /v1/fn/NAME, and `call` over the WebSocket */
+void fn_http(app_t *app, conn_t *c, http_req *req, const char *name);
+/* Runs fn NAME for who with args (taken); done(ctx, ok, text, len) gets
+ * the result object or the error object ({"code","message","details"}). */
+void fn_call(app_t *app, const actor_t *who, const char *name, json_t *args,
+             void (*done)(void *ctx, err_code code, const char *text, size_t len), void *ctx);
+
 /* admin.c */
 void admin_export(app_t *app, conn_t *c, http_req *req);
 

@@ -782,17 +782,37 @@ static void handle_sub(rt_session *s, rt_msg *m)
         store_want_index(app->store, u->e.col, u->e.pin_field);
 }
 
-static void handle_call(rt_session *s, rt_msg *m)
+typedef struct rt_call {
+    rt_session *s;
+    char id[RT_ID_MAX + 1];
+} rt_call;
+
+static void on_call_done(void *ctx, err_code code, const char *text, size_t len)
 {
+    rt_call *k = ctx;
     buf_t b = {0};
     buf_puts(&b, "{\"t\":\"result\",\"id\":");
-    buf_put_json_str(&b, m->id, strlen(m->id));
-    buf_puts(&b, ",\"ok\":false,\"error\":{\"code\":\"not_found\",\"message\":");
-    char msg[128];
-    snprintf(msg, sizeof msg, "no server function %s", m->fn);
-    buf_put_json_str(&b, msg, strlen(msg));
-    buf_puts(&b, "}}");
-    send_buf(s, &b);
+    buf_put_json_str(&b, k->id, strlen(k->id));
+    buf_puts(&b, code == E_OK ? ",\"ok\":true,\"data\":" : ",\"ok\":false,\"error\":");
+    buf_put(&b, text, len);
+    buf_putc(&b, '}');
+    send_buf(k->s, &b);
+    session_unref(k->s);
+    free(k);
+}
+
+static void handle_call(rt_session *s, rt_msg *m)
+{
+    rt_call *k = xmalloc(sizeof *k);
+    k->s = s;
+    s->refs++;
+    snprintf(k->id, sizeof k->id, "%s", m->id);
+    actor_t who;
+    session_actor(s, &who);
+    snprintf(who.remote, sizeof who.remote, "%s", conn_remote(s->c));
+    json_t *args = m->args;
+    m->args = NULL;
+    fn_call(s->app, &who, m->fn, args, on_call_done, k);
 }
 
 static void on_text(void *ctx, const char *text, size_t len)

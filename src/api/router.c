@@ -196,6 +196,8 @@ void api_handle(void *appv, conn_t *c, http_req *req)
         return metrics_get(app, c, req);
     }
     if (n < 2 || strcmp(seg[0], "v1") != 0) {
+        if (web_serve(app, c, req))
+            return;
         respond_simple(c, E_NOT_FOUND, "no such path; the API is under /v1/");
         return;
     }
@@ -249,6 +251,12 @@ void api_handle(void *appv, conn_t *c, http_req *req)
         if (m == HTTP_POST)
             return activity_post(app, c, req);
         return method_not_allowed(c, "GET, POST");
+    }
+    if (n == 3 && strcmp(seg[1], "fn") == 0) {
+        conn_set_route(c, ROUTE_FN);
+        if (m != HTTP_POST)
+            return method_not_allowed(c, "POST");
+        return fn_http(app, c, req, seg[2]);
     }
     if (n == 3 && strcmp(seg[1], "admin") == 0 && strcmp(seg[2], "export") == 0) {
         conn_set_route(c, ROUTE_ADMIN);

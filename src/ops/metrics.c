@@ -62,6 +62,7 @@ static const char *const route_names[ROUTE__COUNT] = {
     [ROUTE_METRICS] = "metrics",   [ROUTE_REALTIME] = "realtime",
     [ROUTE_AUTH] = "auth",         [ROUTE_ACCOUNTS] = "accounts",
     [ROUTE_ACTIVITY] = "activity", [ROUTE_ADMIN] = "admin",
+    [ROUTE_FN] = "fn",             [ROUTE_WEB] = "web",
 };
 
 const char *route_name(route_id r) { return route_names[r]; }

@@ -49,6 +49,8 @@ typedef enum route_id {
     ROUTE_ACCOUNTS,
     ROUTE_ACTIVITY,
     ROUTE_ADMIN,
+    ROUTE_FN,
+    ROUTE_WEB,
     ROUTE__COUNT
 } route_id;
 

@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -534,6 +535,8 @@ void wjob_free(wjob *job)
     free_changes(job->changes);
     activity_free(job->activity);
     json_decref(job->log_data);
+    json_decref(job->fn_args);
+    err_clear(&job->fn_err);
     free(job);
 }
 
@@ -733,6 +736,7 @@ typedef struct wctx {
     char now[TIME_RFC3339_LEN + 1];
     int64_t now_ms;
     json_t *auth;         /* the actor as rules see it, made on first use */
+    bool trusted;         /* a server function's writes: no collection rules */
 } wctx;
 
 static const json_t *wauth(wctx *w)
@@ -959,7 +963,7 @@ static int check_access(wctx *w, const wop *op, action_t act, const json_t *doc,
                         const json_t *newdoc)
 {
     const actor_t *a = &w->job->actor;
-    if (actor_is_admin(a))
+    if (actor_is_admin(a) || w->trusted)
         return 0;
     const col_spec *spec = apps_col(op->col);
     const rule_t *r = spec ? spec->rules[act] : NULL;
@@ -1040,7 +1044,7 @@ static int run_op(wctx *w, wop *op, buf_t *out, int *status)
     colstmts *c = writer_col(w->st, op->col);
     if (!c)
         return err_set(&w->job->err, E_INTERNAL, "cannot open collection %s", op->col);
-    bool admin = actor_is_admin(&w->job->actor);
+    bool admin = actor_is_admin(&w->job->actor) || w->trusted;
     int64_t version = 0;
     char *created = NULL;
     json_t *stored = NULL, *newdoc = NULL;
@@ -1213,6 +1217,146 @@ static bool storage_error(err_code code)
  * A single op makes every check before its first write, so when it fails a
  * check nothing was written and no savepoint is needed; when the disk
  * fails it mid-way, the whole group is rolled back (tx_broken). */
+/* ------------------------------------------------------------------ writer: functions */
+
+struct fn_tx {
+    wctx *w;
+};
+
+const actor_t *fn_actor(fn_tx *t) { return &t->w->job->actor; }
+const char *fn_now(fn_tx *t) { return t->w->now; }
+
+int fn_fail(fn_tx *t, err_code code, json_t *details, const char *fmt, ...)
+{
+    err_t *e = &t->w->job->err;
+    err_clear(e);
+    e->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    if (details)
+        err_details(e, details);
+    return -1;
+}
+
+json_t *fn_get(fn_tx *t, const char *col, const char *id)
+{
+    colstmts *c = writer_col(t->w->st, col);
+    if (!c)
+        return NULL;
+    int64_t version;
+    json_t *body = NULL;
+    if (load_row(t->w, c, id, &version, NULL, &body, NULL) <= 0)
+        return NULL;
+    return body;
+}
+
+json_t *fn_find(fn_tx *t, const char *col, const query_t *q)
+{
+    json_t *out = json_array();
+    if (!writer_col(t->w->st, col))
+        return out;
+    sqlq sq;
+    sqlq_build_list(&sq, q, col);
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(t->w->st->wdb, sq.sql.p, -1, &s, NULL) == SQLITE_OK) {
+        sqlq_bind(s, &sq);
+        int n = 0;
+        while (sqlite3_step(s) == SQLITE_ROW && (q->limit <= 0 || n++ < q->limit))
+            json_array_append_new(out, json_loadb((const char *)sqlite3_column_text(s, 0),
+                                                  (size_t)sqlite3_column_bytes(s, 0), 0, NULL));
+    }
+    sqlite3_finalize(s);
+    sqlq_free(&sq);
+    return out;
+}
+
+json_t *fn_write(fn_tx *t, wop_kind kind, const char *col, const char *id, json_t *doc)
+{
+    wop op = {.kind = kind, .doc = doc, .if_version = -1};
+    snprintf(op.col, sizeof op.col, "%s", col);
+    if (id) {
+        op.id = xstrdup(id);
+    } else {
+        op.id = xmalloc(DOC_GEN_ID_LEN + 1);
+        time_ordered_id(op.id, DOC_GEN_ID_LEN);
+    }
+    if (doc && kind != W_PATCH)
+        doc_take_server_fields(op.doc, NULL, NULL, &t->w->job->err);
+    buf_t out = {0};
+    int status;
+    int rc = run_op(t->w, &op, &out, &status);
+    json_t *written = rc == 0 ? json_loadb(out.p, out.len, 0, NULL) : NULL;
+    buf_free(&out);
+    free(op.id);
+    json_decref(op.doc);
+    return written;
+}
+
+/* A function call: its writes in a savepoint; refused or failed, they go
+ * and the refusal is the call's answer; either way the call is logged. */
+static void run_fn(store_t *st, wjob *job, wctx *w)
+{
+    int64_t seq0 = st->next_seq, aseq0 = st->next_aseq;
+    unsigned char hash0[32];
+    memcpy(hash0, st->last_hash, sizeof hash0);
+    job->seq = seq0 - 1;
+    int rc = step(st->savepoint);
+    if (rc != SQLITE_OK) {
+        db_err(&job->err, st->wdb, rc, "savepoint");
+        return;
+    }
+    fn_tx t = {.w = w};
+    json_t *result = NULL;
+    w->trusted = true;
+    int frc = job->fn(&t, job->fn_args, &result);
+    w->trusted = false;
+    if (frc == 0 && !job->err.code) {
+        char *text = json_dumps(result ? result : json_object(), JSON_COMPACT);
+        buf_puts(&job->answer, text);
+        free(text);
+        json_decref(result);
+        job->status = 200;
+        json_t *data = json_pack("{sssb}", "fn", job->fn_name, "ok", 1);
+        int lrc = log_entry(w, "call", NULL, NULL, 0, 0, data);
+        json_decref(data);
+        if (lrc == 0) {
+            step(st->release);
+            return;
+        }
+    }
+    json_decref(result);
+    /* Undo the call. */
+    step(st->rollback_to);
+    step(st->release);
+    st->next_seq = seq0;
+    st->next_aseq = aseq0;
+    memcpy(st->last_hash, hash0, sizeof hash0);
+    free_changes(job->changes);
+    job->changes = NULL;
+    activity_free(job->activity);
+    job->activity = NULL;
+    w->atail = &job->activity;
+    w->tail = &job->changes;
+    job->answer.len = 0;
+    if (!job->err.code)
+        err_set(&job->err, E_INTERNAL, "%s failed", job->fn_name);
+    /* The disk failed (or SQLite gave the transaction up): the group goes. */
+    if (job->err.code == E_UNAVAILABLE || job->err.code == E_STORAGE_FULL ||
+        sqlite3_get_autocommit(st->wdb)) {
+        st->tx_broken = true;
+        st->broken_code = job->err.code;
+        return;
+    }
+    /* A refusal (or a bug): the answer, and the log says so. */
+    err_move(&job->fn_err, &job->err);
+    json_t *data = json_pack("{sssbss}", "fn", job->fn_name, "ok", 0, "error",
+                             err_name(job->fn_err.code));
+    log_entry(w, "call", NULL, NULL, 0, 0, data);
+    json_decref(data);
+}
+
 static void run_job_ops(store_t *st, wjob *job, wctx *w);
 
 static void run_job(store_t *st, wjob *job)
@@ -1220,7 +1364,10 @@ static void run_job(store_t *st, wjob *job)
     wctx w = {.st = st, .job = job, .tail = &job->changes, .atail = &job->activity};
     w.now_ms = time_now_ms();
     time_format_rfc3339(w.now_ms, w.now);
-    run_job_ops(st, job, &w);
+    if (job->kind == WJ_FN)
+        run_fn(st, job, &w);
+    else
+        run_job_ops(st, job, &w);
     json_decref(w.auth);
 }
 
@@ -1387,6 +1534,10 @@ static void commit_group(store_t *st, wjob *jobs, int n)
 static void *writer_main(void *arg)
 {
     store_t *st = arg;
+    /* The apps' collections exist before any job: a server function never
+     * creates a table inside its transaction. */
+    for (int i = 0; i < apps_count(); i++)
+        writer_col(st, apps_at(i)->name);
     for (;;) {
         pthread_mutex_lock(&st->mu);
         while (!st->q_head && !st->exit_writer)

@@ -92,7 +92,33 @@ typedef struct wop {
     bool skip_unchanged; /* W_PUT: no write when the stored members are equal */
 } wop;
 
-typedef enum wjob_kind { WJ_OPS, WJ_PROBE, WJ_INDEX } wjob_kind;
+typedef enum wjob_kind { WJ_OPS, WJ_PROBE, WJ_INDEX, WJ_FN } wjob_kind;
+
+/* ------------------------------------------------------------------ server functions */
+
+/* A server function runs on the writer thread, inside the group's
+ * transaction and its own savepoint: nothing else writes between what it
+ * reads and what it writes, so a check like "stock >= qty" holds until the
+ * commit, and a failure undoes all of it. Its writes take the same path as
+ * requests (schemas, the change feed, the activity log) but not the
+ * collections' rules: the function decides who may do what. */
+typedef struct fn_tx fn_tx;
+typedef int (*fn_impl)(fn_tx *t, const json_t *args, json_t **result);
+
+/* The stored document (a new reference), or NULL when there is none. */
+json_t *fn_get(fn_tx *t, const char *col, const char *id);
+/* The documents of col matching q (at most q->limit, 0: all), as an array. */
+json_t *fn_find(fn_tx *t, const char *col, const query_t *q);
+/* Creates (id may be NULL: one is made), puts, patches or deletes a
+ * document; takes doc. Returns the document written (a new reference), or
+ * NULL with the error set (the function then returns -1). */
+json_t *fn_write(fn_tx *t, wop_kind kind, const char *col, const char *id, json_t *doc);
+const actor_t *fn_actor(fn_tx *t);
+/* The transaction's time, RFC 3339. */
+const char *fn_now(fn_tx *t);
+/* Fails the call with code and message (details taken, may be NULL); -1. */
+int fn_fail(fn_tx *t, err_code code, json_t *details, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 
 typedef struct wjob {
@@ -107,6 +133,13 @@ typedef struct wjob {
     char *idem_key;
     /* WJ_INDEX */
     char *index_col, *index_field;
+    /* WJ_FN: the function, its name and arguments (owned). The answer is
+     * its result; a refusal of the function is in fn_err (the job itself
+     * commits: the call is logged either way). */
+    fn_impl fn;
+    char fn_name[65];
+    json_t *fn_args;
+    err_t fn_err;
     /* Who asks: rules apply to it (unless system or admin), and every
      * write is logged under its name. */
     actor_t actor;
