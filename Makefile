@@ -39,7 +39,7 @@ obj = $(patsubst %.c,$(1)/obj/%.o,$(2)) $(patsubst %.c,$(1)/obj/llhttp/%.o,$(LLS
 # Keep the objects of chained rules (the fuzzers), so a rebuild is incremental.
 .SECONDARY:
 
-.PHONY: all asan unit fuzz-build fuzz fuzz-smoke test test-unit test-api run deps bench clean
+.PHONY: all asan unit fuzz-build fuzz fuzz-smoke test test-unit test-api test-browser run deps bench clean
 
 all: build/livedb
 
@@ -124,9 +124,15 @@ test-api: build/livedb build/asan/livedb
 	node --test --test-concurrency=1 tests/api/
 	LIVEDB_BIN=build/asan/livedb node --test --test-concurrency=1 tests/api/
 
+# Browser tests: Debian's chromium via playwright-core, against the release
+# binary (screenshots land in build/screenshots/).
+test-browser: build/livedb
+	node --test --test-concurrency=1 tests/browser/
+
 test: deps
 	$(MAKE) test-unit
 	$(MAKE) test-api
+	$(MAKE) test-browser
 	$(MAKE) fuzz-smoke
 
 # The realtime load generator: libuv, wslay as a client, hiredis for Redis.

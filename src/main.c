@@ -32,7 +32,7 @@ static const char usage[] =
     "                    [--retain-changes N] [--feed-memory N] [--header-timeout S]\n"
     "                    [--idle-timeout S] [--auto-index N] [--no-access-log]\n"
     "                    [--allow-origin ORIGIN]... [--ws-ping S] [--ws-max-pending BYTES]\n"
-    "                    [--session-hours H]\n"
+    "                    [--session-hours H] [--web-root DIR]\n"
     "       livedb account add --email E --role R [--name N] --password-stdin [--data DIR]\n"
     "       livedb activity [--data DIR] [--format json|csv] [--since RFC3339]\n"
     "       livedb verify [--data DIR]\n"
@@ -55,7 +55,9 @@ static const char usage[] =
     "  --ws-ping S           realtime ping interval; 3x silent: closed (default 15)\n"
     "  --ws-max-pending B    unsent bytes past which a realtime reader is closed with\n"
     "                        4008 (default 8388608)\n"
-    "  --session-hours H     how long a login lasts (default 168; fractions allowed)\n";
+    "  --session-hours H     how long a login lasts (default 168; fractions allowed)\n"
+    "  --web-root DIR        serve the pages and the SDK from this source tree instead of\n"
+    "                        the copies built in (edit a page, reload, no rebuild)\n";
 
 typedef struct serve_opts {
     const char *data;
@@ -72,6 +74,7 @@ typedef struct serve_opts {
     int ws_ping;
     int64_t ws_max_pending;
     const char *apps;
+    const char *web_root;
     double session_hours;
 } serve_opts;
 
@@ -167,6 +170,8 @@ static int parse_serve(int argc, char **argv, serve_opts *o)
             o->origins[o->norigins++] = v;
         } else if (strcmp(a, "--apps") == 0) {
             o->apps = v;
+        } else if (strcmp(a, "--web-root") == 0) {
+            o->web_root = v;
         } else if (strcmp(a, "--session-hours") == 0) {
             char *end;
             double h = strtod(v, &end);
@@ -393,6 +398,8 @@ static int cmd_serve(int argc, char **argv)
         err_clear(&e);
         return 1;
     }
+    if (o.web_root)
+        web_set_root(o.web_root);
     runtime *rt = xcalloc(1, sizeof *rt);
     uv_loop_t *loop = uv_default_loop();
     app_t *app = &rt->app;
