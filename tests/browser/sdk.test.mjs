@@ -1,0 +1,487 @@
+// The browser SDK (web/client/livedb.js), driven in Chromium against the
+// real server: sessions, listeners, calls, reconnects and resume, the
+// offline cache and queue, tabs, the SSE fallback, activity reports.
+//
+//   node --test --test-concurrency=1 tests/browser/sdk.test.mjs
+//
+// Pages are the home page (/); the SDK is imported into them with
+// page.evaluate. The server serves web/client from the source tree
+// (--web-root), so the file under test is the one in the tree.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { launch, openPage, screenshot, startServer, sleep, ADMIN } from './lib.mjs';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const WEB = ['--web-root', ROOT];
+const PARTNER = { email: 'partner@test.livedb', password: 'partner-password-1', name: 'Pat Partner' };
+
+let browser;
+before(async () => { browser = await launch(); });
+after(async () => { await browser?.close(); });
+
+// ---------------------------------------------------------------- helpers
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+// A server with the wholesale app, a partner account and a few products.
+async function wholesale({ port, products = 3 } = {}) {
+  const args = ['--apps', 'wholesale', ...WEB];
+  if (port) args.push('--listen', `127.0.0.1:${port}`);
+  const srv = await startServer({ args });
+  const r = await srv.req('POST', '/v1/accounts', { body: { ...PARTNER, role: 'partner' } });
+  assert.equal(r.status, 201, r.text);
+  srv.partnerId = r.json.id;
+  for (let i = 1; i <= products; i++) await addProduct(srv, i);
+  return srv;
+}
+
+async function addProduct(srv, i, over = {}) {
+  const body = {
+    id: `p${i}`, sku: `SKU-${i}`, name: `Product ${i}`, category: i % 2 ? 'oil' : 'flour',
+    unit: 'kg', price_cents: 100 * i, stock: 50, active: true, ...over,
+  };
+  const r = await srv.req('POST', '/v1/c/products', { body });
+  assert.equal(r.status, 201, r.text);
+  return r.json;
+}
+
+// Opens the home page in ctx with the SDK as window.db (logged in as
+// `as`, unless null), and in-page recorders:
+//   window.states      every 'state' event
+//   window.snaps[k]    every snapshot of the listener watched under k (copies)
+//   window.events      'queue', 'call', 'auth', 'error' events
+async function sdkPage(ctx, srv, { as = ADMIN, name = 'test', transports, opts = {}, restore = false } = {}) {
+  const page = await openPage(ctx, srv, '/');
+  await page.evaluate(async ({ as, name, transports, opts, restore }) => {
+    const { LiveDB, LiveDBError } = await import('/client/livedb.js');
+    window.LiveDBError = LiveDBError;
+    window.db = new LiveDB({ name, ...(transports ? { transports } : {}), ...opts });
+    window.states = [];
+    window.snaps = {};
+    window.events = [];
+    window.unsubs = {};
+    db.on('state', (s) => states.push(s));
+    for (const ev of ['queue', 'call', 'auth', 'error']) {
+      db.on(ev, (...a) => events.push({ ev, args: JSON.parse(JSON.stringify(a)) }));
+    }
+    window.watch = (k, target) => {
+      snaps[k] = [];
+      unsubs[k] = target.onSnapshot((s) => snaps[k].push(JSON.parse(JSON.stringify(s))));
+    };
+    // The ids a listener holds now, and every change it reported.
+    window.ids = (k) => { const s = snaps[k].at(-1); return s ? s.docs.map((d) => d.id) : null; };
+    window.allChanges = (k) => snaps[k].flatMap((s) => s.changes.map((c) => `${c.op}:${c.id}`));
+    if (restore) window.restored = await db.restore();
+    else if (as) await db.login(as.email, as.password);
+  }, { as, name, transports, opts, restore });
+  return page;
+}
+
+// Waits until fn (a string of JS evaluated in the page) is truthy.
+async function until(page, fn, timeout = 10_000) {
+  try {
+    await page.waitForFunction(fn, null, { timeout, polling: 50 });
+  } catch (e) {
+    const dump = await page.evaluate(() => JSON.stringify({ state: db.state, states, stats: db.stats,
+      snaps: Object.fromEntries(Object.entries(snaps).map(([k, v]) => [k, v.slice(-3)])) })).catch(() => '?');
+    throw new Error(`timed out waiting for ${fn}\n${dump.slice(0, 3000)}`);
+  }
+}
+
+const last = (page, k) => page.evaluate((k) => snaps[k].at(-1), k);
+
+// ---------------------------------------------------------------- sessions
+
+test('login, restore and logout', async () => {
+  const srv = await wholesale();
+  const ctx = await browser.newContext();
+  try {
+    const page = await sdkPage(ctx, srv, { as: PARTNER });
+    const acct = await page.evaluate(() => db.account);
+    assert.equal(acct.email, PARTNER.email);
+    assert.equal(acct.role, 'partner');
+    assert.equal(acct.name, PARTNER.name);
+    assert.equal(acct.id, srv.partnerId);
+    await until(page, () => db.state === 'live');
+
+    // A reload takes the session back from localStorage.
+    await page.reload();
+    await page.evaluate(async () => {
+      const { LiveDB, LiveDBError } = await import('/client/livedb.js');
+      window.LiveDBError = LiveDBError;
+      window.db = new LiveDB({ name: 'test' });
+      window.restored = await db.restore();
+    });
+    assert.equal(await page.evaluate(() => restored.email), PARTNER.email);
+    await until(page, () => db.state === 'live');
+
+    // Another name is another namespace: no session there.
+    assert.equal(await page.evaluate(async () => {
+      const { LiveDB } = await import('/client/livedb.js');
+      const other = new LiveDB({ name: 'elsewhere' });
+      const r = await other.restore();
+      other.close();
+      return r;
+    }), null);
+
+    // Logout ends the session on the server too.
+    const token = await page.evaluate(() => db._token);
+    await page.evaluate(async () => {
+      window.authEvents = [];
+      db.on('auth', (a) => authEvents.push(a));
+      await db.logout();
+    });
+    assert.equal(await page.evaluate(() => db.account), null);
+    assert.deepEqual(await page.evaluate(() => authEvents), [null]);
+    assert.equal(await page.evaluate(() => db.state), 'offline');
+    const me = await srv.req('GET', '/v1/auth/me', { headers: { Authorization: `Bearer ${token}` } });
+    assert.equal(me.status, 401);
+    assert.equal(await page.evaluate(async () => {
+      const { LiveDB } = await import('/client/livedb.js');
+      const again = new LiveDB({ name: 'test' });
+      const r = await again.restore();
+      again.close();
+      return r;
+    }), null);
+
+    // A wrong password is a LiveDBError with the server's code.
+    const err = await page.evaluate(async () => {
+      try {
+        await db.login('partner@test.livedb', 'not-the-password');
+        return null;
+      } catch (e) {
+        return { isErr: e instanceof LiveDBError, code: e.code, status: e.status };
+      }
+    });
+    assert.deepEqual(err, { isErr: true, code: 'unauthorized', status: 401 });
+    // (Chromium logs the 401 of that request as a console error: expected.)
+    page.problems = page.problems.filter((p) => !/401/.test(p));
+    assert.deepEqual(page.problems, []);
+  } finally {
+    await ctx.close();
+    await srv.stop();
+  }
+});
+
+// ---------------------------------------------------------------- listeners
+
+test('collection onSnapshot: snapshot, then added, modified and removed; where filters', async () => {
+  const srv = await wholesale();
+  const ctx = await browser.newContext();
+  try {
+    const page = await sdkPage(ctx, srv);
+    await page.evaluate(() => {
+      watch('all', db.collection('products'));
+      watch('oil', db.collection('products').where('category', 'eq', 'oil'));
+      watch('cheap', db.collection('products').where('category', 'eq', 'oil').where('price_cents', 'lt', 250));
+    });
+    await until(page, () => snaps.all.length && !snaps.all.at(-1).stale && snaps.cheap.length && snaps.oil.length);
+    let s = await last(page, 'all');
+    assert.deepEqual(s.docs.map((d) => d.id), ['p1', 'p2', 'p3']);
+    assert.equal(s.fromCache, false);
+    assert.equal(typeof s.seq, 'number');
+    assert.deepEqual(s.changes.map((c) => c.op + ':' + c.id), ['added:p1', 'added:p2', 'added:p3']);
+    assert.deepEqual(await page.evaluate(() => ids('oil')), ['p1', 'p3']);
+    assert.deepEqual(await page.evaluate(() => ids('cheap')), ['p1']);
+
+    await addProduct(srv, 4);          // flour
+    await addProduct(srv, 5, { price_cents: 200 }); // oil, cheap
+    await until(page, () => ids('all').length === 5 && ids('cheap').length === 2);
+    assert.deepEqual(await page.evaluate(() => ids('oil')), ['p1', 'p3', 'p5']);
+
+    let r = await srv.req('PATCH', '/v1/c/products/p3', { body: { price_cents: 10 } });
+    assert.equal(r.status, 200);
+    await until(page, () => ids('cheap').includes('p3'));
+    r = await srv.req('PATCH', '/v1/c/products/p1', { body: { category: 'flour' } });
+    await until(page, () => !ids('oil').includes('p1'));
+    r = await srv.req('DELETE', '/v1/c/products/p5');
+    await until(page, () => ids('all').length === 4);
+
+    assert.deepEqual(await page.evaluate(() => allChanges('all')), [
+      'added:p1', 'added:p2', 'added:p3', 'added:p4', 'added:p5', 'modified:p3', 'modified:p1', 'removed:p5']);
+    assert.deepEqual(await page.evaluate(() => allChanges('oil')), [
+      'added:p1', 'added:p3', 'added:p5', 'modified:p3', 'removed:p1', 'removed:p5']);
+    assert.deepEqual(await page.evaluate(() => allChanges('cheap')), [
+      'added:p1', 'added:p5', 'added:p3', 'removed:p1', 'removed:p5']);
+    s = await last(page, 'all');
+    assert.equal(s.docs.find((d) => d.id === 'p3').price_cents, 10);
+    assert.equal(s.stale, false);
+    // A removed change carries the document as the callback last saw it.
+    const removed = await page.evaluate(() => snaps.all.flatMap((x) => x.changes).find((c) => c.op === 'removed'));
+    assert.equal(removed.doc.id, 'p5');
+
+    // Unsubscribed listeners hear nothing more.
+    const n = await page.evaluate(() => { unsubs.all(); return snaps.all.length; });
+    await addProduct(srv, 6);
+    await until(page, () => ids('oil').includes('p6') === false && snaps.oil.length > 0);
+    await sleep(300);
+    assert.equal(await page.evaluate(() => snaps.all.length), n);
+    assert.deepEqual(page.problems, []);
+  } finally {
+    await ctx.close();
+    await srv.stop();
+  }
+});
+
+test('doc().onSnapshot follows one document, null when it does not exist', async () => {
+  const srv = await wholesale();
+  const ctx = await browser.newContext();
+  try {
+    const page = await sdkPage(ctx, srv);
+    await page.evaluate(() => {
+      watch('p2', db.doc('products', 'p2'));
+      watch('p9', db.doc('products', 'p9'));
+    });
+    await until(page, () => snaps.p2.length && snaps.p9.length);
+    let s = await last(page, 'p2');
+    assert.equal(s.doc.id, 'p2');
+    assert.equal(s.stale, false);
+    assert.equal(s.fromCache, false);
+    assert.deepEqual(s.changes.map((c) => c.op), ['added']);
+    assert.equal((await last(page, 'p9')).doc, null);
+
+    await srv.req('PATCH', '/v1/c/products/p2', { body: { stock: 7 } });
+    await until(page, () => snaps.p2.at(-1).doc.stock === 7);
+    await addProduct(srv, 9);
+    await until(page, () => snaps.p9.at(-1).doc?.id === 'p9');
+    await srv.req('DELETE', '/v1/c/products/p2');
+    await until(page, () => snaps.p2.at(-1).doc === null);
+    s = await last(page, 'p2');
+    assert.deepEqual(s.changes.map((c) => c.op), ['removed']);
+    assert.equal(await page.evaluate(() => snaps.p2.length), 3);
+    assert.deepEqual(page.problems, []);
+  } finally {
+    await ctx.close();
+    await srv.stop();
+  }
+});
+
+// ---------------------------------------------------------------- calls
+
+test('call(): results, and errors as LiveDBError with code, status and details', async () => {
+  const srv = await wholesale();
+  const ctx = await browser.newContext();
+  try {
+    const page = await sdkPage(ctx, srv, { as: PARTNER });
+    await until(page, () => db.state === 'live');
+    const r = await page.evaluate(() => db.call('place_order',
+      { items: [{ product_id: 'p1', qty: 2 }], client_order_id: 'o-1' }));
+    assert.equal(r.order.status, 'pending');
+    assert.equal(r.order.total_cents, 200);
+    assert.equal(r.order.partner_id, srv.partnerId);
+
+    const errs = await page.evaluate(async () => {
+      const out = [];
+      for (const [fn, args] of [
+        ['place_order', { items: [{ product_id: 'p2', qty: 999 }] }],
+        ['place_order', { items: [{ product_id: 'nope', qty: 1 }] }],
+        ['set_price', { product_id: 'p1', price_cents: 5 }],
+        ['no_such_function', {}],
+      ]) {
+        try {
+          await db.call(fn, args);
+          out.push(null);
+        } catch (e) {
+          out.push({ isErr: e instanceof LiveDBError, name: e.name, code: e.code, status: e.status, details: e.details ?? null });
+        }
+      }
+      return out;
+    });
+    assert.deepEqual(errs[0], { isErr: true, name: 'LiveDBError', code: 'insufficient_stock', status: 422,
+      details: [{ product_id: 'p2', requested: 999, available: 50 }] });
+    assert.equal(errs[1].code, 'not_found');
+    assert.equal(errs[1].status, 404);
+    assert.equal(errs[2].code, 'forbidden');
+    assert.equal(errs[2].status, 403);
+    assert.equal(errs[3].code, 'not_found');
+
+    // The order is in the partner's orders listener; stock went down.
+    await page.evaluate(() => {
+      watch('orders', db.collection('orders'));
+      watch('p1', db.doc('products', 'p1'));
+    });
+    await until(page, () => snaps.orders.length && snaps.p1.length);
+    assert.deepEqual((await last(page, 'orders')).docs.map((d) => d.client_order_id), ['o-1']);
+    assert.equal((await last(page, 'p1')).doc.stock, 48);
+    assert.deepEqual(page.problems, []);
+  } finally {
+    await ctx.close();
+    await srv.stop();
+  }
+});
+
+// ---------------------------------------------------------------- reconnects
+
+// The page itself comes from the server that is about to go down: serve
+// the shell (/, the SDK) from a copy, as a service worker or the HTTP
+// cache would, so that a reload reaches the SDK while the API is away.
+async function serveShellFromCache(ctx, srv) {
+  const shell = {};
+  for (const p of ['/', '/client/livedb.js', '/favicon.svg']) {
+    const r = await fetch(srv.url + p);
+    shell[p] = { body: Buffer.from(await r.arrayBuffer()), headers: Object.fromEntries(r.headers) };
+  }
+  await ctx.route((u) => Object.hasOwn(shell, u.pathname) && u.port === String(srv.port), (route) => {
+    const { body, headers } = shell[new URL(route.request().url()).pathname];
+    route.fulfill({ status: 200, body, headers });
+  });
+}
+
+// Console errors a page logs while the server is down (failed WebSocket
+// connects and fetches): expected in these tests, and only these.
+function withoutNetworkErrors(problems) {
+  return problems.filter((p) => !/ERR_CONNECTION_REFUSED|WebSocket connection to .* failed|Failed to load resource|ERR_INTERNET_DISCONNECTED|ERR_CONNECTION_RESET|ERR_EMPTY_RESPONSE/.test(p));
+}
+
+test('server stop and restart: reconnects, resumes with since, no change lost or duplicated', async () => {
+  const port = await freePort();
+  const srv = await wholesale({ port });
+  const ctx = await browser.newContext();
+  try {
+    const page = await sdkPage(ctx, srv);
+    await page.evaluate(() => {
+      watch('all', db.collection('products'));
+      watch('oil', db.collection('products').where('category', 'eq', 'oil'));
+      watch('p1', db.doc('products', 'p1'));
+    });
+    await until(page, () => db.state === 'live' && snaps.all.length && !snaps.all.at(-1).stale &&
+      snaps.oil.length && snaps.p1.length);
+    const before = await page.evaluate(() => ({ ...db.stats }));
+
+    await srv.stop();
+    await until(page, () => db.state !== 'live');
+    await until(page, () => snaps.all.at(-1).stale === true && snaps.p1.at(-1).stale === true);
+    await sleep(1500); // a few failed attempts: backoff grows
+    await srv.restart();
+    // Writes right away, most likely before the client is back.
+    await addProduct(srv, 4);
+    await addProduct(srv, 5);
+    await srv.req('PATCH', '/v1/c/products/p1', { body: { stock: 1 } });
+    await srv.req('DELETE', '/v1/c/products/p3');
+    await until(page, () => db.state === 'live' && !snaps.all.at(-1).stale && ids('all').length === 4 &&
+      snaps.p1.at(-1).doc.stock === 1 && !snaps.oil.at(-1).stale && !snaps.p1.at(-1).stale, 20_000);
+    // And live changes after the reconnect.
+    await addProduct(srv, 7);
+    await until(page, () => ids('all').includes('p7') && ids('oil').includes('p7'));
+
+    // (Within one batch, changes come ordered by id.)
+    assert.deepEqual(await page.evaluate(() => allChanges('all')), [
+      'added:p1', 'added:p2', 'added:p3', 'modified:p1', 'removed:p3', 'added:p4', 'added:p5', 'added:p7']);
+    assert.deepEqual(await page.evaluate(() => allChanges('oil')), [
+      'added:p1', 'added:p3', 'modified:p1', 'removed:p3', 'added:p5', 'added:p7']);
+    assert.deepEqual(await page.evaluate(() => allChanges('p1')), ['added:p1', 'modified:p1']);
+    const after = await page.evaluate(() => ({ ...db.stats }));
+    // Every listener came back with `since`, none needed a new snapshot.
+    assert.equal(after.resumes - before.resumes, 3);
+    assert.equal(after.snapshots, before.snapshots);
+    // What the page shows is what the server has.
+    const server = (await srv.req('GET', '/v1/c/products')).json.docs;
+    assert.deepEqual(await last(page, 'all').then((s) => s.docs), server);
+    const states = await page.evaluate(() => states);
+    assert.equal(states[0], 'live'); // db.state starts as 'connecting'
+    assert.ok(states.includes('reconnecting'), states.join());
+    assert.equal(states.at(-1), 'live');
+    assert.deepEqual(withoutNetworkErrors(page.problems), []);
+  } finally {
+    await ctx.close();
+    await srv.stop();
+  }
+});
+
+test('offline (navigator.onLine false): stale, then resumes with the changes made meanwhile', async () => {
+  const srv = await wholesale();
+  const ctx = await browser.newContext();
+  try {
+    const page = await sdkPage(ctx, srv);
+    await page.evaluate(() => watch('all', db.collection('products')));
+    await until(page, () => db.state === 'live' && snaps.all.length && !snaps.all.at(-1).stale);
+    await ctx.setOffline(true);
+    await until(page, () => db.state === 'offline' && snaps.all.at(-1).stale);
+    for (let i = 4; i <= 8; i++) await addProduct(srv, i);
+    await srv.req('PATCH', '/v1/c/products/p2', { body: { stock: 3 } });
+    await sleep(300);
+    assert.equal(await page.evaluate(() => ids('all').length), 3);
+    await ctx.setOffline(false);
+    await until(page, () => db.state === 'live' && !snaps.all.at(-1).stale && ids('all').length === 8);
+    assert.deepEqual(await page.evaluate(() => allChanges('all')), [
+      'added:p1', 'added:p2', 'added:p3', 'modified:p2', 'added:p4', 'added:p5', 'added:p6', 'added:p7', 'added:p8']);
+    // The changes came as one batch, when the resume was synced.
+    const s = await last(page, 'all');
+    assert.equal(s.changes.length, 6);
+    assert.equal(await page.evaluate(() => db.stats.resumes), 1);
+    assert.deepEqual(await page.evaluate(() => states), ['live', 'offline', 'live']);
+    assert.deepEqual(withoutNetworkErrors(page.problems), []);
+  } finally {
+    await ctx.close();
+    await srv.stop();
+  }
+});
+
+test('a reload while the server is down shows the cached documents, stale, then live again', async () => {
+  const port = await freePort();
+  const srv = await wholesale({ port });
+  const ctx = await browser.newContext();
+  try {
+    const page = await sdkPage(ctx, srv, { as: PARTNER });
+    await page.evaluate(() => {
+      watch('oil', db.collection('products').where('category', 'eq', 'oil'));
+      watch('p2', db.doc('products', 'p2'));
+    });
+    await until(page, () => snaps.oil.length && !snaps.oil.at(-1).stale && snaps.p2.length);
+    await sleep(600); // the cache is written shortly after a change
+    await serveShellFromCache(ctx, srv);
+    await srv.stop();
+
+    await page.reload();
+    await page.evaluate(async () => {
+      const { LiveDB } = await import('/client/livedb.js');
+      window.db = new LiveDB({ name: 'test' });
+      window.snaps = {};
+      window.states = [];
+      db.on('state', (s) => states.push(s));
+      window.restored = await db.restore();
+      for (const [k, target] of [['oil', db.collection('products').where('category', 'eq', 'oil')],
+        ['p2', db.doc('products', 'p2')], ['flour', db.collection('products').where('category', 'eq', 'flour')]]) {
+        snaps[k] = [];
+        target.onSnapshot((s) => snaps[k].push(JSON.parse(JSON.stringify(s))));
+      }
+      window.ids = (k) => snaps[k].at(-1)?.docs.map((d) => d.id);
+    });
+    assert.equal(await page.evaluate(() => restored?.email), PARTNER.email);
+    await until(page, () => snaps.oil.length && snaps.p2.length);
+    let s = await last(page, 'oil');
+    assert.deepEqual(s.docs.map((d) => d.id), ['p1', 'p3']);
+    assert.equal(s.fromCache, true);
+    assert.equal(s.stale, true);
+    assert.equal((await last(page, 'p2')).doc.id, 'p2');
+    assert.equal((await last(page, 'p2')).fromCache, true);
+    // A query never cached: nothing to show, said once the SDK gives up.
+    await until(page, () => db.state === 'offline' && snaps.flour.length, 20_000);
+    s = await last(page, 'flour');
+    assert.deepEqual([s.docs, s.stale, s.fromCache], [[], true, false]);
+
+    await srv.restart();
+    await srv.req('PATCH', '/v1/c/products/p3', { body: { stock: 9 } });
+    await until(page, () => db.state === 'live' && !snaps.oil.at(-1).stale && !snaps.flour.at(-1).stale, 20_000);
+    s = await last(page, 'oil');
+    assert.equal(s.fromCache, false);
+    assert.deepEqual(s.changes.map((c) => `${c.op}:${c.id}`), ['modified:p3']);
+    assert.deepEqual(await page.evaluate(() => ids('flour')), ['p2']);
+    assert.deepEqual(withoutNetworkErrors(page.problems), []);
+  } finally {
+    await ctx.close();
+    await srv.stop();
+  }
+});
