@@ -485,3 +485,145 @@ test('a reload while the server is down shows the cached documents, stale, then 
     await srv.stop();
   }
 });
+
+// ---------------------------------------------------------------- the offline queue, and tabs
+
+// The server's log of function calls: [{fn, ok}], oldest first.
+async function callsLogged(srv, fn) {
+  const r = await srv.req('GET', '/v1/activity?action=call&limit=1000');
+  return r.json.entries.reverse().map((e) => e.data).filter((d) => !fn || d.fn === fn);
+}
+
+test('queued calls: sent exactly once after the reconnect, with two tabs open', async () => {
+  const srv = await wholesale();
+  const ctx = await browser.newContext();
+  try {
+    const a = await sdkPage(ctx, srv);
+    const b = await sdkPage(ctx, srv, { restore: true });
+    for (const p of [a, b]) await until(p, () => db.state === 'live');
+    await ctx.setOffline(true);
+    for (const p of [a, b]) await until(p, () => db.state === 'offline');
+
+    // adjust_inventory is not deduplicated by the server: a second send
+    // would take the stock down twice.
+    const queued = await a.evaluate(async () => {
+      const out = [];
+      for (let i = 0; i < 3; i++) out.push(await db.call('adjust_inventory', { product_id: 'p1', delta: -1 }, { queue: true }));
+      out.push(await db.call('adjust_inventory', { product_id: 'p1', delta: -1000 }, { queue: true })); // will fail
+      return out;
+    });
+    assert.ok(queued.every((q) => q.queued === true && typeof q.id === 'string'));
+    const queuedB = await b.evaluate(() => db.call('adjust_inventory', { product_id: 'p2', delta: -5 }, { queue: true }));
+    assert.equal(queuedB.queued, true);
+    // Both tabs see the whole queue.
+    for (const p of [a, b]) {
+      await until(p, () => events.filter((e) => e.ev === 'queue').at(-1)?.args[0].length === 5);
+      assert.equal((await p.evaluate(() => db.pending())).length, 5);
+    }
+
+    await ctx.setOffline(false);
+    for (const p of [a, b]) await until(p, () => db.state === 'live' && events.filter((e) => e.ev === 'queue').at(-1)?.args[0].length === 0);
+    await until(a, () => events.filter((e) => e.ev === 'call').length === 4);
+    await until(b, () => events.filter((e) => e.ev === 'call').length === 1);
+    await sleep(500);
+    // Each outcome came once, to the tab that queued the call.
+    const callsA = await a.evaluate(() => events.filter((e) => e.ev === 'call').map((e) => e.args));
+    const callsB = await b.evaluate(() => events.filter((e) => e.ev === 'call').map((e) => e.args));
+    assert.equal(callsA.length, 4);
+    assert.equal(callsB.length, 1);
+    assert.deepEqual(callsA.map(([entry]) => entry.id), queued.map((q) => q.id));
+    assert.deepEqual(callsA.slice(0, 3).map(([, r]) => r.product.id), ['p1', 'p1', 'p1']);
+    assert.equal(callsA[3][1].code, 'insufficient_stock');
+    assert.equal(callsA[3][1].status, 422);
+    assert.equal(callsB[0][0].id, queuedB.id);
+    assert.equal(callsB[0][1].product.stock, 45);
+
+    // Sent once each: the server ran exactly five calls.
+    assert.equal((await srv.req('GET', '/v1/c/products/p1')).json.stock, 47);
+    assert.equal((await srv.req('GET', '/v1/c/products/p2')).json.stock, 45);
+    const log = await callsLogged(srv, 'adjust_inventory');
+    assert.equal(log.filter((d) => d.ok).length, 4);
+    assert.deepEqual(a.problems, []);
+    assert.deepEqual(b.problems, []);
+  } finally {
+    await ctx.close();
+    await srv.stop();
+  }
+});
+
+test('a queued place_order is placed once; the partner sees it in both tabs', async () => {
+  const srv = await wholesale();
+  const ctx = await browser.newContext();
+  try {
+    const a = await sdkPage(ctx, srv, { as: PARTNER });
+    const b = await sdkPage(ctx, srv, { restore: true });
+    for (const p of [a, b]) {
+      await p.evaluate(() => watch('orders', db.collection('orders')));
+      await until(p, () => db.state === 'live' && snaps.orders.length && !snaps.orders.at(-1).stale);
+    }
+    await ctx.setOffline(true);
+    for (const p of [a, b]) await until(p, () => db.state === 'offline');
+    const q = await a.evaluate(() => db.call('place_order',
+      { items: [{ product_id: 'p3', qty: 4 }], client_order_id: 'offline-1' }, { queue: true }));
+    assert.equal(q.queued, true);
+    // Without a client_order_id the SDK makes one, so resends stay safe.
+    const entries = await a.evaluate(async () => {
+      await db.call('place_order', { items: [{ product_id: 'p1', qty: 1 }] }, { queue: true });
+      return db.pending();
+    });
+    assert.equal(entries.length, 2);
+    assert.equal(typeof entries[1].args.client_order_id, 'string');
+
+    await ctx.setOffline(false);
+    for (const p of [a, b]) await until(p, () => snaps.orders.at(-1).docs.length === 2 && !snaps.orders.at(-1).stale);
+    const orders = (await srv.req('GET', '/v1/c/orders')).json.docs;
+    assert.equal(orders.length, 2);
+    assert.deepEqual(orders.map((o) => o.client_order_id).sort(), [entries[1].args.client_order_id, 'offline-1'].sort());
+    assert.equal((await callsLogged(srv, 'place_order')).length, 2);
+    await until(a, () => events.filter((e) => e.ev === 'call').length === 2);
+    assert.equal(await b.evaluate(() => events.filter((e) => e.ev === 'call').length), 0);
+    // Both tabs show the same orders.
+    const docsA = await a.evaluate(() => snaps.orders.at(-1).docs);
+    const docsB = await b.evaluate(() => snaps.orders.at(-1).docs);
+    assert.deepEqual(docsA, docsB);
+    assert.deepEqual(a.problems, []);
+    assert.deepEqual(b.problems, []);
+  } finally {
+    await ctx.close();
+    await srv.stop();
+  }
+});
+
+test('tabs share changes: a tab whose connection is down still shows what another tab hears', async () => {
+  const srv = await wholesale();
+  const ctx = await browser.newContext();
+  try {
+    const a = await sdkPage(ctx, srv);
+    const b = await sdkPage(ctx, srv, { restore: true });
+    for (const p of [a, b]) {
+      await p.evaluate(() => {
+        watch('all', db.collection('products'));
+        watch('oil', db.collection('products').where('category', 'eq', 'oil'));
+      });
+      await until(p, () => snaps.all.length && !snaps.all.at(-1).stale && snaps.oil.length && !snaps.oil.at(-1).stale);
+    }
+    // B loses its connection and does not come back by itself.
+    await b.evaluate(() => { db._connect = () => {}; db._endConnection(); });
+    await until(b, () => snaps.all.at(-1).stale);
+    await addProduct(srv, 4);
+    await addProduct(srv, 5);
+    await srv.req('PATCH', '/v1/c/products/p1', { body: { category: 'flour', stock: 2 } });
+    await srv.req('DELETE', '/v1/c/products/p3');
+    await until(a, () => ids('all').join() === 'p1,p2,p4,p5' && ids('oil').join() === 'p5');
+    await until(b, () => ids('all').join() === 'p1,p2,p4,p5' && ids('oil').join() === 'p5');
+    const [sa, sb] = [await last(a, 'all'), await last(b, 'all')];
+    assert.deepEqual(sb.docs, sa.docs);
+    assert.equal(sb.stale, true); // B is not in sync with the server itself
+    assert.deepEqual(await b.evaluate(() => allChanges('oil')), await a.evaluate(() => allChanges('oil')));
+    assert.deepEqual(a.problems, []);
+    assert.deepEqual(b.problems, []);
+  } finally {
+    await ctx.close();
+    await srv.stop();
+  }
+});

@@ -68,8 +68,10 @@
  * Tabs. A BroadcastChannel `livedb:NAME` carries each change a tab
  * receives (the others apply it to their listeners of that collection at
  * once, so tabs never show different data, even while one of them is
- * reconnecting), queue changes and call outcomes ('queue' and 'call' fire
- * in every tab), and logout.
+ * reconnecting), queue changes ('queue' fires in every tab), call outcomes
+ * and logout. A queued call's outcome ('call') fires once: in the tab that
+ * queued it when that tab is still open (each tab holds a Web Lock named
+ * after it while it lives), else in the tab that sent it.
  *
  * Activity. One 'page_view' {path, load_ms} per page load, and every
  * uncaught error and unhandled rejection as 'client_error', plus report():
@@ -1151,6 +1153,7 @@ export class LiveDB extends Emitter {
     this._flushAgain = false;
     this._reporter = new Reporter(this);
 
+    this._holdTabLock();
     this._bc = typeof BroadcastChannel === 'function' ? new BroadcastChannel(`livedb:${name}`) : null;
     if (this._bc) this._bc.onmessage = (ev) => this._tabMessage(ev.data);
     this._onOnline = () => this._online();
@@ -1160,6 +1163,9 @@ export class LiveDB extends Emitter {
     instances.add(this);
     hookPage();
   }
+
+  // The session's token (for the few requests a page makes itself).
+  get token() { return this._token; }
 
   // ---- session
 
@@ -1504,6 +1510,25 @@ export class LiveDB extends Emitter {
 
   // ---- tabs
 
+  // Held while this page lives: other tabs ask whether it is still open.
+  _holdTabLock() {
+    if (!navigator.locks?.request) return;
+    navigator.locks.request(`livedb:${this.name}:tab:${this._tab}`, () => new Promise((resolve) => {
+      this._releaseTabLock = resolve;
+    })).catch(() => {});
+  }
+
+  async _tabAlive(tab) {
+    if (tab === this._tab) return true;
+    if (!navigator.locks?.query) return false;
+    try {
+      const { held } = await navigator.locks.query();
+      return held.some((l) => l.name === `livedb:${this.name}:tab:${tab}`);
+    } catch {
+      return false;
+    }
+  }
+
   _broadcast(msg) {
     try {
       this._bc?.postMessage({ ...msg, from: this._tab });
@@ -1533,7 +1558,7 @@ export class LiveDB extends Emitter {
         this._emitQueue();
         break;
       case 'call':
-        if (m.entry?.account !== this.account?.id) return;
+        if (m.to !== this._tab) return;
         this._emit('call', m.entry, m.error ? LiveDBError.from(m.error, m.error.status) : m.result);
         break;
       case 'logout':
@@ -1632,9 +1657,13 @@ export class LiveDB extends Emitter {
           error = err;
         }
         await this._store.del('queue', e.id);
-        this._broadcast({ t: 'call', entry: e, result, error: error?.toJSON() });
-        this._emit('call', e, error ?? result);
         this._queueChanged();
+        // The outcome goes to the tab that queued the call, if it is open.
+        if (e.tab !== this._tab && await this._tabAlive(e.tab)) {
+          this._broadcast({ t: 'call', to: e.tab, entry: e, result, error: error?.toJSON() });
+        } else {
+          this._emit('call', e, error ?? result);
+        }
       }
     }
   }
@@ -1730,6 +1759,7 @@ export class LiveDB extends Emitter {
     for (const L of this._listeners) L.closed = true;
     this._listeners.clear();
     this._bc?.close();
+    this._releaseTabLock?.();
     window.removeEventListener('online', this._onOnline);
     window.removeEventListener('offline', this._onOffline);
     instances.delete(this);
