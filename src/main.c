@@ -20,6 +20,8 @@
 #include <uv.h>
 
 #include "api/api.h"
+#include "cli/backups.h"
+#include "store/backup.h"
 #include "core/apps.h"
 #include "core/doc.h"
 #include "ops/log.h"
@@ -33,9 +35,14 @@ static const char usage[] =
     "                    [--idle-timeout S] [--auto-index N] [--no-access-log]\n"
     "                    [--allow-origin ORIGIN]... [--ws-ping S] [--ws-max-pending BYTES]\n"
     "                    [--session-hours H] [--web-root DIR]\n"
+    "                    [--backup-interval S] [--backup-keep N] [--backup-max-age S]\n"
+    "                    [--no-auto-recover]\n"
     "       livedb account add --email E --role R [--name N] --password-stdin [--data DIR]\n"
     "       livedb activity [--data DIR] [--format json|csv] [--since RFC3339]\n"
-    "       livedb verify [--data DIR]\n"
+    "       livedb verify [--data DIR] [BACKUP]\n"
+    "       livedb backup [--data DIR] [--keep N]\n"
+    "       livedb backups [--data DIR]\n"
+    "       livedb restore --data DIR BACKUP\n"
     "       livedb export [--data DIR] [--out FILE]\n"
     "       livedb import FILE [--data DIR] [--collection C] [--batch N] [--dry-run]\n"
     "       livedb help | --version\n"
@@ -56,6 +63,13 @@ static const char usage[] =
     "  --ws-max-pending B    unsent bytes past which a realtime reader is closed with\n"
     "                        4008 (default 8388608)\n"
     "  --session-hours H     how long a login lasts (default 168; fractions allowed)\n"
+    "  --backup-interval S   take a backup every S seconds when something changed\n"
+    "                        (default 30; 0: never)\n"
+    "  --backup-keep N       backups kept, newest first (default 10; 0: all)\n"
+    "  --backup-max-age S    health is degraded when changes have waited longer than S\n"
+    "                        seconds for a good backup (default 300)\n"
+    "  --no-auto-recover     refuse to start on a damaged database instead of restoring\n"
+    "                        the newest good backup\n"
     "  --web-root DIR        serve the pages and the SDK from this source tree instead of\n"
     "                        the copies built in (edit a page, reload, no rebuild)\n";
 
@@ -76,6 +90,8 @@ typedef struct serve_opts {
     const char *apps;
     const char *web_root;
     double session_hours;
+    int backup_interval, backup_keep, backup_max_age;
+    bool auto_recover;
 } serve_opts;
 
 __attribute__((format(printf, 1, 2))) static int bad_usage(const char *fmt, ...)
@@ -124,7 +140,9 @@ static int parse_serve(int argc, char **argv, serve_opts *o)
                       .retain = 1000000, .feed_memory = 65536, .header_timeout = 10,
                       .idle_timeout = 60, .auto_index = 16, .access_log = true,
                       .ws_ping = 15, .ws_max_pending = 8 * 1024 * 1024,
-                      .apps = "wholesale,studio", .session_hours = 168};
+                      .apps = "wholesale,studio", .session_hours = 168,
+                      .backup_interval = 30, .backup_keep = 10, .backup_max_age = 300,
+                      .auto_recover = true};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -135,6 +153,10 @@ static int parse_serve(int argc, char **argv, serve_opts *o)
         }
         if (strcmp(a, "--no-access-log") == 0) {
             o->access_log = false;
+            continue;
+        }
+        if (strcmp(a, "--no-auto-recover") == 0) {
+            o->auto_recover = false;
             continue;
         }
         if (!v)
@@ -172,6 +194,19 @@ static int parse_serve(int argc, char **argv, serve_opts *o)
             o->apps = v;
         } else if (strcmp(a, "--web-root") == 0) {
             o->web_root = v;
+        } else if (strcmp(a, "--backup-interval") == 0) {
+            if (parse_num(v, 0, 86400 * 7, &n))
+                return bad_usage("--backup-interval takes seconds from 0 to 604800, not '%s'", v);
+            o->backup_interval = (int)n;
+        } else if (strcmp(a, "--backup-keep") == 0) {
+            if (parse_num(v, 0, 100000, &n))
+                return bad_usage("--backup-keep takes a number from 0 (all) to 100000, not '%s'",
+                                 v);
+            o->backup_keep = (int)n;
+        } else if (strcmp(a, "--backup-max-age") == 0) {
+            if (parse_num(v, 1, 86400 * 30, &n))
+                return bad_usage("--backup-max-age takes seconds from 1 to 2592000, not '%s'", v);
+            o->backup_max_age = (int)n;
         } else if (strcmp(a, "--session-hours") == 0) {
             char *end;
             double h = strtod(v, &end);
@@ -374,6 +409,26 @@ static void on_signal(uv_signal_t *s, int signum)
     store_drain(rt->app.store, on_drained, rt);
 }
 
+static void on_recovery_logged(wjob *job) { wjob_free(job); }
+
+/* The start-up check replaced a damaged database: the activity log says
+ * so, with what was kept and what was lost, as stderr already did. */
+static void log_recovery(app_t *app, const recovery *rec)
+{
+    wjob *job = wjob_new(WJ_OPS, 0);
+    job->actor.system = true;
+    snprintf(job->actor.role, sizeof job->actor.role, "system");
+    snprintf(job->log_action, sizeof job->log_action, "recovered");
+    job->log_data = json_pack("{sssIsssssI}", "backup", rec->backup, "kept_to_seq",
+                              (json_int_t)rec->backup_seq, "problem", rec->problem, "moved_to",
+                              rec->aside, "lost_to_seq", (json_int_t)rec->lost_to);
+    job->done = on_recovery_logged;
+    store_submit(app->store, job);
+    fprintf(stderr, "livedb: RECOVERED: the database was damaged (%s); restored backup %s"
+                    " (changes up to seq %lld kept). The damaged files are in %s\n",
+            rec->problem, rec->backup, (long long)rec->backup_seq, rec->aside);
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     serve_opts o;
@@ -388,9 +443,9 @@ static int cmd_serve(int argc, char **argv)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    /* libuv's thread pool runs the four readers and at most two password
-     * hashes: size it before first use. */
-    setenv("UV_THREADPOOL_SIZE", "6", 0);
+    /* libuv's thread pool runs the four readers, at most two password
+     * hashes and a backup: size it before first use. */
+    setenv("UV_THREADPOOL_SIZE", "7", 0);
 
     err_t e = {0};
     if (apps_load(o.apps, &e)) {
@@ -404,8 +459,10 @@ static int cmd_serve(int argc, char **argv)
     uv_loop_t *loop = uv_default_loop();
     app_t *app = &rt->app;
     app->loop = loop;
+    recovery rec;
     store_opts so = {.dir = o.data, .retain_changes = o.retain, .readers = 4,
-                     .auto_index_max = o.auto_index};
+                     .auto_index_max = o.auto_index, .auto_recover = o.auto_recover,
+                     .recovered = &rec, .app_collections = true};
     if (store_open(&app->store, loop, &so, &e)) {
         fprintf(stderr, "livedb: %s\n", e.msg);
         err_clear(&e);
@@ -424,8 +481,11 @@ static int cmd_serve(int argc, char **argv)
         apps_free();
         return 1;
     }
+    if (rec.recovered)
+        log_recovery(app, &rec);
     app->feed = feed_new((size_t)o.feed_memory);
     api_init(app);
+    backups_init(app, o.backup_interval, o.backup_keep, o.backup_max_age);
     app->origins = o.origins;
     app->norigins = o.norigins;
     realtime_opts ro = {.ping_seconds = o.ws_ping, .max_pending = (size_t)o.ws_max_pending};
@@ -1014,13 +1074,17 @@ static int cmd_activity(int argc, char **argv)
 
 static int cmd_verify(int argc, char **argv)
 {
-    const char *data = "./data";
+    const char *data = "./data", *backup = NULL;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--data") == 0 && i + 1 < argc)
             data = argv[++i];
+        else if (argv[i][0] != '-' && !backup)
+            backup = argv[i];
         else
-            return bad_usage("unknown option %s (livedb verify [--data DIR])", argv[i]);
+            return bad_usage("unknown option %s (livedb verify [--data DIR] [BACKUP])", argv[i]);
     }
+    if (backup)
+        return cli_verify_backup(data, backup);
     err_t e = {0};
     int64_t n = 0;
     if (store_verify(data, &n, &e)) {
@@ -1057,6 +1121,12 @@ int main(int argc, char **argv)
         return cmd_activity(argc - 2, argv + 2);
     if (strcmp(cmd, "verify") == 0)
         return cmd_verify(argc - 2, argv + 2);
+    if (strcmp(cmd, "backup") == 0)
+        return cli_backup(argc - 2, argv + 2);
+    if (strcmp(cmd, "backups") == 0)
+        return cli_backups(argc - 2, argv + 2);
+    if (strcmp(cmd, "restore") == 0)
+        return cli_restore(argc - 2, argv + 2);
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         fputs(usage, stdout);
         return 0;

@@ -27,7 +27,7 @@
 
 /* Actions the server writes itself: a client may not pose as the server. */
 static const char *const server_actions[] = {
-    "create", "update", "delete", "login", "login_failed", "logout", "call",
+    "create", "update", "delete", "login", "login_failed", "logout", "call", "recovered",
     "backup", "restore", "recovery", "account_add", "import",
 };
 

@@ -48,6 +48,9 @@ typedef struct app {
 
     /* auth.c */
     struct auth_state *auth;
+
+    /* backups.c */
+    struct backups_state *backups;
     /* CORS and WebSocket origins besides the server's own (--allow-origin) */
     const char *const *origins;
     int norigins;
@@ -146,8 +149,19 @@ void fn_call(app_t *app, const actor_t *who, const char *name, json_t *args,
 /* admin.c */
 void admin_export(app_t *app, conn_t *c, http_req *req);
 
+/* backups.c: the timer (interval 0: none), the admin endpoints, and what
+ * health and metrics say. backups_health appends the check's JSON and
+ * answers whether it is healthy. */
+void backups_init(app_t *app, int interval_s, int keep, int max_age_s);
+void backups_shutdown(app_t *app);
+void backups_http(app_t *app, conn_t *c, http_req *req, const char *name, const char *action);
+bool backups_health(app_t *app, buf_t *out, bool detail);
+void backups_metrics(app_t *app, buf_t *out);
+
 /* Shared helpers. */
 void respond_err(conn_t *c, err_t *e);
 void respond_simple(conn_t *c, err_code code, const char *msg);
+/* 405 with the Allow header. */
+void respond_method(conn_t *c, const char *allow);
 
 #endif

@@ -3,8 +3,8 @@
  *
  * Health is decided from real checks: a write to the database (a probe
  * through the writer, at most one a second, shared by every caller that
- * asks meanwhile), the writer's progress while it has work, and the free
- * space of the data directory.
+ * asks meanwhile), the writer's progress while it has work, the free
+ * space of the data directory, and the backups (backups.c).
  */
 #include "api.h"
 
@@ -54,32 +54,46 @@ static void answer(health_state *h, conn_t *c, bool detail)
         free_bytes = (unsigned long long)vfs.f_bavail * vfs.f_frsize;
     const char *disk = free_bytes < DISK_LOW_BYTES ? "low" : "ok";
 
+    buf_t bk = {0};
+    bool backups_ok = backups_health(app, &bk, detail);
+    bool failed = store_failed(app->store);
+
     const char *status = "ok";
-    if (!h->probe_ok || strcmp(writer, "stuck") == 0)
+    if (!h->probe_ok || failed || strcmp(writer, "stuck") == 0)
         status = "down";
-    else if (strcmp(writer, "ok") != 0 || strcmp(disk, "ok") != 0)
+    else if (strcmp(writer, "ok") != 0 || strcmp(disk, "ok") != 0 || !backups_ok)
         status = "degraded";
+    const char *database = failed ? "failed" : h->probe_ok ? "ok" : "failing";
 
     buf_t b = {0};
     if (!detail) {
         buf_printf(&b, "{\"status\":\"%s\",\"checks\":{\"database\":{\"status\":\"%s\"},"
-                       "\"writer\":{\"status\":\"%s\"},\"disk\":{\"status\":\"%s\"}}}",
-                   status, h->probe_ok ? "ok" : "failing", writer, disk);
+                       "\"writer\":{\"status\":\"%s\"},\"disk\":{\"status\":\"%s\"},"
+                       "\"backups\":%s}}",
+                   status, database, writer, disk, bk.p);
+        buf_free(&bk);
         conn_respond_buf(c, strcmp(status, "down") == 0 ? 503 : 200, "application/json",
                          "Cache-Control: no-store\r\n", &b);
         return;
     }
     buf_printf(&b, "{\"status\":\"%s\",\"checks\":{\"database\":{\"status\":\"%s\",\"ms\":%.3f",
-               status, h->probe_ok ? "ok" : "failing", h->probe_ms);
-    if (!h->probe_ok) {
+               status, database, h->probe_ms);
+    if (failed) {
+        const char *why = "writes are stopped: the disk failed to confirm a write (fsync);"
+                          " check the disk, then restart livedb";
+        buf_puts(&b, ",\"message\":");
+        buf_put_json_str(&b, why, strlen(why));
+    } else if (!h->probe_ok) {
         buf_puts(&b, ",\"message\":");
         buf_put_json_str(&b, h->probe_msg, strlen(h->probe_msg));
     }
     buf_printf(&b, "},\"writer\":{\"status\":\"%s\",\"queue\":%d,\"idle_ms\":%llu},"
-                   "\"disk\":{\"status\":\"%s\",\"free_bytes\":%llu}},\"seq\":%lld}",
+                   "\"disk\":{\"status\":\"%s\",\"free_bytes\":%llu},\"backups\":%s},"
+                   "\"seq\":%lld}",
                writer, store_queue_depth(app->store),
                busy ? (unsigned long long)(since_beat / 1000000) : 0ull, disk, free_bytes,
-               (long long)store_committed_seq(app->store));
+               bk.p, (long long)store_committed_seq(app->store));
+    buf_free(&bk);
     conn_respond_buf(c, strcmp(status, "down") == 0 ? 503 : 200, "application/json",
                      "Cache-Control: no-store\r\n", &b);
 }
@@ -165,6 +179,7 @@ void metrics_get(app_t *app, conn_t *c, http_req *req)
     }
     buf_t b = {0};
     metrics_render(&b);
+    backups_metrics(app, &b);
     conn_respond_buf(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, &b);
 }
 

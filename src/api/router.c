@@ -31,7 +31,7 @@ void respond_simple(conn_t *c, err_code code, const char *msg)
     respond_err(c, &e);
 }
 
-static void method_not_allowed(conn_t *c, const char *allow)
+void respond_method(conn_t *c, const char *allow)
 {
     err_t e = {0};
     err_set(&e, E_METHOD_NOT_ALLOWED, "this path takes %s", allow);
@@ -143,8 +143,8 @@ static bool cors(app_t *app, conn_t *c, http_req *req)
 
 /* ------------------------------------------------------------------ routing */
 
-/* Splits path into at most 4 decoded segments. -1 on bad encoding. */
-static int split_path(const http_req *req, char seg[4][DOC_ID_MAX * 3 + 1], int *nseg)
+/* Splits path into at most 5 decoded segments. -1 on bad encoding. */
+static int split_path(const http_req *req, char seg[5][DOC_ID_MAX * 3 + 1], int *nseg)
 {
     *nseg = 0;
     const char *s = req->path, *end = req->path + req->path_len;
@@ -155,8 +155,8 @@ static int split_path(const http_req *req, char seg[4][DOC_ID_MAX * 3 + 1], int 
     while (s <= end) {
         const char *slash = memchr(s, '/', (size_t)(end - s));
         const char *stop = slash ? slash : end;
-        if (*nseg == 4) { /* deeper than any route: not found, not malformed */
-            *nseg = 5;
+        if (*nseg == 5) { /* deeper than any route: not found, not malformed */
+            *nseg = 6;
             break;
         }
         if ((size_t)(stop - s) > DOC_ID_MAX * 3) {
@@ -180,7 +180,7 @@ static int split_path(const http_req *req, char seg[4][DOC_ID_MAX * 3 + 1], int 
 void api_handle(void *appv, conn_t *c, http_req *req)
 {
     app_t *app = appv;
-    char seg[4][DOC_ID_MAX * 3 + 1];
+    char seg[5][DOC_ID_MAX * 3 + 1];
     int n;
     int m = req->method == HTTP_HEAD ? HTTP_GET : req->method;
     if (split_path(req, seg, &n) != 0) {
@@ -192,7 +192,7 @@ void api_handle(void *appv, conn_t *c, http_req *req)
     if (n == 1 && strcmp(seg[0], "metrics") == 0) {
         conn_set_route(c, ROUTE_METRICS);
         if (m != HTTP_GET)
-            return method_not_allowed(c, "GET");
+            return respond_method(c, "GET");
         return metrics_get(app, c, req);
     }
     if (n < 2 || strcmp(seg[0], "v1") != 0) {
@@ -208,13 +208,13 @@ void api_handle(void *appv, conn_t *c, http_req *req)
     if (n == 2 && strcmp(seg[1], "health") == 0) {
         conn_set_route(c, ROUTE_HEALTH);
         if (m != HTTP_GET)
-            return method_not_allowed(c, "GET");
+            return respond_method(c, "GET");
         return health_get(app, c, req);
     }
     if (n == 2 && strcmp(seg[1], "changes") == 0) {
         conn_set_route(c, ROUTE_CHANGES);
         if (m != HTTP_GET)
-            return method_not_allowed(c, "GET");
+            return respond_method(c, "GET");
         return changes_get(app, c, req);
     }
     if (n == 3 && strcmp(seg[1], "auth") == 0) {
@@ -223,7 +223,7 @@ void api_handle(void *appv, conn_t *c, http_req *req)
         if (!me && strcmp(seg[2], "login") && strcmp(seg[2], "logout"))
             return respond_simple(c, E_NOT_FOUND, "no such path (login, logout, me)");
         if (m != (me ? HTTP_GET : HTTP_POST))
-            return method_not_allowed(c, me ? "GET" : "POST");
+            return respond_method(c, me ? "GET" : "POST");
         if (me)
             return auth_me(app, c, req);
         if (strcmp(seg[2], "login") == 0)
@@ -243,37 +243,43 @@ void api_handle(void *appv, conn_t *c, http_req *req)
             if (strcmp(seg[2], "export") != 0)
                 return respond_simple(c, E_NOT_FOUND, "no such path (/v1/activity/export)");
             if (m != HTTP_GET)
-                return method_not_allowed(c, "GET");
+                return respond_method(c, "GET");
             return activity_export(app, c, req);
         }
         if (m == HTTP_GET)
             return activity_get(app, c, req);
         if (m == HTTP_POST)
             return activity_post(app, c, req);
-        return method_not_allowed(c, "GET, POST");
+        return respond_method(c, "GET, POST");
     }
     if (n == 3 && strcmp(seg[1], "fn") == 0) {
         conn_set_route(c, ROUTE_FN);
         if (m != HTTP_POST)
-            return method_not_allowed(c, "POST");
+            return respond_method(c, "POST");
         return fn_http(app, c, req, seg[2]);
+    }
+    if (n >= 3 && strcmp(seg[1], "admin") == 0 && strcmp(seg[2], "backups") == 0) {
+        conn_set_route(c, ROUTE_ADMIN);
+        if (n > 5)
+            return respond_simple(c, E_NOT_FOUND, "no such path");
+        return backups_http(app, c, req, n >= 4 ? seg[3] : NULL, n == 5 ? seg[4] : NULL);
     }
     if (n == 3 && strcmp(seg[1], "admin") == 0 && strcmp(seg[2], "export") == 0) {
         conn_set_route(c, ROUTE_ADMIN);
         if (m != HTTP_GET)
-            return method_not_allowed(c, "GET");
+            return respond_method(c, "GET");
         return admin_export(app, c, req);
     }
     if (n == 2 && strcmp(seg[1], "realtime") == 0) {
         conn_set_route(c, ROUTE_REALTIME);
         if (m != HTTP_GET)
-            return method_not_allowed(c, "GET");
+            return respond_method(c, "GET");
         return realtime_upgrade(app, c, req);
     }
     if (n == 2 && strcmp(seg[1], "batch") == 0) {
         conn_set_route(c, ROUTE_BATCH);
         if (m != HTTP_POST)
-            return method_not_allowed(c, "POST");
+            return respond_method(c, "POST");
         return docs_batch(app, c, req);
     }
     if ((n == 3 || n == 4) && strcmp(seg[1], "c") == 0) {
@@ -291,7 +297,7 @@ void api_handle(void *appv, conn_t *c, http_req *req)
                 conn_set_route(c, ROUTE_CREATE);
                 return docs_write(app, c, req, seg[2], NULL);
             }
-            return method_not_allowed(c, "GET, POST");
+            return respond_method(c, "GET, POST");
         }
         if (doc_check_id(seg[3], strlen(seg[3]), &e)) {
             respond_err(c, &e);
@@ -311,7 +317,7 @@ void api_handle(void *appv, conn_t *c, http_req *req)
             conn_set_route(c, ROUTE_DOC_DELETE);
             return docs_write(app, c, req, seg[2], seg[3]);
         default:
-            return method_not_allowed(c, "GET, PUT, PATCH, DELETE");
+            return respond_method(c, "GET, PUT, PATCH, DELETE");
         }
     }
     respond_simple(c, E_NOT_FOUND, "no such path");
@@ -331,4 +337,5 @@ void api_shutdown(app_t *app)
         realtime_shutdown(app);
     changes_shutdown(app);
     health_shutdown(app);
+    backups_shutdown(app);
 }

@@ -58,6 +58,14 @@ typedef struct store_opts {
     int64_t retain_changes; /* changes kept in the feed table (>= 1) */
     int readers;            /* read-only connections */
     int auto_index_max;     /* automatic indexes per collection */
+    /* The start-up check (backup.h backup_recover): with auto_recover, a
+     * damaged database is replaced by the newest good backup, and what
+     * happened is told in *recovered (may be NULL). */
+    bool auto_recover;
+    struct recovery *recovered;
+    /* Make the served apps' collections before the first job (a server
+     * function never creates a table inside its transaction). */
+    bool app_collections;
 } store_opts;
 
 /* Called on the loop thread with each job's committed changes and
@@ -261,6 +269,8 @@ int store_export(const char *dir, FILE *out, err_t *err);
 
 /* The seq of the last durable commit (any thread). */
 int64_t store_committed_seq(const store_t *st);
+/* Whether writes are stopped for good (an fsync failed; see sqlite.c). */
+bool store_failed(const store_t *st);
 /* The oldest seq still in the feed table; a `since` below first-1 is gone. */
 int64_t store_first_seq(const store_t *st);
 /* Jobs waiting for the writer. */

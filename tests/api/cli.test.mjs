@@ -66,7 +66,7 @@ describe('exit codes and usage', () => {
 
 describe('--demo', () => {
   test('loads sample documents into an empty data dir, once', async () => {
-    const s = await startServer({ args: ['--demo'] });
+    const s = await startServer({ args: ['--demo', '--apps', 'wholesale,studio'] });
     servers.push(s);
     const seq = await lastSeq(s);
     assert.ok(seq > 0, 'demo data was loaded');

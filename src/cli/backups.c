@@ -1,0 +1,150 @@
+/*
+ * backups.c: livedb backup, backups, verify BACKUP and restore (see
+ * backups.h). Backups may be taken and checked while a server runs on the
+ * same data directory; a restore needs it stopped, and takes the data
+ * directory's lock to be sure.
+ */
+#include "backups.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "../store/backup.h"
+#include "../util/util.h"
+
+static int usage_error(const char *msg)
+{
+    fprintf(stderr, "livedb: %s\n(run 'livedb help' for the options)\n", msg);
+    return 2;
+}
+
+static void print_info(const backup_info *b)
+{
+    char at[TIME_RFC3339_LEN + 1];
+    time_format_rfc3339(b->at_ms, at);
+    printf("%-36s  seq %-10lld  %10lld bytes  %s  %s%s%s\n", b->name, (long long)b->seq,
+           (long long)b->size, at, b->ok ? "ok" : "BAD", b->ok ? "" : ": ", b->problem);
+}
+
+int cli_backup(int argc, char **argv)
+{
+    const char *data = "./data";
+    int keep = 10;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--data") == 0 && i + 1 < argc) {
+            data = argv[++i];
+        } else if (strcmp(argv[i], "--keep") == 0 && i + 1 < argc) {
+            char *end;
+            long k = strtol(argv[++i], &end, 10);
+            if (*end || k < 0 || k > 100000)
+                return usage_error("--keep takes a number of backups (0: keep all)");
+            keep = (int)k;
+        } else {
+            return usage_error("livedb backup [--data DIR] [--keep N]");
+        }
+    }
+    char db[4096];
+    snprintf(db, sizeof db, "%s/livedb.db", data);
+    if (access(db, R_OK) != 0) {
+        fprintf(stderr, "livedb: no database in %s (is --data right?)\n", data);
+        return 1;
+    }
+    err_t e = {0};
+    backup_info b;
+    if (backup_take(data, keep, &b, &e)) {
+        fprintf(stderr, "livedb: backup failed: %s\n", e.msg);
+        err_clear(&e);
+        return 1;
+    }
+    printf("%s\n", b.name);
+    fprintf(stderr, "livedb: backup %s/backups/%s: seq %lld, %lld bytes, checked ok\n", data,
+            b.name, (long long)b.seq, (long long)b.size);
+    return 0;
+}
+
+int cli_backups(int argc, char **argv)
+{
+    const char *data = "./data";
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--data") == 0 && i + 1 < argc)
+            data = argv[++i];
+        else
+            return usage_error("livedb backups [--data DIR]");
+    }
+    backup_info *list;
+    size_t n;
+    err_t e = {0};
+    backup_list(data, &list, &n, &e);
+    if (n == 0)
+        fprintf(stderr, "livedb: no backups in %s/backups yet\n", data);
+    for (size_t i = 0; i < n; i++)
+        print_info(&list[i]);
+    free(list);
+    return 0;
+}
+
+int cli_verify_backup(const char *data, const char *name)
+{
+    err_t e = {0};
+    backup_info b;
+    if (backup_verify(data, name, &b, &e)) {
+        fprintf(stderr, "livedb: verify FAILED: %s\n", e.msg);
+        err_clear(&e);
+        return 1;
+    }
+    if (!b.ok) {
+        fprintf(stderr, "livedb: backup %s FAILED its check: %s\n", name, b.problem);
+        return 1;
+    }
+    printf("livedb: backup %s is sound: integrity check ok, checksum matches, seq %lld\n", name,
+           (long long)b.seq);
+    return 0;
+}
+
+int cli_restore(int argc, char **argv)
+{
+    const char *data = NULL, *name = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--data") == 0 && i + 1 < argc)
+            data = argv[++i];
+        else if (argv[i][0] != '-' && !name)
+            name = argv[i];
+        else
+            return usage_error("livedb restore --data DIR BACKUP");
+    }
+    if (!data || !name)
+        return usage_error("livedb restore --data DIR BACKUP (livedb backups lists them)");
+    if (!backup_name_ok(name))
+        return usage_error("BACKUP is a name that livedb backups lists, like"
+                           " livedb-20261123T184500123Z.db");
+    /* The server holds this lock while it runs. */
+    char lock[4096];
+    snprintf(lock, sizeof lock, "%s/livedb.lock", data);
+    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        fprintf(stderr, "livedb: a server is running on %s (or it cannot be locked): stop it"
+                        " first\n", data);
+        if (fd >= 0)
+            close(fd);
+        return 1;
+    }
+    err_t e = {0};
+    char *aside = NULL;
+    int rc = 0;
+    if (backup_restore(data, name, &aside, &e)) {
+        fprintf(stderr, "livedb: restore failed: %s\n", e.msg);
+        err_clear(&e);
+        rc = 1;
+    } else {
+        printf("livedb: restored %s into %s/livedb.db\n", name, data);
+        if (aside)
+            printf("livedb: the database it replaced was moved to %s (nothing deleted)\n", aside);
+    }
+    free(aside);
+    close(fd);
+    return rc;
+}
