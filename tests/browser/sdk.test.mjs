@@ -627,3 +627,101 @@ test('tabs share changes: a tab whose connection is down still shows what anothe
     await srv.stop();
   }
 });
+
+// ---------------------------------------------------------------- the SSE fallback
+
+test("transports ['sse']: snapshots from lists, live changes from the event stream, calls over HTTP", async () => {
+  const port = await freePort();
+  const srv = await wholesale({ port });
+  // Enough products for several list pages.
+  const ops = [];
+  for (let i = 10; i < 1210; i++) {
+    ops.push({ op: 'create', col: 'products', doc: { id: `q${String(i).padStart(4, '0')}`, sku: `Q-${i}`, name: `Bulk ${i}`, category: 'bulk', unit: 'kg', price_cents: i, stock: 5, active: true } });
+  }
+  for (let i = 0; i < ops.length; i += 600) {
+    assert.equal((await srv.req('POST', '/v1/batch', { body: { ops: ops.slice(i, i + 600) } })).status, 200);
+  }
+  const ctx = await browser.newContext();
+  try {
+    const page = await sdkPage(ctx, srv, { transports: ['sse'] });
+    await page.evaluate(() => {
+      window.wsOpened = 0;
+      const WS = window.WebSocket;
+      window.WebSocket = class extends WS { constructor(...a) { super(...a); window.wsOpened++; } };
+      watch('oil', db.collection('products').where('category', 'eq', 'oil'));
+      watch('bulk', db.collection('products').where('category', 'eq', 'bulk').where('price_cents', 'ge', 100));
+      watch('p2', db.doc('products', 'p2'));
+    });
+    await until(page, () => db.state === 'live' && snaps.oil.length && !snaps.oil.at(-1).stale &&
+      snaps.bulk.length && !snaps.bulk.at(-1).stale && snaps.p2.length && !snaps.p2.at(-1).stale);
+    assert.deepEqual(await page.evaluate(() => ids('oil')), ['p1', 'p3']);
+    assert.equal(await page.evaluate(() => ids('bulk').length), 1110);
+    assert.equal((await last(page, 'p2')).doc.id, 'p2');
+
+    await addProduct(srv, 5);
+    await srv.req('PATCH', '/v1/c/products/p1', { body: { category: 'flour' } });
+    await srv.req('PATCH', '/v1/c/products/p2', { body: { stock: 11 } });
+    await srv.req('PATCH', '/v1/c/products/q0100', { body: { price_cents: 1 } });
+    await srv.req('DELETE', '/v1/c/products/p3');
+    await until(page, () => ids('oil').join() === 'p5' && snaps.p2.at(-1).doc.stock === 11 && ids('bulk').length === 1109);
+    assert.deepEqual(await page.evaluate(() => allChanges('oil')), ['added:p1', 'added:p3', 'added:p5', 'removed:p1', 'removed:p3']);
+    assert.deepEqual(await page.evaluate(() => allChanges('p2')), ['added:p2', 'modified:p2']);
+    assert.deepEqual(await page.evaluate(() => allChanges('bulk').slice(-1)), ['removed:q0100']);
+
+    // Calls go to POST /v1/fn/NAME.
+    const r = await page.evaluate(() => db.call('adjust_inventory', { product_id: 'p2', delta: 4 }));
+    assert.equal(r.product.stock, 15);
+    await until(page, () => snaps.p2.at(-1).doc.stock === 15);
+
+    // A restart: the listeners resume from their seq (the JSON feed), then stream again.
+    const before = await page.evaluate(() => ({ ...db.stats }));
+    await srv.stop();
+    await until(page, () => db.state !== 'live' && snaps.oil.at(-1).stale);
+    await srv.restart();
+    await addProduct(srv, 7);
+    await srv.req('PATCH', '/v1/c/products/p2', { body: { stock: 1 } });
+    await until(page, () => db.state === 'live' && ids('oil').join() === 'p5,p7' && snaps.p2.at(-1).doc.stock === 1 &&
+      !snaps.oil.at(-1).stale && !snaps.p2.at(-1).stale, 20_000);
+    const after = await page.evaluate(() => ({ ...db.stats }));
+    assert.equal(after.snapshots, before.snapshots); // resumed, no new lists
+    assert.equal(after.resumes - before.resumes, 3);
+    assert.deepEqual(await page.evaluate(() => allChanges('oil')), ['added:p1', 'added:p3', 'added:p5', 'removed:p1', 'removed:p3', 'added:p7']);
+    assert.equal(await page.evaluate(() => wsOpened), 0);
+    assert.deepEqual(withoutNetworkErrors(page.problems), []);
+  } finally {
+    await ctx.close();
+    await srv.stop();
+  }
+});
+
+test('a WebSocket that cannot be opened (while HTTP works) falls back to SSE', async () => {
+  const srv = await wholesale();
+  const ctx = await browser.newContext();
+  try {
+    const page = await openPage(ctx, srv, '/');
+    await page.evaluate(async ({ email, password }) => {
+      // A proxy that refuses upgrades: every WebSocket closes unopened.
+      window.WebSocket = class {
+        constructor() { this.readyState = 0; setTimeout(() => { this.readyState = 3; this.onclose?.({ code: 1006, reason: '' }); }, 5); }
+        send() {}
+        close() {}
+      };
+      const { LiveDB } = await import('/client/livedb.js');
+      window.db = new LiveDB({ name: 'fallback' });
+      window.states = [];
+      db.on('state', (s) => states.push(s));
+      await db.login(email, password);
+      window.snaps = [];
+      db.collection('products').onSnapshot((s) => snaps.push(JSON.parse(JSON.stringify(s))));
+    }, ADMIN);
+    await page.waitForFunction(() => db.state === 'live' && snaps.length && !snaps.at(-1).stale, null, { timeout: 15_000 });
+    assert.equal(await page.evaluate(() => db._mode), 'sse');
+    await addProduct(srv, 4);
+    await page.waitForFunction(() => snaps.at(-1).docs.length === 4, null, { timeout: 10_000 });
+    assert.deepEqual(await page.evaluate(() => snaps.at(-1).docs.map((d) => d.id)), ['p1', 'p2', 'p3', 'p4']);
+    assert.deepEqual(page.problems, []);
+  } finally {
+    await ctx.close();
+    await srv.stop();
+  }
+});
