@@ -122,6 +122,9 @@ function start(account) {
   route();
   tick();
   setInterval(tick, 5000);
+  pollActivity();
+  let beats = 0; // every 2 s on the dashboard, every 10 s elsewhere
+  setInterval(() => { if (S.view === 'dashboard' || ++beats % 5 === 0) pollActivity(); }, 2000);
 }
 
 async function logout() {
@@ -570,12 +573,43 @@ const ACTIONS = {
   create: 'created', update: 'updated', delete: 'deleted', page_view: 'opened',
 };
 
+// Entries are kept by their seq. The subscription brings them live; a
+// read of GET /v1/activity every few seconds fills in what it misses: the
+// SDK keys documents by `id` and sees a change by `version`, and activity
+// entries have neither of their own (an entry's `id` is the document it
+// wrote), so through the SDK most entries collapse into a few.
+const activity = new Map(); // seq -> entry
+
 function onActivity(snap) {
-  const docs = [...snap.docs].sort((a, b) => (b.seq || 0) - (a.seq || 0));
+  addActivity(snap.docs);
+  addActivity((snap.changes || []).map((c) => c.doc));
+}
+
+function addActivity(entries) {
+  let added = false;
+  for (const e of entries) {
+    if (!e || typeof e.seq !== 'number' || activity.has(e.seq)) continue;
+    activity.set(e.seq, e);
+    added = true;
+  }
+  if (!added) return;
+  const docs = [...activity.values()].sort((a, b) => b.seq - a.seq);
+  for (const d of docs.slice(500)) activity.delete(d.seq);
   S.activity = docs.slice(0, 200);
   S.errorsAt = docs.filter((d) => d.action === 'client_error').map((d) => Date.parse(d.at));
   renderActivity();
-  if (S.view === 'dashboard') renderCharts();
+  if (S.view === 'dashboard') { renderCharts(); renderHealth(); }
+}
+
+let activityBusy = false;
+async function pollActivity() {
+  if (activityBusy || !S.account || db.state !== 'live') return;
+  activityBusy = true;
+  try {
+    const { entries } = await db.api('GET', '/v1/activity?limit=100');
+    addActivity(entries || []);
+  } catch { /* next time */ }
+  activityBusy = false;
 }
 
 function describe(e) {

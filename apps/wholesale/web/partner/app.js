@@ -354,7 +354,7 @@ function addToCart(id, n) {
   const p = S.products.get(id);
   const badge = $('#cart-badge');
   flash(badge, 'bump');
-  if (small.matches) toast(`${n} × ${p?.name || id}`, { title: 'Added to your cart', kind: 'ok', ms: 2500 });
+  if (small.matches) toast(`${n} × ${p?.name || id}`, { title: 'Added to your cart', kind: 'ok', ms: 2500, key: 'added' });
 }
 
 function setQty(id, n) {
@@ -575,7 +575,7 @@ function renderQueued() {
         h('span', { class: 'status', dataset: { status: 'queued' } }, 'Not sent yet')),
       h('ul', { class: 'items' }, items.map((it) => h('li', {},
         h('span', { class: 'num qty' }, `${it.qty} ×`), h('span', {}, S.products.get(it.product_id)?.name || it.product_id)))),
-      h('footer', { class: 'order-foot' }, h('span', { class: 'muted small' }, 'About'), h('strong', { class: 'num' }, money(total))));
+      h('footer', { class: 'order-foot' }, h('span', { class: 'muted small' }, 'Estimated total'), h('strong', { class: 'num' }, money(total))));
   }));
 }
 
@@ -604,7 +604,7 @@ function onOrders(snap) {
   renderOrders();
   for (const o of changed) {
     toast(STATUS_NEWS[o.status] || `Now ${o.status}.`, {
-      title: `Order ${orderNo(o.id)} is ${o.status}`, kind: o.status === 'cancelled' ? 'warn' : 'info', ms: 8000,
+      title: `Order ${orderNo(o.id)} is ${o.status}`, kind: o.status === 'cancelled' ? 'warn' : 'info', ms: 8000, key: `order-${o.id}`,
     });
     flash(document.querySelector(`.order[data-id="${CSS.escape(o.id)}"]`));
     if (S.view !== 'orders') S.unseenOrders++;
@@ -636,8 +636,12 @@ function orderCard(o, open) {
     : h('ol', { class: 'track', 'aria-label': `Progress: ${o.status}` }, STEPS.map((s, i) =>
       h('li', { class: i < at ? 'done' : i === at ? 'now' : '', 'aria-current': i === at ? 'step' : null }, cap(s))));
   const items = o.items || [];
+  const offline = db.state !== 'live';
   const cancel = o.status === 'pending'
-    ? h('button', { type: 'button', class: 'btn btn-sm btn-danger', onclick: (e) => cancelOrder(o, e.currentTarget) }, 'Cancel order')
+    ? h('button', {
+      type: 'button', class: 'btn btn-sm btn-danger', disabled: offline,
+      title: offline ? 'Cancelling needs a connection' : null, onclick: (e) => cancelOrder(o, e.currentTarget),
+    }, 'Cancel order')
     : null;
   return h('article', { class: 'order card', dataset: { id: o.id, status: o.status } },
     h('header', { class: 'order-head' },
@@ -703,7 +707,10 @@ function renderNotices() {
         : `Connecting… Showing saved data${asOf}.`;
     box.replaceChildren(icon('cloudOff'), h('span', {}, text));
   }
-  document.body.classList.toggle('is-stale', stale);
+  if (document.body.classList.contains('is-stale') !== stale) {
+    document.body.classList.toggle('is-stale', stale);
+    renderOrders();
+  }
   $('#products').classList.toggle('stale-mark', stale);
   $('#order-list').classList.toggle('stale-mark', stale);
   const btn = $('#checkout');

@@ -127,8 +127,9 @@ export const icon = (name, cls) => h('span', { class: 'ico' + (cls ? ' ' + cls :
 // ------------------------------------------------------------ toasts
 
 let toastRegion;
-// toast('Body', {title, kind: 'info'|'ok'|'warn'|'error', ms})
-export function toast(body, { title, kind = 'info', ms = 6000 } = {}) {
+// toast('Body', {title, kind: 'info'|'ok'|'warn'|'error', ms, key})
+// A toast with the key of one still shown replaces it.
+export function toast(body, { title, kind = 'info', ms = 6000, key } = {}) {
   if (!toastRegion) {
     toastRegion = h('div', { class: 'toasts', role: 'status', 'aria-live': 'polite' });
     document.body.append(toastRegion);
@@ -145,8 +146,12 @@ export function toast(body, { title, kind = 'info', ms = 6000 } = {}) {
     setTimeout(() => t.remove(), 220);
   };
   close.addEventListener('click', remove);
+  if (key) {
+    t.dataset.key = key;
+    for (const old of toastRegion.querySelectorAll('.toast')) if (old.dataset.key === key) old.remove();
+  }
   toastRegion.append(t);
-  while (toastRegion.children.length > 4) toastRegion.firstElementChild.remove();
+  while (toastRegion.children.length > 3) toastRegion.firstElementChild.remove();
   if (ms) setTimeout(remove, ms);
   return t;
 }
