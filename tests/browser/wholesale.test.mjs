@@ -45,7 +45,8 @@ before(async () => {
   // A fixed port: stop() and restart() keep the URL, so that pages and
   // their service worker find the server again.
   port = await freePort();
-  srv = await startServer({ args: ['--apps', 'wholesale', '--listen', `127.0.0.1:${port}`] });
+  // No automatic backups: the dashboard test takes one itself.
+  srv = await startServer({ args: ['--apps', 'wholesale', '--listen', `127.0.0.1:${port}`, '--backup-interval', '0'] });
   for (const a of [PARTNER, PARTNER2]) {
     await ok(await srv.req('POST', '/v1/accounts', { body: { ...a, role: 'partner' } }), `account ${a.email}`);
   }
@@ -408,8 +409,11 @@ test('the admin dashboard: charts, partners online, live activity, system health
   await admin.waitForFunction(() => /Server error rate\s*\d/.test(document.querySelector('#health').textContent), null, { timeout: 12_000 });
   const health = await admin.textContent('#health');
   assert.match(health, /Connections\s*[1-9]/);
-  assert.match(health, /No backups yet/);
+  assert.match(health, /Backup age\s*No backups yet/);
   assert.equal(await admin.textContent('#health-status'), 'All good');
+  // A backup taken now shows its age at the next refresh (every 5 s).
+  await ok(await srv.req('POST', '/v1/admin/backups'), 'backup');
+  await admin.waitForFunction(() => /Backup age\s*\d+ s/.test(document.querySelector('#health').textContent), null, { timeout: 8000 });
   assert.notEqual(await admin.textContent('#kpi-orders'), '0');
   await shots(admin, 'admin-dashboard');
   noProblems(admin, partner);

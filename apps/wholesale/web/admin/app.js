@@ -751,10 +751,13 @@ function renderCharts() {
   if (c1) { c1.data.labels = labels; c1.data.datasets[0].data = opm; c1.update('none'); }
 
   // Revenue today, cumulative by hour.
+  // From the first order's hour (or 6 hours back, whichever is earlier).
   const hourNow = new Date().getHours();
-  const hours = Array.from({ length: hourNow + 1 }, (_, i) => `${String(i).padStart(2, '0')}:00`);
-  const byHour = new Array(hourNow + 1).fill(0);
-  for (const o of todays()) if (o.status !== 'cancelled') byHour[new Date(o.created_at).getHours()] += o.total_cents / 100;
+  const today = todays().filter((o) => o.status !== 'cancelled');
+  const first = Math.min(Math.max(0, hourNow - 6), ...today.map((o) => new Date(o.created_at).getHours()));
+  const hours = Array.from({ length: hourNow - first + 1 }, (_, i) => `${String(first + i).padStart(2, '0')}:00`);
+  const byHour = new Array(hours.length).fill(0);
+  for (const o of today) byHour[new Date(o.created_at).getHours() - first] += o.total_cents / 100;
   let run = 0;
   const cum = byHour.map((v) => (run += v));
   $('#rev-total').textContent = money(run * 100);
@@ -853,12 +856,18 @@ function renderHealth() {
   const probe = health?.checks?.database?.ms;
   row('Commit latency', commit != null ? `${commit.toFixed(commit < 10 ? 2 : 0)} ms` : probe != null ? `${probe.toFixed(2)} ms` : '–',
     probe != null ? `health probe ${probe.toFixed(2)} ms` : 'mean per commit', commit != null && commit > 50 ? 'warn' : '');
-  // Backup age: the health answer carries it once backups exist.
-  const b = health?.checks?.backup || health?.checks?.backups || null;
-  const lastAt = b?.last_at || b?.last || b?.at || null;
-  const ageS = b?.age_s ?? b?.age_seconds ?? (lastAt ? (Date.now() - Date.parse(lastAt)) / 1000 : null);
-  if (ageS == null) row('Backup age', 'No backups yet', b?.status ? `status ${b.status}` : 'take one with livedb backup', 'warn');
-  else row('Backup age', fmtAge(ageS), lastAt ? `last ${when(lastAt)}` : b?.status || '', ageS > 86400 ? 'warn' : '');
+  // Backup age: /v1/health's backups check (age_s once a good backup exists).
+  const b = health?.checks?.backups || health?.checks?.backup || null;
+  const age = b?.age_s ?? (b?.at ? (Date.now() - Date.parse(b.at)) / 1000 : null);
+  const bad = b && (b.status === 'stale' || b.status === 'failing');
+  if (age == null) {
+    row('Backup age', 'No backups yet', b?.message ? b.message
+      : b?.interval_s > 0 ? `automatic, every ${fmtAge(b.interval_s)}` : 'take one with livedb backup', bad ? 'bad' : 'warn');
+  } else {
+    const sub = b.status === 'failing' ? `last backup failed${b.message ? ': ' + b.message : ''}`
+      : b.behind > 0 ? `${plural(b.behind, 'change')} since` : 'up to date';
+    row('Backup age', fmtAge(age), b.status === 'stale' ? `${sub} · stale` : sub, bad ? 'bad' : '');
+  }
   // Error rate: server errors (5xx) among HTTP answers over the interval,
   // and client_error events in the last 5 minutes.
   if (m && prev) {
