@@ -89,10 +89,10 @@ async function sdkPage(ctx, srv, { as = ADMIN, name = 'test', transports, opts =
   return page;
 }
 
-// Waits until fn (a string of JS evaluated in the page) is truthy.
-async function until(page, fn, timeout = 10_000) {
+// Waits until fn(arg), run in the page, is truthy.
+async function until(page, fn, timeout = 10_000, arg = null) {
   try {
-    await page.waitForFunction(fn, null, { timeout, polling: 50 });
+    await page.waitForFunction(fn, arg, { timeout, polling: 50 });
   } catch (e) {
     const dump = await page.evaluate(() => JSON.stringify({ state: db.state, states, stats: db.stats,
       snaps: Object.fromEntries(Object.entries(snaps).map(([k, v]) => [k, v.slice(-3)])) })).catch(() => '?');
@@ -720,6 +720,177 @@ test('a WebSocket that cannot be opened (while HTTP works) falls back to SSE', a
     await page.waitForFunction(() => snaps.at(-1).docs.length === 4, null, { timeout: 10_000 });
     assert.deepEqual(await page.evaluate(() => snaps.at(-1).docs.map((d) => d.id)), ['p1', 'p2', 'p3', 'p4']);
     assert.deepEqual(page.problems, []);
+  } finally {
+    await ctx.close();
+    await srv.stop();
+  }
+});
+
+// ---------------------------------------------------------------- resync
+
+test('resync(): a fresh snapshot for every listener, callbacks get the difference', async () => {
+  const srv = await wholesale();
+  const ctx = await browser.newContext();
+  try {
+    const page = await sdkPage(ctx, srv);
+    await page.evaluate(() => {
+      watch('all', db.collection('products'));
+      watch('p1', db.doc('products', 'p1'));
+    });
+    await until(page, () => snaps.all.length && !snaps.all.at(-1).stale && snaps.p1.length);
+    // Damage what the listener holds (as a bug would) and show it.
+    await page.evaluate(() => {
+      const L = [...db._listeners].find((l) => l.docId === null);
+      L.remove('p2');
+      L.put({ ...L.docs.get('p1'), version: 99, name: 'wrong' });
+      L.flush();
+    });
+    assert.deepEqual(await page.evaluate(() => ids('all')), ['p1', 'p3']);
+    const before = await page.evaluate(() => ({ n: snaps.all.length, n1: snaps.p1.length, snaps: db.stats.snapshots }));
+    await page.evaluate(() => db.resync());
+    await until(page, () => db.stats.snapshots === 2 + 2 && snaps.all.length === 3);
+    const s = await last(page, 'all');
+    assert.deepEqual(s.docs.map((d) => d.id), ['p1', 'p2', 'p3']);
+    assert.deepEqual(s.changes.map((c) => `${c.op}:${c.id}`), ['modified:p1', 'added:p2']);
+    assert.equal(s.docs[0].name, 'Product 1');
+    assert.equal(s.stale, false);
+    // The doc listener's state did not change: no callback.
+    assert.equal(await page.evaluate(() => snaps.p1.length), before.n1);
+    assert.deepEqual(page.problems, []);
+  } finally {
+    await ctx.close();
+    await srv.stop();
+  }
+});
+
+test('resync_required (the feed no longer holds the position): a new snapshot, diffed', async () => {
+  const srv = await startServer({ args: ['--apps', 'wholesale', '--retain-changes', '5', ...WEB] });
+  for (let i = 1; i <= 3; i++) await addProduct(srv, i);
+  const ctx = await browser.newContext();
+  try {
+    const page = await sdkPage(ctx, srv);
+    await page.evaluate(() => watch('all', db.collection('products')));
+    await until(page, () => snaps.all.length && !snaps.all.at(-1).stale);
+    await ctx.setOffline(true);
+    await until(page, () => db.state === 'offline');
+    for (let i = 4; i <= 20; i++) await addProduct(srv, i);
+    await srv.req('DELETE', '/v1/c/products/p1');
+    await srv.req('PATCH', '/v1/c/products/p2', { body: { stock: 0 } });
+    await ctx.setOffline(false);
+    await until(page, () => !snaps.all.at(-1).stale && ids('all').length === 19);
+    assert.equal(await page.evaluate(() => db.stats.resyncs), 1);
+    const s = await last(page, 'all');
+    const ops = s.changes.map((c) => `${c.op}:${c.id}`);
+    assert.deepEqual(ops.filter((o) => !o.startsWith('added')), ['removed:p1', 'modified:p2']);
+    assert.equal(ops.filter((o) => o.startsWith('added')).length, 17);
+    assert.deepEqual(s.docs, (await srv.req('GET', '/v1/c/products')).json.docs);
+    assert.deepEqual(page.problems, []);
+  } finally {
+    await ctx.close();
+    await srv.stop();
+  }
+});
+
+// ---------------------------------------------------------------- access changes, errors
+
+test('close code 4003: a role change re-snapshots; a disabled account ends the session (auth event)', async () => {
+  const srv = await wholesale();
+  const ctx = await browser.newContext();
+  try {
+    // An order by the partner, one by another partner.
+    const other = await srv.req('POST', '/v1/accounts', { body: { email: 'o@test.livedb', role: 'partner', password: 'other-password-1' } });
+    const page = await sdkPage(ctx, srv, { as: PARTNER });
+    await page.evaluate(() => db.call('place_order', { items: [{ product_id: 'p1', qty: 1 }], client_order_id: 'mine' }));
+    const o = await (await fetch(`${srv.url}/v1/auth/login`, { method: 'POST', body: JSON.stringify({ email: 'o@test.livedb', password: 'other-password-1' }) })).json();
+    const r = await fetch(`${srv.url}/v1/fn/place_order`, { method: 'POST', headers: { Authorization: `Bearer ${o.token}` }, body: JSON.stringify({ items: [{ product_id: 'p2', qty: 1 }], client_order_id: 'theirs' }) });
+    assert.equal(r.status, 200);
+    await page.evaluate(() => watch('orders', db.collection('orders')));
+    await until(page, () => snaps.orders.length && !snaps.orders.at(-1).stale);
+    assert.equal(await page.evaluate(() => snaps.orders.at(-1).docs.length), 1);
+
+    // Promoted to admin: the connection closes with 4003, the SDK comes
+    // back with a fresh snapshot of what the account may see now.
+    await srv.req('PATCH', `/v1/accounts/${srv.partnerId}`, { body: { role: 'admin' } });
+    await until(page, () => db.account.role === 'admin' && snaps.orders.at(-1).docs.length === 2 && !snaps.orders.at(-1).stale);
+    assert.deepEqual(await page.evaluate(() => allChanges('orders').length), 2);
+
+    // Disabled: the session is over.
+    await srv.req('PATCH', `/v1/accounts/${srv.partnerId}`, { body: { disabled: true } });
+    await until(page, () => events.some((e) => e.ev === 'auth'));
+    assert.deepEqual(await page.evaluate(() => events.filter((e) => e.ev === 'auth').map((e) => e.args)), [[null]]);
+    assert.equal(await page.evaluate(() => db.account), null);
+    assert.equal(await page.evaluate(() => db.state), 'offline');
+    assert.equal(await page.evaluate(() => localStorage.getItem('livedb:test:session')), null);
+    assert.ok(other.status === 201);
+    // Chromium logs the 401 of /v1/auth/me as a console error: expected here.
+    assert.deepEqual(page.problems.filter((p) => !/401/.test(p)), []);
+  } finally {
+    await ctx.close();
+    await srv.stop();
+  }
+});
+
+test('a subscription the server refuses reaches onError and the error event', async () => {
+  const srv = await wholesale();
+  const ctx = await browser.newContext();
+  try {
+    const page = await sdkPage(ctx, srv, { as: PARTNER });
+    await page.evaluate(() => {
+      window.refusals = [];
+      db.collection('secrets').onSnapshot(() => {}, (e) => refusals.push({ code: e.code, status: e.status, isErr: e instanceof LiveDBError }));
+      watch('products', db.collection('products'));
+    });
+    await until(page, () => refusals.length && snaps.products.length);
+    assert.deepEqual(await page.evaluate(() => refusals), [{ code: 'forbidden', status: 403, isErr: true }]);
+    assert.equal(await page.evaluate(() => events.filter((e) => e.ev === 'error').length), 1);
+    assert.deepEqual(page.problems, []);
+  } finally {
+    await ctx.close();
+    await srv.stop();
+  }
+});
+
+test('heartbeat: a server that stops answering is noticed; the SDK reconnects when it is back', async () => {
+  const srv = await wholesale();
+  const ctx = await browser.newContext();
+  try {
+    const page = await sdkPage(ctx, srv, { opts: { heartbeatMs: 300, connectTimeoutMs: 1000 } });
+    await page.evaluate(() => watch('all', db.collection('products')));
+    await until(page, () => db.state === 'live' && snaps.all.length && !snaps.all.at(-1).stale);
+    srv.proc.kill('SIGSTOP'); // the TCP connection stays up, nothing answers
+    try {
+      await until(page, () => db.state !== 'live' && snaps.all.at(-1).stale, 5000);
+    } finally {
+      srv.proc.kill('SIGCONT');
+    }
+    await srv.req('PATCH', '/v1/c/products/p1', { body: { stock: 3 } });
+    await until(page, () => db.state === 'live' && !snaps.all.at(-1).stale && snaps.all.at(-1).docs[0].stock === 3, 15_000);
+    assert.deepEqual(await page.evaluate(() => allChanges('all')), ['added:p1', 'added:p2', 'added:p3', 'modified:p1']);
+    assert.deepEqual(withoutNetworkErrors(page.problems), []);
+  } finally {
+    await ctx.close();
+    await srv.stop();
+  }
+});
+
+test('presence: sent, and sent again after a reconnect', async () => {
+  const port = await freePort();
+  const srv = await wholesale({ port });
+  const ctx = await browser.newContext();
+  try {
+    const page = await sdkPage(ctx, srv, { as: PARTNER });
+    await until(page, () => db.state === 'live');
+    await page.evaluate(() => db.presence({ page: 'catalog', cart: 2 }));
+    const watcher = await sdkPage(await browser.newContext(), srv, { name: 'watcher' });
+    await watcher.evaluate(() => watch('presence', db.collection('_presence')));
+    const partnerState = (id) => snaps.presence.length &&
+      snaps.presence.at(-1).docs.some((d) => d.account === id && d.state?.page === 'catalog');
+    await until(watcher, partnerState, 10_000, srv.partnerId);
+    await srv.stop();
+    await srv.restart();
+    await until(watcher, () => db.state === 'live', 20_000);
+    await until(watcher, partnerState, 20_000, srv.partnerId);
+    await watcher.context().close();
   } finally {
     await ctx.close();
     await srv.stop();

@@ -273,8 +273,14 @@ function olderThan(a, b) {
   return typeof a.version === 'number' && typeof b.version === 'number' && a.version < b.version;
 }
 
+// Documents of the server's own collections (_presence, _activity) have no
+// version: their content decides.
 function sameDoc(a, b) {
-  return a === b || (a.version === b.version && a.created_at === b.created_at && a.updated_at === b.updated_at);
+  if (a === b) return true;
+  if (typeof a.version === 'number' || typeof b.version === 'number') {
+    return a.version === b.version && a.created_at === b.created_at && a.updated_at === b.updated_at;
+  }
+  return JSON.stringify(a) === JSON.stringify(b);
 }
 
 // ---------------------------------------------------------------- IndexedDB
