@@ -896,3 +896,94 @@ test('presence: sent, and sent again after a reconnect', async () => {
     await srv.stop();
   }
 });
+
+// ---------------------------------------------------------------- activity reports
+
+async function activity(srv, query) {
+  const r = await srv.req('GET', `/v1/activity?limit=1000&${query}`);
+  assert.equal(r.status, 200, r.text);
+  return r.json.entries;
+}
+
+test('activity: page_view once, report(), uncaught errors and rejections, batched, within the rate limit', async () => {
+  const srv = await wholesale();
+  const ctx = await browser.newContext();
+  try {
+    const page = await sdkPage(ctx, srv, { as: PARTNER });
+    await page.evaluate(() => {
+      db.report('cart.add', { product_id: 'p1', qty: 2 });
+      setTimeout(() => { throw new Error('boom in a timer'); }, 0);
+      Promise.reject(new Error('a promise nobody awaited'));
+    });
+    const bad = await page.evaluate(() => {
+      const out = [];
+      for (const a of ['Bad-Name', 'login', '', 'x'.repeat(33), '9lives']) {
+        try { db.report(a, {}); out.push(null); } catch (e) { out.push(e.code); }
+      }
+      return out;
+    });
+    assert.deepEqual(bad, ['bad_request', 'bad_request', 'bad_request', 'bad_request', 'bad_request']);
+    await until(page, () => db._reporter.buf.length === 0 && !db._reporter.sending, 10_000);
+    await sleep(300);
+    const mine = (await activity(srv, `actor=${srv.partnerId}`)).reverse();
+    const clientEvents = mine.filter((e) => !['login', 'call'].includes(e.action));
+    assert.deepEqual(clientEvents.map((e) => e.action).sort(), ['cart.add', 'client_error', 'client_error', 'page_view']);
+    const pv = clientEvents.find((e) => e.action === 'page_view');
+    assert.equal(pv.data.path, '/');
+    assert.equal(typeof pv.data.load_ms, 'number');
+    assert.deepEqual(clientEvents.find((e) => e.action === 'cart.add').data, { product_id: 'p1', qty: 2 });
+    const errors = clientEvents.filter((e) => e.action === 'client_error').map((e) => e.data);
+    const thrown = errors.find((d) => /boom in a timer/.test(d.message));
+    assert.ok(thrown, JSON.stringify(errors));
+    assert.ok(thrown.line > 0);
+    assert.equal(typeof thrown.source, 'string');
+    const rejected = errors.find((d) => /a promise nobody awaited/.test(d.message));
+    assert.ok(rejected, JSON.stringify(errors));
+    assert.match(rejected.source, /unhandledrejection/);
+    // The page's own errors are the only problems.
+    assert.equal(page.problems.length, 2, page.problems.join('\n'));
+    assert.match(page.problems.join('\n'), /boom in a timer[^]*a promise nobody awaited|a promise nobody awaited[^]*boom in a timer/);
+    page.problems = [];
+
+    // A flood: never more than 120 a minute for the session, never a 429.
+    await page.evaluate(() => { for (let i = 0; i < 150; i++) db.report('flood', { i }); });
+    await sleep(4000);
+    const all = await activity(srv, `actor=${srv.partnerId}`);
+    const client = all.filter((e) => !['login', 'call'].includes(e.action));
+    assert.equal(client.length, 120);
+    assert.equal(await page.evaluate(() => db._reporter.buf.length), 150 - 116);
+    // No second page_view for the same page load, even from a second db.
+    await page.evaluate(async () => {
+      const { LiveDB } = await import('/client/livedb.js');
+      const other = new LiveDB({ name: 'test' });
+      await other.restore();
+      other.close();
+    });
+    assert.deepEqual(page.problems, []);
+  } finally {
+    await ctx.close();
+    await srv.stop();
+  }
+});
+
+test('activity: events still buffered when the page goes away are sent with keepalive', async () => {
+  const srv = await wholesale();
+  const ctx = await browser.newContext();
+  try {
+    const page = await sdkPage(ctx, srv, { as: PARTNER, opts: { reportEveryMs: 60_000 } });
+    await page.evaluate(() => db.report('checkout.left', { step: 2 }));
+    await page.goto('about:blank');
+    let got = [];
+    for (let i = 0; i < 50 && !got.length; i++) {
+      await sleep(100);
+      got = await activity(srv, 'action=checkout.left');
+    }
+    assert.equal(got.length, 1);
+    assert.deepEqual(got[0].data, { step: 2 });
+    assert.equal(got[0].account, srv.partnerId);
+    assert.equal((await activity(srv, 'action=page_view')).length, 1);
+  } finally {
+    await ctx.close();
+    await srv.stop();
+  }
+});
