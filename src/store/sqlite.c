@@ -146,7 +146,8 @@ static int db_err(err_t *err, sqlite3 *db, int rc, const char *what)
     if (code_of(rc) == E_STORAGE_FULL)
         return err_set(err, E_STORAGE_FULL, "the disk is full; nothing was written");
     if (code_of(rc) == E_UNAVAILABLE)
-        return err_set(err, E_UNAVAILABLE, "the database cannot be written right now");
+        return err_set(err, E_UNAVAILABLE, "the database is unavailable right now (%s: %s)", what,
+                       sqlite3_errstr(rc));
     return err_set(err, E_INTERNAL, "database error during %s", what);
 }
 
@@ -1725,9 +1726,20 @@ static void reader_give(store_t *st, reader *r)
     pthread_mutex_unlock(&st->rmu);
 }
 
+/* Whether a statement failed because its collection has no table yet (it
+ * has no documents). SQLite checks the schema cookie before saying "no such
+ * table", but when that read fails it says it anyway: so the cookie is read
+ * again here, and a failure there is the I/O error it is, not an empty
+ * collection. */
 static bool no_table(sqlite3 *db)
 {
-    return strncmp(sqlite3_errmsg(db), "no such table", 13) == 0;
+    if (strncmp(sqlite3_errmsg(db), "no such table", 13) != 0)
+        return false;
+    sqlite3_stmt *st = NULL;
+    bool ok = sqlite3_prepare_v2(db, "PRAGMA schema_version", -1, &st, NULL) == SQLITE_OK &&
+              sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    return ok;
 }
 
 static void read_get(rjob *job, sqlite3 *db)
