@@ -329,6 +329,9 @@ function select(id) {
   renderDetail();
   const d = $('#detail');
   d.classList.toggle('open', !!id);
+  // On phones the detail covers the list: a modal dialog while open.
+  if (id && small.matches) { d.setAttribute('role', 'dialog'); d.setAttribute('aria-modal', 'true'); }
+  else { d.removeAttribute('role'); d.removeAttribute('aria-modal'); }
   document.body.classList.toggle('sheet-open', !!id && small.matches);
   if (id && small.matches) d.querySelector('.detail-close')?.focus();
 }

@@ -310,8 +310,6 @@ function fillProduct(card, p) {
   card.classList.toggle('out', level === 'out');
   card.querySelector('.add').disabled = level === 'out';
   const inCart = S.cart.get(p.id) || 0;
-  const ic = card.querySelector('.p-incart');
-  ic.hidden = !inCart;
   set('.p-incart', inCart ? `${inCart} in your cart` : '');
 }
 
@@ -427,6 +425,7 @@ function openCart(open) {
   const wasOpen = cart.classList.contains('open');
   if (!small.matches) {
     cart.classList.remove('open');
+    sheet(cart, false);
     $('#scrim').hidden = true;
     document.body.classList.remove('sheet-open');
     if (open) {
@@ -439,11 +438,23 @@ function openCart(open) {
   }
   if (open && S.view !== 'catalog') location.hash = '#catalog';
   cart.classList.toggle('open', open);
+  sheet(cart, open);
   $('#scrim').hidden = !open;
   document.body.classList.toggle('sheet-open', open);
   $('#cart-open').setAttribute('aria-expanded', String(open));
   if (open) $('#cart-close').focus();
   else if (wasOpen) $('#cart-open').focus();
+}
+
+// On phones the cart is a sheet over the page: a modal dialog while open.
+function sheet(el, open) {
+  if (open) {
+    el.setAttribute('role', 'dialog');
+    el.setAttribute('aria-modal', 'true');
+  } else {
+    el.removeAttribute('role');
+    el.removeAttribute('aria-modal');
+  }
 }
 
 function showCartError(message) {
@@ -564,6 +575,7 @@ function renderQueued() {
   box.hidden = n === 0;
   box.replaceChildren(icon('clock'), h('span', {}, n === 1 ? '1 order is saved on this device and will be sent when the connection is back.'
     : `${n} orders are saved on this device and will be sent when the connection is back.`));
+  $('#no-orders').hidden = S.orders.length > 0 || n > 0;
   const list = $('#pending-sends');
   list.replaceChildren(...S.queued.map((e) => {
     const items = e.args?.items || [];
