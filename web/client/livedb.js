@@ -85,6 +85,8 @@
 
 // ---------------------------------------------------------------- constants
 
+const CACHE_MAX_AGE_MS = 30 * 24 * 3600 * 1000; // queries not seen for a month go
+
 const DEFAULTS = {
   heartbeatMs: 10_000,        // client ping interval; dead after 2 silent intervals
   backoffMinMs: 250,
@@ -219,6 +221,19 @@ async function withLock(name, fn) {
 }
 
 function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
+
+// Wraps the SDK's own event handlers (socket, stream, channel, window): a
+// bug in here must not surface as an exception in the page's event loop.
+function guard(fn) {
+  return (...args) => {
+    try {
+      fn(...args);
+    } catch (e) {
+      console.error('livedb: internal error:', e);
+      reportError(e, 'livedb.js');
+    }
+  };
+}
 
 // ---------------------------------------------------------------- where, evaluated here
 //
@@ -633,7 +648,7 @@ class WsTransport {
     this.ws = ws;
     this.timer = setTimeout(() => this._ended({ code: 0, reason: 'connect timeout' }),
       this.db.opts.connectTimeoutMs);
-    ws.onopen = () => {
+    ws.onopen = guard(() => {
       if (this.dead) return;
       this.opened = true;
       this.lastRx = Date.now();
@@ -641,9 +656,9 @@ class WsTransport {
       const hb = this.db.opts.heartbeatMs;
       this.timer = setInterval(() => this._heartbeat(), hb);
       this.db._transportOpen(this);
-    };
-    ws.onmessage = (ev) => this._message(ev.data);
-    ws.onclose = (ev) => this._ended({ code: ev.code, reason: ev.reason });
+    });
+    ws.onmessage = guard((ev) => this._message(ev.data));
+    ws.onclose = guard((ev) => this._ended({ code: ev.code, reason: ev.reason }));
     ws.onerror = () => { /* onclose follows with the code */ };
   }
 
@@ -933,7 +948,7 @@ class SseTransport {
     const es = new EventSource(u.href);
     const s = { es, since, recent: [], droppedUpTo: 0 };
     this.streams.set(col, s);
-    es.onmessage = (ev) => {
+    es.onmessage = guard((ev) => {
       let ch;
       try {
         ch = JSON.parse(ev.data);
@@ -951,7 +966,7 @@ class SseTransport {
           L.changed();
         }
       }
-    };
+    });
     // Any error (the server went away, or refused: 401, 410): end it all
     // and let the db reconnect with backoff; listeners resume from their seq.
     es.onerror = () => this._ended({ code: 0 });
@@ -1015,7 +1030,8 @@ class Reporter {
         const batch = this.buf.splice(0, Math.max(0, budget));
         for (let i = 0; i < batch.length; i++) {
           try {
-            await this.db._http('POST', '/v1/activity', batch[i]);
+            // keepalive: an event on its way when the page goes survives it.
+            await this.db._http('POST', '/v1/activity', batch[i], { keepalive: true });
             log.times.push(Date.now());
           } catch (e) {
             if (e.status === 400 || e.status === 422) continue; // this event is bad; drop it
@@ -1161,11 +1177,16 @@ export class LiveDB extends Emitter {
 
     this._holdTabLock();
     this._bc = typeof BroadcastChannel === 'function' ? new BroadcastChannel(`livedb:${name}`) : null;
-    if (this._bc) this._bc.onmessage = (ev) => this._tabMessage(ev.data);
-    this._onOnline = () => this._online();
-    this._onOffline = () => this._offline();
+    if (this._bc) this._bc.onmessage = guard((ev) => this._tabMessage(ev.data));
+    this._onOnline = guard(() => this._online());
+    this._onOffline = guard(() => this._offline());
+    // A tab coming back into view does not wait out a long backoff.
+    this._onVisible = guard(() => {
+      if (document.visibilityState === 'visible' && this._retryTimer) this._online();
+    });
     window.addEventListener('online', this._onOnline);
     window.addEventListener('offline', this._onOffline);
+    document.addEventListener('visibilitychange', this._onVisible);
     instances.add(this);
     hookPage();
   }
@@ -1244,6 +1265,8 @@ export class LiveDB extends Emitter {
     for (const L of this._listeners) this._prepare(L);
     this._connect();
     this._emitQueue();
+    const old = Date.now() - CACHE_MAX_AGE_MS;
+    this._store.deleteWhere('cache', (r) => !(r.at > old)).catch(() => {});
     sendPageView(this);
     this._reporter.flush();
   }
@@ -1416,7 +1439,7 @@ export class LiveDB extends Emitter {
   }
 
   _online() {
-    if (this._token && !this._transport) {
+    if (this._token && !this._transport && !this._closed) {
       this._failures = 0;
       this._connect();
     }
@@ -1488,13 +1511,15 @@ export class LiveDB extends Emitter {
     if (!this.account || !L.hasBase || L.seq === null || L.closed) return;
     if (this._cacheTimers.has(L)) return;
     const account = this.account.id;
+    // A big result is written less often (each write is all of it).
+    const ms = this.opts.cacheWriteMs * (1 + Math.floor(L.docs.size / 1000));
     this._cacheTimers.set(L, setTimeout(() => {
       this._cacheTimers.delete(L);
       if (this.account?.id !== account || !L.hasBase) return;
       this._store.put('cache', {
         key: `${account}|${L.key}`, account, seq: L.seq, docs: [...L.docs.values()], at: Date.now(),
       }).catch(() => {});
-    }, this.opts.cacheWriteMs));
+    }, ms));
   }
 
   // "Force sync": every listener gets a fresh snapshot (its callback, the
@@ -1720,7 +1745,8 @@ export class LiveDB extends Emitter {
     return { docs, seq };
   }
 
-  async _http(method, path, body, { auth = true, signal, timeout = this.opts.callTimeoutMs, quiet401 = false } = {}) {
+  async _http(method, path, body, { auth = true, signal, timeout = this.opts.callTimeoutMs, quiet401 = false,
+    keepalive = false } = {}) {
     const headers = {};
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     if (auth) {
@@ -1733,7 +1759,7 @@ export class LiveDB extends Emitter {
     try {
       res = await fetch(new URL(path, this.url), {
         method, headers, body: body === undefined ? undefined : JSON.stringify(body),
-        signal: signal ? AbortSignal.any([signal, tsig]) : tsig, cache: 'no-store',
+        signal: signal ? AbortSignal.any([signal, tsig]) : tsig, cache: 'no-store', keepalive,
       });
       text = await res.text();
     } catch (e) {
@@ -1768,6 +1794,7 @@ export class LiveDB extends Emitter {
     this._releaseTabLock?.();
     window.removeEventListener('online', this._onOnline);
     window.removeEventListener('offline', this._onOffline);
+    document.removeEventListener('visibilitychange', this._onVisible);
     instances.delete(this);
     this._setState('offline');
   }
