@@ -987,3 +987,43 @@ test('activity: events still buffered when the page goes away are sent with keep
     await srv.stop();
   }
 });
+
+// ---------------------------------------------------------------- odds and ends
+
+test("a callback that throws does not stop the SDK; one-shot reads: get(), api()", async () => {
+  const srv = await wholesale();
+  const ctx = await browser.newContext();
+  try {
+    const page = await sdkPage(ctx, srv);
+    await page.evaluate(() => {
+      window.seen = 0;
+      db.collection('products').onSnapshot(() => { seen++; if (seen === 1) throw new Error('page bug'); });
+      watch('all', db.collection('products'));
+    });
+    await until(page, () => seen === 1 && snaps.all.length);
+    await addProduct(srv, 4);
+    await until(page, () => seen === 2 && ids('all').length === 4);
+    // The page's bug is logged (a console error: it is the page's) and reported.
+    assert.equal(page.problems.length, 1);
+    assert.match(page.problems[0], /a callback threw/);
+    page.problems = [];
+
+    const got = await page.evaluate(async () => ({
+      oil: (await db.collection('products').where('category', 'eq', 'oil').get()).map((d) => d.id),
+      p2: (await db.doc('products', 'p2').get()).name,
+      none: await db.doc('products', 'nope').get(),
+      me: (await db.api('GET', '/v1/auth/me')).account.email,
+      badOp: (() => { try { db.collection('products').where('x', 'like', 1); } catch (e) { return e.code; } })(),
+      badCol: (() => { try { db.collection('Bad Name'); } catch (e) { return e.code; } })(),
+    }));
+    assert.deepEqual(got, { oil: ['p1', 'p3'], p2: 'Product 2', none: null, me: ADMIN.email, badOp: 'bad_request', badCol: 'bad_request' });
+    await until(page, () => db._reporter.buf.length === 0 && !db._reporter.sending);
+    const errs = (await activity(srv, 'action=client_error')).map((e) => e.data.message);
+    assert.ok(errs.some((m) => /page bug/.test(m)), errs.join());
+    // get() of a missing document is a 404 Chromium logs: expected.
+    assert.deepEqual(page.problems.filter((p) => !/404/.test(p)), []);
+  } finally {
+    await ctx.close();
+    await srv.stop();
+  }
+});

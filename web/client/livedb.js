@@ -10,6 +10,31 @@
  *     .onSnapshot(({ docs, changes, stale }) => render(docs));
  *   await db.call('place_order', { items, client_order_id }, { queue: true });
  *
+ * Interface
+ * ---------
+ *   new LiveDB({url = location.origin, name = 'default', transports = ['ws','sse'], ...tuning})
+ *       name namespaces localStorage, IndexedDB, the BroadcastChannel and
+ *       the Web Locks; tuning: see DEFAULTS below (heartbeatMs, backoff...).
+ *   db.login(email, password) -> account      db.restore() -> account | null
+ *   db.logout()          db.account           db.token           db.close()
+ *   db.state             'connecting' | 'live' | 'reconnecting' | 'offline'
+ *   db.on(event, cb) -> off()      db.off(event, cb)
+ *       'state' (state), 'auth' (null: the session ended), 'error' (LiveDBError),
+ *       'queue' (the queued calls), 'call' (entry, result | LiveDBError)
+ *   db.collection(col).where(field, op, value)... .onSnapshot(cb, onError) -> unsubscribe
+ *       cb({docs (by id), changes: [{op: 'added'|'modified'|'removed', id, doc}],
+ *           stale, fromCache, seq}); a removed change carries the document as
+ *           it was last shown. .get() -> docs (one HTTP read).
+ *   db.doc(col, id).onSnapshot(cb, onError) -> unsubscribe
+ *       cb({doc | null, changes, stale, fromCache, seq}). .get() -> doc | null.
+ *   db.call(fn, args, {queue = false, timeout}) -> result | {queued: true, id}
+ *       throws LiveDBError {code, message, status, details}
+ *   db.pending() -> the queued calls [{id, fn, args, at, account, tab}]
+ *   db.resync()  db.presence(state)  db.report(action, data)
+ *   db.api(method, path, body) -> JSON (REST with the session's token)
+ *   db.stats     counters: connects, subscribes, resumes, resyncs, snapshots, changes, calls
+ * Documents given to callbacks are shared with the SDK: read, do not modify.
+ *
  * How it works
  * ------------
  * Session. login() keeps {token, account} in localStorage (key
@@ -917,6 +942,12 @@ class SseTransport {
   unsubscribe(L) {
     L.subId = null;
     this.syncing.delete(L);
+    // The last listener of a collection takes its stream with it.
+    const s = this.streams.get(L.col);
+    if (s && ![...this.db._listeners].some((o) => o !== L && o.col === L.col && o.subId && !o.closed)) {
+      s.es.close();
+      this.streams.delete(L.col);
+    }
   }
 
   // Applies the JSON change feed after L.seq, page by page, until caught up.
