@@ -445,8 +445,10 @@ test('offline: a reload without the server shows cached data marked stale; an or
   await page.waitForSelector('#stale', { state: 'visible' });
   assert.match(await page.textContent('#stale'), /out of date|offline|Connect/i);
   assert.equal(await page.locator('#products.stale-mark').count(), 1, 'the catalog is marked stale');
+  assert.match(await page.textContent('#catalog-stale'), /Saved copy/);
   assert.notEqual(await page.getAttribute('#conn', 'data-state'), 'live');
   assert.equal(await page.textContent(`${card('TEA-100')} .p-price`), '$8.90');
+  await shots(page, 'partner-offline-catalog');
 
   // Order while offline: kept on the device, said so.
   await addToCart(page, 'TEA-100', 3);
@@ -457,7 +459,7 @@ test('offline: a reload without the server shows cached data marked stale; an or
   assert.match(await page.textContent('#queued'), /1 order is saved/);
   await page.click('#tab-orders');
   await page.waitForSelector('#pending-sends .order.queued');
-  await shots(page, 'partner-offline');
+  await shots(page, 'partner-offline-orders');
   await page.click('#tab-catalog');
 
   // The server comes back: the order goes, once.
@@ -466,6 +468,7 @@ test('offline: a reload without the server shows cached data marked stale; an or
   await page.waitForSelector('.toast >> text=sent', { timeout: 10_000 });
   await page.waitForSelector('#queued', { state: 'hidden' });
   await page.waitForSelector('#stale', { state: 'hidden' });
+  assert.equal(await page.isHidden('#catalog-stale'), true);
   await sleep(1500); // a second send would have landed by now
   const after = (await srv.req('GET', `/v1/c/orders?limit=1000`)).json.docs;
   assert.equal(after.length, before + 1, 'exactly one new order');

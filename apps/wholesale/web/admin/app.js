@@ -758,7 +758,9 @@ function renderCharts() {
   const hourNow = new Date().getHours();
   const today = todays().filter((o) => o.status !== 'cancelled');
   const first = Math.min(Math.max(0, hourNow - 6), ...today.map((o) => new Date(o.created_at).getHours()));
-  const hours = Array.from({ length: hourNow - first + 1 }, (_, i) => `${String(first + i).padStart(2, '0')}:00`);
+  // Each point is the total at the end of its hour; the last one is now.
+  const hours = Array.from({ length: hourNow - first + 1 }, (_, i) =>
+    (first + i === hourNow ? 'now' : `${String(first + i + 1).padStart(2, '0')}:00`));
   const byHour = new Array(hours.length).fill(0);
   for (const o of today) byHour[new Date(o.created_at).getHours() - first] += o.total_cents / 100;
   let run = 0;
@@ -789,8 +791,8 @@ function renderCharts() {
   // Client errors per minute (client_error activity events).
   const epm = perMinute(S.errorsAt, N);
   const c4 = makeChart('chart-err', {
-    type: 'line',
-    data: { labels, datasets: [{ label: 'Errors', data: epm, borderColor: '#c0262d', backgroundColor: 'rgba(192,38,45,.1)', fill: true, stepped: true, pointRadius: 0 }] },
+    type: 'bar',
+    data: { labels, datasets: [{ label: 'Errors', data: epm, backgroundColor: '#dc2626', borderRadius: 4, maxBarThickness: 18 }] },
   });
   if (c4) { c4.data.labels = labels; c4.data.datasets[0].data = epm; c4.update('none'); }
 }

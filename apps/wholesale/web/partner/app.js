@@ -709,9 +709,14 @@ function renderNotices() {
   const stale = isStale();
   const box = $('#stale');
   box.hidden = !stale || (db.state === 'connecting' && !S.productsFromCache);
+  let last = null;
+  try { last = localStorage.getItem(lastLiveKey()); } catch { /* none */ }
+  for (const id of ['#catalog-stale', '#orders-stale']) {
+    const pill = $(id);
+    pill.hidden = !stale;
+    if (stale) pill.replaceChildren(icon('clock'), last ? `Saved copy, ${when(last)}` : 'Saved copy');
+  }
   if (stale) {
-    let last = null;
-    try { last = localStorage.getItem(lastLiveKey()); } catch { /* none */ }
     const asOf = last ? ` as of ${when(last)}` : '';
     const text = db.state === 'offline'
       ? `You are offline. Showing saved data${asOf}: stock and prices may have changed.`
