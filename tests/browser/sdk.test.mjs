@@ -136,6 +136,14 @@ test('login, restore and logout', async () => {
       return r;
     }), null);
 
+    // Something cached for this account...
+    await page.evaluate(() => {
+      window.seen = [];
+      db.collection('products').onSnapshot((s) => seen.push(s));
+    });
+    await until(page, () => seen.length && !seen.at(-1).stale);
+    await until(page, async () => (await db._store.all('cache')).length === 1);
+
     // Logout ends the session on the server too.
     const token = await page.evaluate(() => db._token);
     await page.evaluate(async () => {
@@ -146,6 +154,8 @@ test('login, restore and logout', async () => {
     assert.equal(await page.evaluate(() => db.account), null);
     assert.deepEqual(await page.evaluate(() => authEvents), [null]);
     assert.equal(await page.evaluate(() => db.state), 'offline');
+    // ...and the account's cache is gone with it.
+    assert.equal(await page.evaluate(async () => (await db._store.all('cache')).length), 0);
     const me = await srv.req('GET', '/v1/auth/me', { headers: { Authorization: `Bearer ${token}` } });
     assert.equal(me.status, 401);
     assert.equal(await page.evaluate(async () => {
@@ -1022,6 +1032,29 @@ test("a callback that throws does not stop the SDK; one-shot reads: get(), api()
     assert.ok(errs.some((m) => /page bug/.test(m)), errs.join());
     // get() of a missing document is a 404 Chromium logs: expected.
     assert.deepEqual(page.problems.filter((p) => !/404/.test(p)), []);
+  } finally {
+    await ctx.close();
+    await srv.stop();
+  }
+});
+
+test('close code 4008 (read too slowly): reconnects at once and resumes with since', async () => {
+  const srv = await wholesale();
+  const ctx = await browser.newContext();
+  try {
+    const page = await sdkPage(ctx, srv, { opts: { backoffMinMs: 5000 } });
+    await page.evaluate(() => watch('all', db.collection('products')));
+    await until(page, () => db.state === 'live' && snaps.all.length && !snaps.all.at(-1).stale);
+    const t0 = Date.now();
+    // As the server does it: the connection ends with 4008 after it opened.
+    await page.evaluate(() => db._transport._ended({ code: 4008 }));
+    await srv.req('PATCH', '/v1/c/products/p2', { body: { stock: 8 } });
+    await until(page, () => db.state === 'live' && !snaps.all.at(-1).stale && snaps.all.at(-1).docs[1].stock === 8);
+    assert.ok(Date.now() - t0 < 2500, 'no backoff after 4008');
+    assert.equal(await page.evaluate(() => db.stats.resumes), 1);
+    assert.equal(await page.evaluate(() => db.stats.snapshots), 1);
+    assert.deepEqual(await page.evaluate(() => allChanges('all')), ['added:p1', 'added:p2', 'added:p3', 'modified:p2']);
+    assert.deepEqual(page.problems, []);
   } finally {
     await ctx.close();
     await srv.stop();
