@@ -22,6 +22,7 @@
 #include "api/api.h"
 #include "cli/backups.h"
 #include "store/backup.h"
+#include "cli/simulate.h"
 #include "core/apps.h"
 #include "core/doc.h"
 #include "ops/log.h"
@@ -45,6 +46,9 @@ static const char usage[] =
     "       livedb restore --data DIR BACKUP\n"
     "       livedb export [--data DIR] [--out FILE]\n"
     "       livedb import FILE [--data DIR] [--collection C] [--batch N] [--dry-run]\n"
+    "       livedb simulate partner-order|inventory-update|price-update|order-status|stress|all\n"
+    "                       [--url URL] [--data DIR] [--partners N] [--rate R] [--seconds T]\n"
+    "                       (livedb simulate --help for the rest)\n"
     "       livedb help | --version\n"
     "\n"
     "  --data DIR            data directory (default ./data)\n"
@@ -262,6 +266,21 @@ static void on_demo_done(wjob *job)
             if (demo_accounts[i].password[0])
                 printf("livedb:   %-20s %-8s %s\n", demo_accounts[i].email, demo_accounts[i].role,
                        demo_accounts[i].password);
+        /* Also kept for `livedb simulate` (and people), readable by the owner only. */
+        json_t *list = json_array();
+        for (size_t i = 0; i < ARRAY_LEN(demo_accounts); i++)
+            if (demo_accounts[i].password[0])
+                json_array_append_new(list, json_pack("{ssssss}", "email", demo_accounts[i].email,
+                                                      "role", demo_accounts[i].role, "password",
+                                                      demo_accounts[i].password));
+        char err[300];
+        app_t *app = job->ctx;
+        if (simulate_save_demo_accounts(store_dir(app->store), list, err, sizeof err))
+            log_msg(LOG_WARN, "demo accounts: %s", err);
+        else
+            printf("livedb:   (also in %s/%s, readable by its owner only)\n",
+                   store_dir(app->store), SIMULATE_DEMO_ACCOUNTS);
+        json_decref(list);
     }
     fflush(stdout);
     wjob_free(job);
@@ -1127,6 +1146,8 @@ int main(int argc, char **argv)
         return cli_backups(argc - 2, argv + 2);
     if (strcmp(cmd, "restore") == 0)
         return cli_restore(argc - 2, argv + 2);
+    if (strcmp(cmd, "simulate") == 0)
+        return simulate_main(argc - 2, argv + 2);
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         fputs(usage, stdout);
         return 0;
