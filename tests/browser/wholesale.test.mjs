@@ -385,6 +385,22 @@ test('a partner cannot see the admin portal or its data', async () => {
   await ctx.close();
 });
 
+test('a partner whose account is disabled is signed out of the open page', async () => {
+  const who = { email: 'grove@test.livedb', password: 'partner-password-3', name: 'Grove Market' };
+  const acct = await ok(await srv.req('POST', '/v1/accounts', { body: { ...who, role: 'partner' } }), 'account');
+  const ctx = await browser.newContext();
+  const page = await signIn(ctx, '/partner/', who, { viewport: PHONE });
+  await page.waitForSelector(card('OIL-001'));
+  await ok(await srv.req('PATCH', `/v1/accounts/${acct.id}`, { body: { disabled: true } }), 'disable');
+  await page.waitForSelector('#login', { state: 'visible', timeout: 5000 });
+  assert.match(await page.textContent('#login-error'), /session has ended/);
+  assert.equal(await page.isHidden('#app'), true);
+  assert.equal(await page.locator('.product').count(), 0, 'nothing of the session stays on screen');
+  // The server's 401 to the session check is the one console error expected.
+  assert.deepEqual(page.problems.filter((p) => !/status of 401/.test(p)), []);
+  await ctx.close();
+});
+
 test('the admin dashboard: charts, partners online, live activity, system health', async () => {
   const actx = await browser.newContext();
   const pctx = await browser.newContext();

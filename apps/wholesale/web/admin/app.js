@@ -113,7 +113,13 @@ function start(account) {
   $('#who-name').textContent = account.name || '';
   $('#who-email').textContent = account.email || '';
   S.names.set(account.id, account.name || account.email);
-  bindConnection(db, $('#conn'), renderNotices);
+  if (!S.wired) { // once a page, though a session that ended may sign in again
+    S.wired = true;
+    bindConnection(db, $('#conn'), renderNotices);
+    setInterval(tick, 5000);
+    let beats = 0; // the activity log: every 2 s on the dashboard, every 10 s elsewhere
+    setInterval(() => { if (S.view === 'dashboard' || ++beats % 5 === 0) pollActivity(); }, 2000);
+  }
   S.subs.push(db.collection('orders').onSnapshot(onOrders));
   S.subs.push(db.collection('products').onSnapshot(onProducts));
   S.subs.push(db.collection('_presence').onSnapshot(onPresence));
@@ -121,10 +127,7 @@ function start(account) {
   loadNames();
   route();
   tick();
-  setInterval(tick, 5000);
   pollActivity();
-  let beats = 0; // every 2 s on the dashboard, every 10 s elsewhere
-  setInterval(() => { if (S.view === 'dashboard' || ++beats % 5 === 0) pollActivity(); }, 2000);
 }
 
 async function logout() {
@@ -137,6 +140,18 @@ async function logout() {
 function signedOut(message) {
   for (const u of S.subs.splice(0)) u();
   S.account = null;
+  // What was shown belonged to that session.
+  S.orders = new Map();
+  S.ordersLoaded = false;
+  S.unread.clear();
+  S.products = new Map();
+  S.productsLoaded = false;
+  S.presence = new Map();
+  S.selected = null;
+  activity.clear();
+  S.activity = [];
+  $('#feed').replaceChildren();
+  $('#inv-body').replaceChildren();
   showLogin(message);
 }
 

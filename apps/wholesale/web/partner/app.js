@@ -113,11 +113,14 @@ function start(account) {
   $('#who-name').textContent = account.name || '';
   $('#who-email').textContent = account.email || '';
   loadCart();
-  bindConnection(db, $('#conn'), renderNotices);
+  if (!S.wired) { // once a page, though a session that ended may sign in again
+    S.wired = true;
+    bindConnection(db, $('#conn'), renderNotices);
+    db.on('queue', onQueue);
+    db.on('call', onQueuedCallDone);
+  }
   S.subs.push(db.collection('products').onSnapshot(onProducts));
   S.subs.push(db.collection('orders').where('partner_id', 'eq', account.id).onSnapshot(onOrders));
-  db.on('queue', onQueue);
-  db.on('call', onQueuedCallDone);
   route();
 }
 
@@ -131,6 +134,13 @@ async function logout() {
 function signedOut(message) {
   for (const u of S.subs.splice(0)) u();
   S.account = null;
+  // What was shown belonged to that session.
+  S.products = new Map();
+  S.orders = [];
+  S.status.clear();
+  S.ordersLoaded = false;
+  $('#products').replaceChildren();
+  $('#order-list').replaceChildren();
   showLogin(message);
 }
 
