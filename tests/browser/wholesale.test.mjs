@@ -195,6 +195,13 @@ test('sign-in pages, and a partner order reaches the admin within 1 s with the c
   await admin.click('#detail-body .detail-close');
   await admin.setViewportSize(DESKTOP);
 
+  // The admin in the partner portal is pointed to its own.
+  const wrong = await openPage(actx, srv, '/partner/', { viewport: DESKTOP });
+  await wrong.waitForSelector('#not-partner', { state: 'visible' });
+  assert.equal(await wrong.isHidden('#app'), true);
+  await shots(wrong, 'partner-not-partner');
+  noProblems(wrong);
+
   noProblems(admin, partner);
   await actx.close();
   await pctx.close();
