@@ -468,15 +468,20 @@ function invRow(p) {
     }
     price.removeAttribute('aria-invalid');
     if (!p0 || cents === p0.price_cents) { price.value = (p0.price_cents / 100).toFixed(2); return; }
-    price.disabled = true;
+    // Enter and the change event that follows it are one edit.
+    if (price.dataset.saving === String(cents)) return;
+    price.dataset.saving = String(cents);
+    price.readOnly = true; // not disabled: that would take the focus away
     try {
       await db.call('set_price', { product_id: id, price_cents: cents });
       toast(`${p0.name}: ${money(p0.price_cents)} → ${money(cents)}`, { title: 'Price changed', kind: 'ok', ms: 3000 });
       price.dataset.dirty = '';
+      price.value = (cents / 100).toFixed(2);
     } catch (err) {
       toast(errorText(err), { title: `${p0.name}: price not changed`, kind: 'error' });
     } finally {
-      price.disabled = false;
+      price.dataset.saving = '';
+      price.readOnly = false;
       fillRow(price.closest('tr'), S.products.get(id));
     }
   };
