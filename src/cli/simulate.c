@@ -523,7 +523,8 @@ static int login_answer(const client_answer *a, const char *email, char token[TO
         json_t *acct = json_object_get(a->json, "account");
         const char *i = jstr(acct, "id"), *r = jstr(acct, "role");
         if (!token_ok(t) || !i || strlen(i) > DOC_ID_MAX || !r || strlen(r) > 32) {
-            snprintf(why, whylen, "the login answer for %s has no token or account", email);
+            snprintf(why, whylen, "the login answer for %s has no token or account%s%s", email,
+                     a->json ? "" : ": ", a->json ? "" : a->err);
             return -1;
         }
         snprintf(token, TOKEN_MAX, "%s", t);
@@ -2000,13 +2001,14 @@ int simulate_main(int argc, char **argv)
     sim *s = xcalloc(1, sizeof *s);
     char email_buf[256];
     int rc = parse_opts(argc, argv, &s->o);
-    if (rc == 0)
-        rc = credentials(&s->o, email_buf, sizeof email_buf);
     char err[400];
     if (rc == 0 && client_target_parse(s->o.url, &s->t, err, sizeof err)) {
-        rc = strncmp(s->o.url, "http://", 7) == 0 ? 1 : 2;
+        /* A malformed URL is bad usage; a name that does not resolve is not. */
+        rc = strncmp(s->o.url, "http://", 7) == 0 && !strstr(err, "port") ? 1 : 2;
         fprintf(stderr, "livedb simulate: %s\n", err);
     }
+    if (rc == 0)
+        rc = credentials(&s->o, email_buf, sizeof email_buf);
     if (rc) {
         sodium_memzero(s->o.password, sizeof s->o.password);
         free(s);
