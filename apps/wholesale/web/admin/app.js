@@ -196,7 +196,7 @@ function route() {
 // metrics). /metrics is text, which db.api() does not return, so that one
 // request carries the session's token itself.
 function authHeaders() {
-  const token = db.token ?? db._token ?? null;
+  const token = db.token;
   return token ? { Authorization: `Bearer ${token}` } : {};
 }
 
