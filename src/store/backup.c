@@ -335,6 +335,28 @@ static void check_backup(const char *dir, backup_info *b)
 
 /* ------------------------------------------------------------------ take */
 
+/* Gives an empty destination its page 1: the source's page size and
+ * reserved bytes, written now, before any other page. An SQLite code. */
+static int prime_dest(sqlite3 *src, sqlite3 *dst)
+{
+    sqlite3_stmt *st = NULL;
+    int size = 0;
+    if (sqlite3_prepare_v2(src, "PRAGMA page_size", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        size = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (size < 512)
+        return SQLITE_ERROR;
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA page_size=%d", size);
+    int rc = sqlite3_exec(dst, sql, NULL, NULL, NULL);
+    if (rc == SQLITE_OK && vfs_has_checksums(src))
+        rc = vfs_reserve_pages(dst);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(dst, "PRAGMA user_version=0", NULL, NULL, NULL);
+    return rc;
+}
+
 /* The snapshot: one read transaction on the live database gives both the
  * seq and every page at that seq; the online backup API copies the pages
  * (checked on the way by the VFS) while writers go on. */
@@ -359,10 +381,18 @@ static int snapshot_to(const char *src_path, const char *dst_path, int64_t *seq,
         err_set(err, E_UNAVAILABLE, "cannot create %s: %s", dst_path, sqlite3_errmsg(dst));
         goto done;
     }
-    bk = sqlite3_backup_init(dst, "main", src, "main");
-    int brc = bk ? sqlite3_backup_step(bk, -1) : sqlite3_errcode(dst);
-    if (bk)
-        sqlite3_backup_finish(bk);
+    /* The VFS learns that a file's pages carry checksums from its page 1
+     * (vfs.c read_header), and signs only once it knows. A copy bigger than
+     * the page cache spills pages to the new file before page 1, so they
+     * would go out unsigned and the backup would fail its check: write a
+     * page 1 with the source's page size and reserve first. */
+    int brc = prime_dest(src, dst);
+    if (brc == SQLITE_OK) {
+        bk = sqlite3_backup_init(dst, "main", src, "main");
+        brc = bk ? sqlite3_backup_step(bk, -1) : sqlite3_errcode(dst);
+        if (bk)
+            sqlite3_backup_finish(bk);
+    }
     if (brc != SQLITE_DONE) {
         int code = (brc & 0xff) == SQLITE_FULL ? E_STORAGE_FULL : E_UNAVAILABLE;
         err_set(err, code, "the backup could not be written: %s",
@@ -399,6 +429,26 @@ static void rotate(const char *dir, json_t *m, int keep)
     }
 }
 
+/* Removes what a backup killed half-way left (.taking-NAME.db and its
+ * -journal: a partial copy as big as the database). Only under the lock,
+ * which a taker holds until it is done or dead: any such file is stale. */
+static void remove_stale(const char *bdir)
+{
+    DIR *d = opendir(bdir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, ".taking-", 8) != 0)
+            continue;
+        char *p = path_of(bdir, e->d_name, NULL);
+        if (unlink(p) == 0)
+            log_msg(LOG_WARN, "removed %s, left by a backup that did not finish", p);
+        free(p);
+    }
+    closedir(d);
+}
+
 int backup_take(const char *dir, int keep, backup_info *out, err_t *err)
 {
     uint64_t t0 = time_mono_ns();
@@ -417,7 +467,7 @@ int backup_take(const char *dir, int keep, backup_info *out, err_t *err)
     char *bdir = path_of(dir, "backups", NULL);
     buf_t tmp = {0};
     buf_printf(&tmp, "%s/.taking-%s", bdir, b.name);
-    unlink(tmp.p);
+    remove_stale(bdir);
     int rc = -1;
     if (snapshot_to(src, tmp.p, &b.seq, err))
         goto done;

@@ -486,20 +486,26 @@ void store_close(store_t *st)
     sqlite3_finalize(st->savepoint);
     sqlite3_finalize(st->release);
     sqlite3_finalize(st->rollback_to);
-    if (st->wdb) {
-        /* A clean close checkpoints and removes the WAL. */
-        sqlite3_close(st->wdb);
-    }
     while (st->free_readers) {
         reader *r = st->free_readers;
         st->free_readers = r->next;
         free(r);
     }
+    /* The readers first: only the last connection to close checkpoints
+     * the WAL into the database and removes it, and a read-only one
+     * cannot. */
     while (st->all_readers) {
         reader *r = st->all_readers;
         st->all_readers = r->next;
         sqlite3_close(r->db);
         free(r);
+    }
+    if (st->wdb) {
+        /* The last one: a clean close checkpoints and removes the WAL. */
+        int rc = sqlite3_close(st->wdb);
+        if (rc != SQLITE_OK)
+            log_msg(LOG_WARN, "closing the database: %s (the WAL stays; the next start replays it)",
+                    sqlite3_errstr(rc));
     }
     for (size_t i = 0; i < st->n_index_keys; i++)
         free(st->index_keys[i]);
