@@ -39,7 +39,7 @@ obj = $(patsubst %.c,$(1)/obj/%.o,$(2)) $(patsubst %.c,$(1)/obj/llhttp/%.o,$(LLS
 # Keep the objects of chained rules (the fuzzers), so a rebuild is incremental.
 .SECONDARY:
 
-.PHONY: all asan unit fuzz-build fuzz fuzz-smoke test test-unit test-api test-browser run deps bench clean
+.PHONY: all asan unit fuzz-build fuzz fuzz-smoke test test-unit test-api test-crash test-browser run deps bench clean
 
 all: build/livedb
 
@@ -124,6 +124,13 @@ test-api: build/livedb build/asan/livedb
 	node --test --test-concurrency=1 tests/api/
 	LIVEDB_BIN=build/asan/livedb node --test --test-concurrency=1 tests/api/
 
+# Crash and corruption tests (tests/crash/): kill -9 at random moments under
+# concurrent writers (CRASH_CYCLES, default 200), random bytes flipped in the
+# database and its backups (CORRUPT_SEEDS, default 20); fewer on ASan.
+test-crash: build/livedb build/asan/livedb
+	node --test --test-concurrency=1 tests/crash/
+	LIVEDB_BIN=build/asan/livedb CRASH_CYCLES=20 CORRUPT_SEEDS=5 node --test --test-concurrency=1 tests/crash/
+
 # Browser tests: Debian's chromium via playwright-core, against the release
 # binary (screenshots land in build/screenshots/).
 test-browser: build/livedb
@@ -132,6 +139,7 @@ test-browser: build/livedb
 test: deps
 	$(MAKE) test-unit
 	$(MAKE) test-api
+	$(MAKE) test-crash
 	$(MAKE) test-browser
 	$(MAKE) fuzz-smoke
 
