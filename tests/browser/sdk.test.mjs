@@ -1060,3 +1060,26 @@ test('close code 4008 (read too slowly): reconnects at once and resumes with sin
     await srv.stop();
   }
 });
+
+test('SSE: a role change (the server ends the stream) brings fresh lists of what the account may see', async () => {
+  const srv = await wholesale();
+  const ctx = await browser.newContext();
+  try {
+    const page = await sdkPage(ctx, srv, { as: PARTNER, transports: ['sse'] });
+    await page.evaluate(() => db.call('place_order', { items: [{ product_id: 'p1', qty: 1 }], client_order_id: 'mine' }));
+    const o = await srv.req('POST', '/v1/accounts', { body: { email: 'o2@test.livedb', role: 'partner', password: 'other-password-1' } });
+    assert.equal(o.status, 201);
+    const ot = await (await fetch(`${srv.url}/v1/auth/login`, { method: 'POST', body: JSON.stringify({ email: 'o2@test.livedb', password: 'other-password-1' }) })).json();
+    const r = await fetch(`${srv.url}/v1/fn/place_order`, { method: 'POST', headers: { Authorization: `Bearer ${ot.token}` }, body: JSON.stringify({ items: [{ product_id: 'p2', qty: 1 }] }) });
+    assert.equal(r.status, 200);
+    await page.evaluate(() => watch('orders', db.collection('orders')));
+    await until(page, () => db.state === 'live' && snaps.orders.length && !snaps.orders.at(-1).stale);
+    assert.equal(await page.evaluate(() => snaps.orders.at(-1).docs.length), 1);
+    await srv.req('PATCH', `/v1/accounts/${srv.partnerId}`, { body: { role: 'admin' } });
+    await until(page, () => db.account.role === 'admin' && snaps.orders.at(-1).docs.length === 2 && !snaps.orders.at(-1).stale, 15_000);
+    assert.deepEqual(withoutNetworkErrors(page.problems), []);
+  } finally {
+    await ctx.close();
+    await srv.stop();
+  }
+});

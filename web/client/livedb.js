@@ -863,11 +863,22 @@ class SseTransport {
   get isOpen() { return this.opened && !this.dead; }
 
   async open() {
+    let me;
     try {
-      await this.db._http('GET', '/v1/auth/me', undefined, { signal: this.abort.signal });
+      me = await this.db._http('GET', '/v1/auth/me', undefined, { signal: this.abort.signal });
     } catch (e) {
       if (!this.dead) this._ended({ code: e.status === 401 ? 4003 : 0 });
       return;
+    }
+    if (this.dead) return;
+    // The server ends event streams when access changes (the WebSocket's
+    // 4003): a new role sees other documents, so every listener lists again.
+    const db = this.db;
+    if (db.account && me.account.role !== db.account.role) {
+      await db._dropCache(me.account.id);
+      db.account = me.account;
+      db._saveSession(storageGet(db._sessionKey)?.expires_at);
+      for (const L of db._listeners) L.seq = null;
     }
     if (this.dead) return;
     this.opened = true;
