@@ -20,7 +20,8 @@ LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lwslay -pthread -lm
 
 # Files built into the binary (apps' app.json, web pages): one file is a
 # whole deployment. tools/embed.c turns them into build/gen/assets.c.
-ASSETS  := $(shell find apps web -type f ! -name '*.c' 2>/dev/null | LC_ALL=C sort)
+# (apps/*/sample/ holds sample legacy files for the import, not pages.)
+ASSETS  := $(shell find apps web -type f ! -name '*.c' ! -path 'apps/*/sample/*' 2>/dev/null | LC_ALL=C sort)
 # Debian's Chart.js (libjs-chart.js), served to the admin pages.
 CHARTJS := /usr/share/javascript/chart.js/chart.min.js
 GEN     := build/gen/assets.c

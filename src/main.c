@@ -21,6 +21,7 @@
 
 #include "api/api.h"
 #include "cli/backups.h"
+#include "ops/import.h"
 #include "store/backup.h"
 #include "cli/simulate.h"
 #include "core/apps.h"
@@ -37,7 +38,7 @@ static const char usage[] =
     "                    [--allow-origin ORIGIN]... [--ws-ping S] [--ws-max-pending BYTES]\n"
     "                    [--session-hours H] [--web-root DIR]\n"
     "                    [--backup-interval S] [--backup-keep N] [--backup-max-age S]\n"
-    "                    [--no-auto-recover]\n"
+    "                    [--no-auto-recover] [--snapshot-dir DIR]\n"
     "       livedb account add --email E --role R [--name N] --password-stdin [--data DIR]\n"
     "       livedb activity [--data DIR] [--format json|csv] [--since RFC3339]\n"
     "       livedb verify [--data DIR] [BACKUP]\n"
@@ -74,6 +75,8 @@ static const char usage[] =
     "                        seconds for a good backup (default 300)\n"
     "  --no-auto-recover     refuse to start on a damaged database instead of restoring\n"
     "                        the newest good backup\n"
+    "  --snapshot-dir DIR    keep DIR/APP.json, a static copy of the apps' snapshot\n"
+    "                        collections (studio: users, jobs), rewritten on every change\n"
     "  --web-root DIR        serve the pages and the SDK from this source tree instead of\n"
     "                        the copies built in (edit a page, reload, no rebuild)\n";
 
@@ -96,6 +99,7 @@ typedef struct serve_opts {
     double session_hours;
     int backup_interval, backup_keep, backup_max_age;
     bool auto_recover;
+    const char *snapshot_dir;
 } serve_opts;
 
 __attribute__((format(printf, 1, 2))) static int bad_usage(const char *fmt, ...)
@@ -198,6 +202,8 @@ static int parse_serve(int argc, char **argv, serve_opts *o)
             o->apps = v;
         } else if (strcmp(a, "--web-root") == 0) {
             o->web_root = v;
+        } else if (strcmp(a, "--snapshot-dir") == 0) {
+            o->snapshot_dir = v;
         } else if (strcmp(a, "--backup-interval") == 0) {
             if (parse_num(v, 0, 86400 * 7, &n))
                 return bad_usage("--backup-interval takes seconds from 0 to 604800, not '%s'", v);
@@ -244,16 +250,23 @@ static int parse_serve(int argc, char **argv, serve_opts *o)
  * printed once, when the demo is loaded. */
 typedef struct demo_account {
     const char *email, *role, *name;
+    const char *app; /* made only when this app is served (NULL: always) */
     char password[13];
 } demo_account;
 
 static demo_account demo_accounts[] = {
-    {"admin@demo.livedb", "admin", "Alex Admin", ""},
-    {"north@demo.livedb", "partner", "North Deli", ""},
-    {"harbor@demo.livedb", "partner", "Harbor Cafe", ""},
-    {"grove@demo.livedb", "partner", "Grove Market", ""},
-    {"staff@demo.livedb", "staff", "Sam Staff", ""},
+    {"admin@demo.livedb", "admin", "Alex Admin", NULL, ""},
+    {"north@demo.livedb", "partner", "North Deli", "wholesale", ""},
+    {"harbor@demo.livedb", "partner", "Harbor Cafe", "wholesale", ""},
+    {"grove@demo.livedb", "partner", "Grove Market", "wholesale", ""},
+    {"studio@demo.livedb", "admin", "Robin Producer", "studio", ""},
+    {"staff@demo.livedb", "staff", "Sam Staff", "studio", ""},
 };
+
+static bool demo_wanted(const demo_account *d)
+{
+    return apps_role_known(d->role) && (!d->app || apps_has(d->app));
+}
 
 static void on_demo_done(wjob *job)
 {
@@ -360,7 +373,7 @@ static void load_demo(app_t *app)
     int naccounts = 0;
     for (size_t i = 0; i < ARRAY_LEN(demo_accounts); i++) {
         time_ordered_id(ids[i], DOC_GEN_ID_LEN);
-        if (apps_role_known(demo_accounts[i].role))
+        if (demo_wanted(&demo_accounts[i]))
             naccounts++;
     }
     wjob *job = wjob_new(WJ_OPS, (int)json_array_size(docs) + 2 * naccounts);
@@ -370,7 +383,7 @@ static void load_demo(app_t *app)
     int k = 0;
     for (size_t i = 0; i < ARRAY_LEN(demo_accounts); i++) {
         demo_account *d = &demo_accounts[i];
-        if (!apps_role_known(d->role))
+        if (!demo_wanted(d))
             continue;
         random_id(d->password, 12);
         char hash[128];
@@ -505,6 +518,11 @@ static int cmd_serve(int argc, char **argv)
     app->feed = feed_new((size_t)o.feed_memory);
     api_init(app);
     backups_init(app, o.backup_interval, o.backup_keep, o.backup_max_age);
+    if (snapshot_init(app, o.snapshot_dir, &e)) {
+        fprintf(stderr, "livedb: %s\n", e.msg);
+        err_clear(&e);
+        o.snapshot_dir = NULL; /* serve anyway: the live data matters more */
+    }
     app->origins = o.origins;
     app->norigins = o.norigins;
     realtime_opts ro = {.ping_seconds = o.ws_ping, .max_pending = (size_t)o.ws_max_pending};
@@ -551,6 +569,7 @@ static int cmd_serve(int argc, char **argv)
 
     realtime_free(app);
     auth_free(app);
+    snapshot_free(app);
     activity_free_state();
     store_close(app->store);
     feed_free(app->feed);
@@ -622,119 +641,48 @@ static int cmd_export(int argc, char **argv)
 
 /* ------------------------------------------------------------------ import */
 
-typedef struct importer {
-    uv_loop_t loop;
-    store_t *store;
-    int in_flight;
-    long created, updated, unchanged, failed, bad, done, total;
+/* livedb import: ops/import.c does the work; this draws the progress bar
+ * on a terminal and prints each refused record with where it was. */
+typedef struct cli_import {
     bool tty;
-} importer;
+    bool finished;
+    import_counts n;
+} cli_import;
 
-static int json_depth(const json_t *v)
+static void import_bad(void *ctx, const char *col, size_t index, const char *id,
+                       const char *reason, const json_t *fields)
 {
-    int d = 0;
-    if (json_is_object(v)) {
-        const char *k;
-        json_t *x;
-        json_object_foreach((json_t *)v, k, x) {
-            int dx = json_depth(x);
-            d = dx > d ? dx : d;
-        }
-        return d + 1;
+    cli_import *ci = ctx;
+    /* A schema's refusal: the fields and why say it all. */
+    buf_t why = {0};
+    for (size_t i = 0; i < json_array_size(fields); i++) {
+        json_t *d = json_array_get(fields, i);
+        buf_printf(&why, "%s%s %s", i ? "; " : "",
+                   json_string_value(json_object_get(d, "field")),
+                   json_string_value(json_object_get(d, "reason")));
     }
-    if (json_is_array(v)) {
-        for (size_t i = 0; i < json_array_size(v); i++) {
-            int dx = json_depth(json_array_get(v, i));
-            d = dx > d ? dx : d;
-        }
-        return d + 1;
-    }
-    return 0;
+    fprintf(stderr, "%slivedb: %s[%zu]%s%s%s: %s\n", ci->tty ? "\r\033[K" : "", col, index,
+            id ? " (id " : "", id ? id : "", id ? ")" : "", why.p ? why.p : reason);
+    buf_free(&why);
 }
 
-static void progress(importer *im, bool last)
+static void import_progress(void *ctx, const import_counts *n)
 {
-    if (!im->tty)
+    cli_import *ci = ctx;
+    if (!ci->tty)
         return;
-    int width = 40, filled = im->total ? (int)(width * im->done / im->total) : width;
-    fprintf(stderr, "\r[%.*s%*s] %ld/%ld%s", filled, "########################################",
-            width - filled, "", im->done, im->total, last ? "\n" : "");
+    int width = 40, filled = n->total ? (int)(width * n->done / n->total) : width;
+    fprintf(stderr, "\r[%.*s%*s] %ld/%ld", filled, "########################################",
+            width - filled, "", n->done, n->total);
 }
 
-static void on_import_done(wjob *job)
+static void import_done(void *ctx, const import_counts *n)
 {
-    importer *im = job->ctx;
-    im->in_flight--;
-    im->done++;
-    if (job->err.code) {
-        im->failed++;
-        /* A schema's refusal names each field and why. */
-        buf_t why = {0};
-        for (size_t i = 0; i < json_array_size(job->err.details); i++) {
-            json_t *d = json_array_get(job->err.details, i);
-            buf_printf(&why, "%s%s %s", i ? "; " : ": ",
-                       json_string_value(json_object_get(d, "field")),
-                       json_string_value(json_object_get(d, "reason")));
-        }
-        fprintf(stderr, "%slivedb: %s/%s: %s%s\n", im->tty ? "\r" : "", job->ops[0].col,
-                job->ops[0].id, job->err.msg, why.p ? why.p : "");
-        buf_free(&why);
-    } else if (job->status == 201) {
-        im->created++;
-    } else if (job->changes) {
-        im->updated++;
-    } else {
-        im->unchanged++;
-    }
-    if (im->done % 100 == 0)
-        progress(im, false);
-    wjob_free(job);
-}
-
-/* Checks one record; on success returns a job for it. */
-static wjob *import_record(const char *col, size_t index, json_t *rec, bool *bad)
-{
-    err_t e = {0};
-    char *id = NULL;
-    json_t *doc = NULL;
-    *bad = true;
-    if (!json_is_object(rec)) {
-        fprintf(stderr, "livedb: %s[%zu]: not a JSON object\n", col, index);
-        return NULL;
-    }
-    if (json_depth(rec) > DOC_MAX_DEPTH) {
-        fprintf(stderr, "livedb: %s[%zu]: nested deeper than %d\n", col, index, DOC_MAX_DEPTH);
-        return NULL;
-    }
-    doc = json_deep_copy(rec);
-    if (doc_take_server_fields(doc, NULL, &id, &e) || !id) {
-        fprintf(stderr, "livedb: %s[%zu]: %s\n", col, index,
-                e.code ? e.msg : "no id (import upserts by id)");
-        err_clear(&e);
-        json_decref(doc);
-        free(id);
-        return NULL;
-    }
-    size_t mlen;
-    char *members = doc_members(doc, &mlen);
-    free(members);
-    if (mlen > DOC_MAX_BYTES - 256) {
-        fprintf(stderr, "livedb: %s[%zu] (%s): over 1 MiB\n", col, index, id);
-        json_decref(doc);
-        free(id);
-        return NULL;
-    }
-    *bad = false;
-    wjob *job = wjob_new(WJ_OPS, 1);
-    job->actor.system = true;
-    snprintf(job->actor.remote, sizeof job->actor.remote, "import");
-    wop *op = &job->ops[0];
-    op->kind = W_PUT;
-    op->skip_unchanged = true;
-    snprintf(op->col, sizeof op->col, "%s", col);
-    op->id = id;
-    op->doc = doc;
-    return job;
+    cli_import *ci = ctx;
+    ci->n = *n;
+    ci->finished = true;
+    if (ci->tty)
+        fputc('\n', stderr);
 }
 
 static int cmd_import(int argc, char **argv)
@@ -772,6 +720,7 @@ static int cmd_import(int argc, char **argv)
     err_t e = {0};
     if (only && doc_check_collection(only, strlen(only), &e)) {
         fprintf(stderr, "livedb: --collection %s: %s\n", only, e.msg);
+        err_clear(&e);
         return 2;
     }
     json_error_t je;
@@ -786,101 +735,56 @@ static int cmd_import(int argc, char **argv)
         json_decref(root);
         return 2;
     }
-    if (!json_is_array(root) && !json_is_object(root)) {
-        fprintf(stderr, "livedb: %s must hold {\"collection\":[documents]} or an array\n", file);
-        json_decref(root);
-        return 1;
-    }
-    /* Gather the (collection, records) pairs to load. */
-    json_t *sets = json_object();
-    if (json_is_array(root)) {
-        json_object_set(sets, only, root);
-    } else {
-        const char *col;
-        json_t *recs;
-        json_object_foreach(root, col, recs) {
-            if (only && strcmp(col, only) != 0)
-                continue;
-            if (doc_check_collection(col, strlen(col), &e) || !json_is_array(recs)) {
-                fprintf(stderr, "livedb: %s: %s\n", col,
-                        e.code ? e.msg : "must be an array of documents");
-                err_clear(&e);
-                json_decref(sets);
-                json_decref(root);
-                return 1;
-            }
-            json_object_set(sets, col, recs);
-        }
-    }
-
-    importer im = {.tty = isatty(STDERR_FILENO)};
-    const char *col;
-    json_t *recs;
-    json_object_foreach(sets, col, recs) im.total += (long)json_array_size(recs);
     /* Imported documents meet the apps' schemas like every other write. */
     if (apps_load(apps, &e)) {
         fprintf(stderr, "livedb: %s\n", e.msg);
         err_clear(&e);
-        json_decref(sets);
         json_decref(root);
         return 2;
     }
+    import_opts io = {.only = only, .window = (int)batch, .dry_run = dry};
+    io.actor.system = true;
+    snprintf(io.actor.remote, sizeof io.actor.remote, "import");
+    importer *im = import_prepare(root, &io, &e);
+    if (!im) {
+        fprintf(stderr, "livedb: %s: %s\n", file, e.msg);
+        err_clear(&e);
+        apps_free();
+        return 1;
+    }
+    uv_loop_t loop;
+    store_t *store = NULL;
     if (!dry) {
-        uv_loop_init(&im.loop);
+        uv_loop_init(&loop);
         store_opts so = {.dir = data, .retain_changes = 1000000, .readers = 1, .auto_index_max = 0};
-        if (store_open(&im.store, &im.loop, &so, &e)) {
+        if (store_open(&store, &loop, &so, &e)) {
             fprintf(stderr, "livedb: %s\n", e.msg);
             err_clear(&e);
-            json_decref(sets);
-            json_decref(root);
-            uv_loop_close(&im.loop);
+            uv_loop_close(&loop);
+            import_free(im);
             apps_free();
             return 1;
         }
     }
-    json_object_foreach(sets, col, recs) {
-        for (size_t i = 0; i < json_array_size(recs); i++) {
-            bool bad;
-            wjob *job = import_record(col, i, json_array_get(recs, i), &bad);
-            if (bad) {
-                im.bad++;
-                im.done++;
-                continue;
-            }
-            if (dry) {
-                wjob_free(job);
-                im.done++;
-                continue;
-            }
-            job->done = on_import_done;
-            job->ctx = &im;
-            im.in_flight++;
-            store_submit(im.store, job);
-            if (im.in_flight >= batch) /* a window of --batch jobs at a time */
-                while (im.in_flight > 0)
-                    uv_run(&im.loop, UV_RUN_ONCE);
-        }
-    }
+    cli_import ci = {.tty = isatty(STDERR_FILENO)};
+    import_cb cb = {.bad = import_bad, .progress = import_progress, .done = import_done};
+    import_run(im, store, &cb, &ci);
     if (!dry) {
-        while (im.in_flight > 0)
-            uv_run(&im.loop, UV_RUN_ONCE);
-        store_drain(im.store, NULL, NULL);
-        uv_run(&im.loop, UV_RUN_DEFAULT);
-        store_close(im.store);
-        uv_loop_close(&im.loop);
+        while (!ci.finished)
+            uv_run(&loop, UV_RUN_ONCE);
+        store_drain(store, NULL, NULL);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        store_close(store);
+        uv_loop_close(&loop);
     }
-    progress(&im, true);
-    json_decref(sets);
-    json_decref(root);
     apps_free();
     if (dry)
-        printf("livedb: dry run: %ld records, %ld good, %ld bad; nothing written\n", im.total,
-               im.total - im.bad, im.bad);
+        printf("livedb: dry run: %ld records, %ld good, %ld bad; nothing written\n", ci.n.total,
+               ci.n.total - ci.n.bad, ci.n.bad);
     else
-        printf("livedb: imported %ld records: %ld created, %ld updated, %ld unchanged, "
-               "%ld bad, %ld failed\n",
-               im.total, im.created, im.updated, im.unchanged, im.bad, im.failed);
-    return im.bad || im.failed ? 1 : 0;
+        printf("livedb: imported %ld records: %ld created, %ld updated, %ld unchanged, %ld bad\n",
+               ci.n.total, ci.n.created, ci.n.updated, ci.n.unchanged, ci.n.bad);
+    return ci.n.bad ? 1 : 0;
 }
 
 /* ------------------------------------------------------------------ account */

@@ -51,6 +51,9 @@ typedef struct app {
 
     /* backups.c */
     struct backups_state *backups;
+
+    /* snapshot.c (--snapshot-dir) */
+    struct snapshots *snapshots;
     /* CORS and WebSocket origins besides the server's own (--allow-origin) */
     const char *const *origins;
     int norigins;
@@ -148,6 +151,7 @@ void fn_call(app_t *app, const actor_t *who, const char *name, json_t *args,
 
 /* admin.c */
 void admin_export(app_t *app, conn_t *c, http_req *req);
+void admin_import(app_t *app, conn_t *c, http_req *req);
 
 /* backups.c: the timer (interval 0: none), the admin endpoints, and what
  * health and metrics say. backups_health appends the check's JSON and
@@ -157,6 +161,12 @@ void backups_shutdown(app_t *app);
 void backups_http(app_t *app, conn_t *c, http_req *req, const char *name, const char *action);
 bool backups_health(app_t *app, buf_t *out, bool detail);
 void backups_metrics(app_t *app, buf_t *out);
+
+/* snapshot.c: --snapshot-dir (dir NULL: off). */
+int snapshot_init(app_t *app, const char *dir, err_t *err);
+void snapshot_note(app_t *app, const change_t *list);
+void snapshot_shutdown(app_t *app);
+void snapshot_free(app_t *app);
 
 /* Shared helpers. */
 void respond_err(conn_t *c, err_t *e);

@@ -442,6 +442,7 @@ void changes_on_commit(void *appv, change_t *list, activity_rec *activity)
         metrics_gauge_set(M_FEED_LAST_SEQ, feed_last(app->feed));
     }
     realtime_on_commit(app, list, activity);
+    snapshot_note(app, list);
 }
 
 void changes_init(app_t *app)

@@ -264,6 +264,12 @@ void api_handle(void *appv, conn_t *c, http_req *req)
             return respond_simple(c, E_NOT_FOUND, "no such path");
         return backups_http(app, c, req, n >= 4 ? seg[3] : NULL, n == 5 ? seg[4] : NULL);
     }
+    if (n == 3 && strcmp(seg[1], "admin") == 0 && strcmp(seg[2], "import") == 0) {
+        conn_set_route(c, ROUTE_ADMIN);
+        if (m != HTTP_POST)
+            return respond_method(c, "POST");
+        return admin_import(app, c, req);
+    }
     if (n == 3 && strcmp(seg[1], "admin") == 0 && strcmp(seg[2], "export") == 0) {
         conn_set_route(c, ROUTE_ADMIN);
         if (m != HTTP_GET)
@@ -338,4 +344,5 @@ void api_shutdown(app_t *app)
     changes_shutdown(app);
     health_shutdown(app);
     backups_shutdown(app);
+    snapshot_shutdown(app);
 }

@@ -169,6 +169,10 @@ static int load_app(const char *app, json_t *root, err_t *err)
             }
             c->indexes[c->nindexes++] = xstrdup(f);
         }
+        json_t *snap = json_object_get(def, "snapshot");
+        if (snap && !json_is_boolean(snap))
+            return err_set(err, E_BAD_REQUEST, "%s: snapshot is true or false", where);
+        c->snapshot = json_is_true(snap);
         json_t *rules = json_object_get(def, "rules");
         if (rules && !json_is_object(rules))
             return err_set(err, E_BAD_REQUEST, "%s: rules is an object", where);
@@ -384,7 +388,9 @@ int schema_check(const col_spec *c, const json_t *doc, err_t *err)
         } else {
             continue;
         }
-        if (f->has_min && x < f->min)
+        if (f->has_min && x < f->min && f->min == 1 && *unit)
+            bad(details, f->name, "must not be empty");
+        else if (f->has_min && x < f->min)
             bad(details, f->name, "must be at least %g%s", f->min, unit);
         else if (f->has_max && x > f->max)
             bad(details, f->name, "must be at most %g%s", f->max, unit);

@@ -9,7 +9,7 @@
  *        "fields": {"partner_id": {"type": "string", "required": true},
  *                   "status": {"type": "string", "enum": ["pending", "shipped"]},
  *                   "total_cents": {"type": "integer", "min": 0}},
- *        "indexes": ["partner_id"],
+ *        "indexes": ["partner_id"], "snapshot": false,
  *        "rules": {"read": "doc.partner_id == auth.id", "create": "false",
  *                  "update": "false", "delete": "false"}}}}
  *
@@ -59,6 +59,7 @@ typedef struct col_spec {
     rule_t *rules[ACT__COUNT]; /* NULL: admin only */
     char **indexes;            /* fields to index at start */
     int nindexes;
+    bool snapshot;             /* written to --snapshot-dir (app.json "snapshot": true) */
 } col_spec;
 
 /* Loads the apps named in list ("wholesale,studio", "" or "none" for none)

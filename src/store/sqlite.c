@@ -2282,7 +2282,37 @@ int store_activity_each(const char *dir, int64_t since_ms,
 
 /* ------------------------------------------------------------------ export */
 
-int store_export(const char *dir, FILE *out, err_t *err)
+/* One collection's documents as a JSON array, ordered by id ([] when it
+ * has no table yet). */
+static int export_col(sqlite3 *db, const char *col, FILE *out, err_t *err)
+{
+    buf_t sql = {0};
+    buf_printf(&sql, "SELECT body FROM \"c_%s\" ORDER BY id", col);
+    sqlite3_stmt *rows = NULL;
+    int rc = sqlite3_prepare_v2(db, sql.p, -1, &rows, NULL);
+    buf_free(&sql);
+    if (rc != SQLITE_OK) {
+        if (no_table(db)) {
+            fputs("[]", out);
+            return 0;
+        }
+        return db_err(err, db, rc, "export");
+    }
+    fputc('[', out);
+    int n = 0;
+    while ((rc = sqlite3_step(rows)) == SQLITE_ROW) {
+        fputs(n++ ? ",\n" : "\n", out);
+        fwrite(sqlite3_column_text(rows, 0), 1, (size_t)sqlite3_column_bytes(rows, 0), out);
+    }
+    sqlite3_finalize(rows);
+    if (rc != SQLITE_DONE)
+        return db_err(err, db, rc, "export");
+    fputc(']', out);
+    return 0;
+}
+
+/* Every collection (cols NULL), or those named, from one read transaction. */
+static int export_from(const char *dir, const char *const *cols, FILE *out, err_t *err)
 {
     buf_t path = {0};
     buf_printf(&path, "%s/livedb.db", dir);
@@ -2291,8 +2321,17 @@ int store_export(const char *dir, FILE *out, err_t *err)
     buf_free(&path);
     if (rc)
         return -1;
-    sqlite3_stmt *tables = NULL, *rows = NULL;
+    sqlite3_stmt *tables = NULL;
     sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    fputc('{', out);
+    if (cols) {
+        fprintf(out, "\"seq\":%lld", (long long)query_i64(db, "SELECT max(seq) FROM changes", 0));
+        for (int i = 0; cols[i] && !err->code; i++) {
+            fprintf(out, ",\n\"%s\":", cols[i]);
+            export_col(db, cols[i], out, err);
+        }
+        goto done;
+    }
     rc = sqlite3_prepare_v2(db, "SELECT substr(name, 3) FROM sqlite_schema WHERE type='table'"
                                 " AND name LIKE 'c\\_%' ESCAPE '\\' AND name NOT LIKE 'c\\_\\_%' ESCAPE '\\'"
                                 " ORDER BY name",
@@ -2301,42 +2340,24 @@ int store_export(const char *dir, FILE *out, err_t *err)
         db_err(err, db, rc, "export");
         goto done;
     }
-    fputc('{', out);
     int ncol = 0;
-    while ((rc = sqlite3_step(tables)) == SQLITE_ROW) {
-        const char *col = (const char *)sqlite3_column_text(tables, 0);
-        buf_t sql = {0};
-        buf_printf(&sql, "SELECT body FROM \"c_%s\" ORDER BY id", col);
-        int prc = sqlite3_prepare_v2(db, sql.p, -1, &rows, NULL);
-        buf_free(&sql);
-        if (prc != SQLITE_OK) {
-            db_err(err, db, prc, "export");
-            goto done;
-        }
-        fprintf(out, "%s\n\"%s\":[", ncol++ ? "," : "", col);
-        int n = 0;
-        while ((prc = sqlite3_step(rows)) == SQLITE_ROW) {
-            fputs(n++ ? ",\n" : "\n", out);
-            fwrite(sqlite3_column_text(rows, 0), 1, (size_t)sqlite3_column_bytes(rows, 0), out);
-        }
-        sqlite3_finalize(rows);
-        rows = NULL;
-        if (prc != SQLITE_DONE) {
-            db_err(err, db, prc, "export");
-            goto done;
-        }
-        fputs("]", out);
+    while (!err->code && (rc = sqlite3_step(tables)) == SQLITE_ROW) {
+        fprintf(out, "%s\n\"%s\":", ncol++ ? "," : "", sqlite3_column_text(tables, 0));
+        export_col(db, (const char *)sqlite3_column_text(tables, 0), out, err);
     }
-    if (rc != SQLITE_DONE) {
+    if (!err->code && rc != SQLITE_DONE)
         db_err(err, db, rc, "export");
-        goto done;
-    }
-    fputs("\n}\n", out);
-    rc = 0;
 done:
-    sqlite3_finalize(rows);
+    fputs("\n}\n", out);
     sqlite3_finalize(tables);
     sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     sqlite3_close(db);
     return err->code ? -1 : 0;
+}
+
+int store_export(const char *dir, FILE *out, err_t *err) { return export_from(dir, NULL, out, err); }
+
+int store_export_cols(const char *dir, const char *const *cols, FILE *out, err_t *err)
+{
+    return export_from(dir, cols, out, err);
 }

@@ -264,6 +264,10 @@ int store_activity_each(const char *dir, int64_t since_ms,
 /* Writes every collection as one JSON object {"COL":[doc, ...], ...} from
  * one read snapshot of the database in dir. Safe while a server runs. */
 int store_export(const char *dir, FILE *out, err_t *err);
+/* The same for the named collections only (NULL-terminated), inside an
+ * object that also holds the seq they were read at:
+ * {"seq":S,"COL":[...],...}. */
+int store_export_cols(const char *dir, const char *const *cols, FILE *out, err_t *err);
 
 /* ------------------------------------------------------------------ state */
 
