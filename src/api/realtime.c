@@ -102,6 +102,7 @@ struct realtime {
     int npsubs, cap_psubs;
     rt_sub **asubs;         /* the _activity subscriptions, alike */
     int nasubs, cap_asubs;
+    int64_t last_aseq;      /* the newest activity entry committed */
     rt_session **slow;      /* sessions past --ws-max-pending in this fan-out */
     int nslow, cap_slow;
     int64_t presence_seq;
@@ -605,41 +606,83 @@ static bool rule_visible(const sub_entry *e, const json_t *doc)
 
 /* ------------------------------------------------------------------ _activity */
 
-static void on_activity_snapshot(rjob *job)
+static void activity_read(rt_sub *u, bool catch_up);
+
+static void send_activity(rt_sub *u, const char *entry, size_t len, int64_t seq)
+{
+    buf_t b = {0};
+    buf_puts(&b, "{\"t\":\"change\",\"sub\":");
+    buf_put_json_str(&b, u->id, strlen(u->id));
+    buf_printf(&b, ",\"seq\":%lld,\"op\":\"added\",\"id\":\"%lld\",\"doc\":", (long long)seq,
+               (long long)seq);
+    buf_put(&b, entry, len);
+    buf_putc(&b, '}');
+    send_buf(u->s, &b);
+    u->pos = seq;
+}
+
+/* The snapshot (newest first), or a catch-up page (oldest first): entries
+ * committed while the subscription was being read were not fanned out to
+ * it, so it reads on from where it is until it has them all. */
+static void on_activity_read(rjob *job)
 {
     rt_sub *u = job->ctx;
     rt_session *s = u->s;
-    if (!u->dead) {
-        if (job->err.code) {
-            sub_fail(u, &job->err);
-        } else {
-            buf_t b = {0};
-            buf_puts(&b, "{\"t\":\"snapshot\",\"sub\":");
-            buf_put_json_str(&b, u->id, strlen(u->id));
-            buf_printf(&b, ",\"seq\":%lld,\"docs\":[", (long long)job->seq);
-            buf_put(&b, job->out.p, job->out.len);
-            buf_puts(&b, "],\"more\":false}");
-            send_buf(s, &b);
-            u->pos = job->seq;
-            u->state = SUB_LIVE;
+    struct realtime *rt = s->app->rt;
+    if (!u->dead && job->err.code) {
+        sub_fail(u, &job->err);
+    } else if (!u->dead && !job->aq.ascending) {
+        buf_t b = {0};
+        buf_puts(&b, "{\"t\":\"snapshot\",\"sub\":");
+        buf_put_json_str(&b, u->id, strlen(u->id));
+        buf_printf(&b, ",\"seq\":%lld,\"docs\":[", (long long)job->top_seq);
+        buf_put(&b, job->out.p, job->out.len);
+        buf_puts(&b, "],\"more\":false}");
+        send_buf(s, &b);
+        u->pos = job->top_seq;
+    } else if (!u->dead) {
+        buf_t arr = {0};
+        buf_printf(&arr, "[%.*s]", (int)job->out.len, job->out.p ? job->out.p : "");
+        json_t *list = json_loadb(arr.p, arr.len, 0, NULL);
+        buf_free(&arr);
+        for (size_t i = 0; i < json_array_size(list); i++) {
+            json_t *e = json_array_get(list, i);
+            char *text = json_dumps(e, JSON_COMPACT);
+            send_activity(u, text, strlen(text), json_integer_value(json_object_get(e, "seq")));
+            free(text);
         }
+        json_decref(list);
+    }
+    if (!u->dead && !job->err.code) {
+        /* (A catch-up that found nothing has nothing more to find.) */
+        if (rt && rt->last_aseq > u->pos && (!job->aq.ascending || job->count))
+            activity_read(u, true);
+        else
+            u->state = SUB_LIVE;
     }
     rjob_free(job);
     sub_unref(u);
     session_unref(s);
 }
 
+static void activity_read(rt_sub *u, bool catch_up)
+{
+    rjob *job = rjob_new(R_ACTIVITY);
+    session_actor(u->s, &job->actor);
+    job->aq.limit = catch_up ? 500 : 100;
+    job->aq.ascending = catch_up;
+    job->aq.after_seq = u->pos;
+    job->done = on_activity_read;
+    job->ctx = sub_ref(u);
+    u->s->refs++;
+    store_read(u->s->app->store, job);
+}
+
 /* The newest 100 entries, then each new one as `added`. */
 static void activity_snapshot(rt_sub *u)
 {
     u->state = SUB_SNAPSHOT;
-    rjob *job = rjob_new(R_ACTIVITY);
-    session_actor(u->s, &job->actor);
-    job->aq.limit = 100;
-    job->done = on_activity_snapshot;
-    job->ctx = sub_ref(u);
-    u->s->refs++;
-    store_read(u->s->app->store, job);
+    activity_read(u, false);
 }
 
 static rt_sub *find_sub(rt_session *s, const char *id)
@@ -1082,15 +1125,7 @@ static void fan_activity(struct realtime *rt, activity_rec *list)
             rt_sub *u = rt->asubs[i];
             if (u->state != SUB_LIVE || a->seq <= u->pos || !can_send(u->s))
                 continue;
-            buf_t b = {0};
-            buf_puts(&b, "{\"t\":\"change\",\"sub\":");
-            buf_put_json_str(&b, u->id, strlen(u->id));
-            buf_printf(&b, ",\"seq\":%lld,\"op\":\"added\",\"id\":\"%lld\",\"doc\":",
-                       (long long)a->seq, (long long)a->seq);
-            buf_put(&b, a->json, a->len);
-            buf_putc(&b, '}');
-            send_buf(u->s, &b);
-            u->pos = a->seq;
+            send_activity(u, a->json, a->len, a->seq);
             note_if_slow(rt, u->s);
         }
     }
@@ -1099,6 +1134,9 @@ static void fan_activity(struct realtime *rt, activity_rec *list)
 void realtime_on_commit(app_t *app, change_t *list, activity_rec *activity)
 {
     struct realtime *rt = app->rt;
+    for (activity_rec *a = activity; rt && a; a = a->next)
+        if (a->seq > rt->last_aseq)
+            rt->last_aseq = a->seq;
     if (!rt || !rt->nsessions)
         return;
     frame_cache fc = {0};

@@ -2085,6 +2085,8 @@ static void read_activity(rjob *job, sqlite3 *db)
     /* With no activity yet, a subscriber starts after everything. */
     if (!job->count && !q->ascending)
         job->seq = query_i64(db, "SELECT max(seq) FROM activity", 0);
+    /* Where a live subscriber picks up (same read transaction). */
+    job->top_seq = query_i64(db, "SELECT max(seq) FROM activity", 0);
 }
 
 static void read_work(uv_work_t *req)

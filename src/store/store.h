@@ -221,6 +221,7 @@ typedef struct rjob {
     snap_chunk *chunks; /* R_SNAPSHOT: at least one (maybe empty) */
     int nchunks;
     activity_query aq;  /* R_ACTIVITY: out gets "e1,e2,..."; seq the last seq */
+    int64_t top_seq;    /* R_ACTIVITY: the newest entry in the log when it was read */
     char *aq_actor, *aq_action; /* owned strings behind aq */
 
     void (*done)(struct rjob *job);
