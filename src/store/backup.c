@@ -306,10 +306,9 @@ static int db_check(const char *path, bool full, bool readonly, int64_t *seq, ch
     return ok;
 }
 
-/* Checks a backup file against what the manifest says of it. */
-static void check_backup(const char *dir, backup_info *b)
+/* Checks a backup file (at path) against what the manifest says of it. */
+static void check_file(const char *p, backup_info *b)
 {
-    char *p = path_of(dir, "backups", b->name);
     char hex[65];
     int64_t size = 0, seq = -1;
     b->ok = false;
@@ -330,6 +329,12 @@ static void check_backup(const char *dir, backup_info *b)
     if (!b->blake2b[0] && b->ok)
         snprintf(b->blake2b, sizeof b->blake2b, "%s", hex);
     b->size = size;
+}
+
+static void check_backup(const char *dir, backup_info *b)
+{
+    char *p = path_of(dir, "backups", b->name);
+    check_file(p, b);
     free(p);
 }
 
@@ -475,20 +480,22 @@ int backup_take(const char *dir, int keep, backup_info *out, err_t *err)
         err_set(err, E_UNAVAILABLE, "cannot sync %s: %s", tmp.p, strerror(errno));
         goto done;
     }
-    if (rename(tmp.p, final) != 0 || fsync_path(bdir, true) != 0) {
-        err_set(err, E_UNAVAILABLE, "cannot put the backup in place: %s", strerror(errno));
-        goto done;
-    }
-    /* It counts once it reads back whole. */
+    /* It counts once it reads back whole. Checked before it takes its
+     * name: a kill during the check (the long part) leaves a .taking- file
+     * that the next backup removes, not a backup the manifest lacks. */
     int64_t seq = b.seq;
-    check_backup(dir, &b);
+    check_file(tmp.p, &b);
     if (!b.ok) {
         err_set(err, E_INTERNAL, "the new backup %s failed its check (%s); it was removed",
                 b.name, b.problem);
-        unlink(final);
         goto done;
     }
     b.seq = seq;
+    if (rename(tmp.p, final) != 0 || fsync_path(bdir, true) != 0) {
+        err_set(err, E_UNAVAILABLE, "cannot put the backup in place: %s", strerror(errno));
+        unlink(final);
+        goto done;
+    }
     json_array_append_new(json_object_get(m, "backups"), info_json(&b));
     rotate(dir, m, keep);
     if (manifest_save(dir, m, err)) {
