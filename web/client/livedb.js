@@ -430,6 +430,10 @@ class Listener {
     this.where = where;
     this.docId = docId;
     this.key = JSON.stringify([col, where, docId]);
+    // What tells two documents apart: the id, except in the activity log,
+    // where an entry's `id` is the document it wrote and its `seq` is its
+    // own (the server's change messages for _activity carry the seq as id).
+    this.keyOf = col === '_activity' ? (d) => String(d.seq) : (d) => d.id;
     this.cb = cb;
     this.onError = onError;
     this.docs = new Map();
@@ -460,10 +464,11 @@ class Listener {
   // ---- applying data
 
   put(doc) {
-    const held = this.docs.get(doc.id);
+    const key = this.keyOf(doc);
+    const held = this.docs.get(key);
     if (held && olderThan(doc, held)) return; // a late copy of a state already shown
-    this.docs.set(doc.id, doc);
-    this.dirty.add(doc.id);
+    this.docs.set(key, doc);
+    this.dirty.add(key);
   }
 
   remove(id) {
@@ -474,8 +479,8 @@ class Listener {
     for (const id of this.docs.keys()) this.dirty.add(id);
     this.docs = new Map();
     for (const d of docs) {
-      this.docs.set(d.id, d);
-      this.dirty.add(d.id);
+      this.docs.set(this.keyOf(d), d);
+      this.dirty.add(this.keyOf(d));
     }
     this.hasBase = true;
   }
