@@ -24,6 +24,8 @@
 //   (e) `livedb restore` refuses while the server runs; stopped (even after a
 //       kill -9 left a WAL), restores B1 and moves the replaced files,
 //       intact, to DATA/replaced-*/.
+//   A byte flipped in the WAL is a todo: SQLite drops every commit from the
+//   bad frame on, silently (see the test).
 //
 // CORRUPT_SEED (random; printed) and CORRUPT_SEEDS.
 
@@ -507,6 +509,53 @@ describe('random bytes flipped in a backup', () => {
       } catch (e) { failed = true; throw e; }
     });
   }
+});
+
+// ------------------------------------------------------------------ the WAL
+
+// A known hole, kept here as a todo (it runs, and its failure is reported
+// without failing the run): SQLite ends the WAL at the first frame whose
+// checksum fails, so a flipped byte there drops that commit and every one
+// after it, acknowledged or not, with no error and health ok. A start-up
+// check could see it: frames with the WAL's current salts after the first
+// bad one, ending more than one commit later, are lost acknowledged
+// commits (only the last, unsynced commit may be torn by a crash).
+describe('random bytes flipped in the WAL', () => {
+  test('acknowledged commits after the flipped frame are not dropped silently', {
+    todo: 'SQLite truncates the WAL at a bad frame without an error; livedb does not check the WAL at start',
+  }, async () => {
+    const rng = mulberry32(SEED ^ 0x3a1);
+    const dir = copyTemplate();
+    const h = await launch(dir);
+    assert.ok(h.listening, h.stderr());
+    await loginAs(h);
+    const acked = [];
+    for (let k = 0; k < 150; k++) {
+      const r = await h.req('PUT', `/v1/c/ca/w${k}`, { body: { k } });
+      assert.equal(r.status, 201, r.text);
+      acked.push(r.json);
+    }
+    await h.kill();
+    const wal = path.join(dir, 'livedb.db-wal');
+    const size = statSync(wal).size;
+    const off = 32 + Math.floor((0.3 + 0.4 * rng()) * (size - 32));
+    flip(wal, [{ off, x: 0x20 }]);
+    const h2 = await launch(dir);
+    if (!h2.listening) {
+      assert.match(h2.stderr(), /WAL|damaged/, 'refused: it must say why');
+      return;
+    }
+    try {
+      await loginAs(h2);
+      if (/RECOVERED/.test(h2.stderr())) return; // detected, and said so
+      const got = new Map((await listAll(h2, 'ca')).map((d) => [d.id, d]));
+      const lost = acked.filter((d) => JSON.stringify(got.get(d.id)) !== JSON.stringify(d));
+      assert.deepEqual(lost.map((d) => d.id), [], `a byte flipped at WAL offset ${off} of ${size}: ` +
+        `${lost.length} of ${acked.length} acknowledged writes are gone, and the server started as if nothing happened`);
+    } finally {
+      await h2.stop();
+    }
+  });
 });
 
 // BLAKE2b-256, the manifest's hash (Node's crypto has only BLAKE2b-512, a
