@@ -1382,10 +1382,13 @@ static void run_fn(store_t *st, wjob *job, wctx *w)
     int frc = job->fn(&t, job->fn_args, &result);
     w->trusted = false;
     if (frc == 0 && !job->err.code) {
-        char *text = json_dumps(result ? result : json_object(), JSON_COMPACT);
+        if (!result)
+            result = json_object();
+        char *text = json_dumps(result, JSON_COMPACT);
         buf_puts(&job->answer, text);
         free(text);
         json_decref(result);
+        result = NULL; /* else a failed log entry below frees it a second time */
         job->status = 200;
         json_t *data = json_pack("{sssb}", "fn", job->fn_name, "ok", 1);
         int lrc = log_entry(w, "call", NULL, NULL, 0, 0, data);
