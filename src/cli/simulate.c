@@ -101,11 +101,17 @@ typedef struct sim {
 
 /* ------------------------------------------------------------------ output */
 
+/* One line of the report. What the server sent (names, messages) ends up
+ * in it: control characters are replaced, so that no answer can drive
+ * the terminal. */
 static void say(const char *tag, const char *fmt, va_list ap)
 {
-    printf("  %-5s ", tag);
-    vprintf(fmt, ap);
-    putchar('\n');
+    char line[2048];
+    vsnprintf(line, sizeof line, fmt, ap);
+    for (char *p = line; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    printf("  %-5s %s\n", tag, line);
     fflush(stdout);
 }
 
@@ -170,12 +176,27 @@ static bool jeq(const json_t *o, const char *k, const char *want)
     return v && strcmp(v, want) == 0;
 }
 
+/* A document id from the server, before it goes into a path of ours. */
+static bool id_ok(const char *id)
+{
+    err_t e = {0};
+    bool good = id && doc_check_id(id, strlen(id), &e) == 0;
+    err_clear(&e);
+    return good;
+}
+
+/* Figures from the server stay in ranges where our arithmetic on them
+ * (totals, stock taken) cannot overflow. */
+#define PRICE_MAX 1000000000000LL /* cents */
+#define STOCK_ABS_MAX 1000000000000000LL
+
 /* A product document, checked. */
 static int product_from(const json_t *doc, product *p)
 {
     const char *id = jstr(doc, "id"), *name = jstr(doc, "name");
-    if (!id || strlen(id) > DOC_ID_MAX || !jint(doc, "price_cents", &p->price) ||
-        !jint(doc, "stock", &p->stock))
+    if (!id_ok(id) || !jint(doc, "price_cents", &p->price) || !jint(doc, "stock", &p->stock) ||
+        p->price < 0 || p->price > PRICE_MAX || p->stock < -STOCK_ABS_MAX ||
+        p->stock > STOCK_ABS_MAX)
         return -1;
     snprintf(p->id, sizeof p->id, "%s", id);
     snprintf(p->name, sizeof p->name, "%s", name ? name : id);
@@ -522,7 +543,7 @@ static int login_answer(const client_answer *a, const char *email, char token[TO
         const char *t = jstr(a->json, "token");
         json_t *acct = json_object_get(a->json, "account");
         const char *i = jstr(acct, "id"), *r = jstr(acct, "role");
-        if (!token_ok(t) || !i || strlen(i) > DOC_ID_MAX || !r || strlen(r) > 32) {
+        if (!token_ok(t) || !id_ok(i) || !r || strlen(r) > 32) {
             snprintf(why, whylen, "the login answer for %s has no token or account%s%s", email,
                      a->json ? "" : ": ", a->json ? "" : a->err);
             return -1;
@@ -591,7 +612,7 @@ static int partners_ready(sim *s, int n)
         for (size_t i = 0; i < json_array_size(accounts) && !id; i++) {
             json_t *ac = json_array_get(accounts, i);
             const char *em = jstr(ac, "email"), *aid = jstr(ac, "id");
-            if (em && aid && strcmp(em, ps[k].email) == 0 && strlen(aid) <= DOC_ID_MAX)
+            if (em && id_ok(aid) && strcmp(em, ps[k].email) == 0)
                 id = aid;
         }
         char name[64];
@@ -739,7 +760,7 @@ static int check_order(sim *s, const client_answer *a, const partner *pt, const 
     const char *id = jstr(o, "id");
     json_t *items = json_object_get(o, "items"), *it = json_array_get(items, 0);
     int64_t q = 0, price = 0, total = 0;
-    if (!id || strlen(id) > DOC_ID_MAX)
+    if (!id_ok(id))
         return fail(s, "place_order answered 200 without an order id");
     if (!jeq(o, "partner_id", pt->id))
         return fail(s, "order %s: partner_id is not %s's id", id, pt->email);
@@ -749,7 +770,7 @@ static int check_order(sim *s, const client_answer *a, const partner *pt, const 
     if (json_array_size(items) != 1 || !jeq(it, "product_id", p->id) || !jint(it, "qty", &q) ||
         q != qty || !jint(it, "price_cents", &price) || !jint(o, "total_cents", &total))
         return fail(s, "order %s: its items are not %lld x %s", id, (long long)qty, p->id);
-    if (price != p->price || total != p->price * qty)
+    if (price != p->price || total > PRICE_MAX * 1000 || total != p->price * qty)
         return fail(s, "order %s: price %lld and total %lld, but the product costs %lld", id,
                     (long long)price, (long long)total, (long long)p->price);
     snprintf(oid, DOC_ID_MAX + 1, "%s", id);
@@ -1431,7 +1452,7 @@ static void st_on_msg(void *ud, json_t *m, uint64_t at)
         const char *prod = jstr(it, "product_id");
         int64_t q;
         int k = prod ? st_product_index(st, prod) : -1;
-        if (k >= 0 && jint(it, "qty", &q))
+        if (k >= 0 && jint(it, "qty", &q) && q > 0 && q <= STOCK_ABS_MAX)
             st->prods[k].seen_units += q;
     }
 }

@@ -323,8 +323,8 @@ describe('a server that is not there, or answers nonsense', () => {
     ['nothing (--timeout 1)', () => {}, /did not sync: nothing within 1 s/],
     ['an error for the subscription', (ws) => ws.on('message', (m) => {
       const { id } = JSON.parse(m);
-      ws.send(JSON.stringify({ t: 'error', sub: id, error: { code: 'forbidden', message: 'not you' } }));
-    }), /refused subscription o: forbidden: not you/],
+      ws.send(JSON.stringify({ t: 'error', sub: id, error: { code: 'forbidden', message: 'not\u001b[2J you' } }));
+    }), /refused subscription o: forbidden: not\?\[2J you/],
   ];
   for (const [name, onSocket, message] of wsNonsense) {
     test(`the realtime connection sends ${name}: a clear failure, exit 1`, async () => {
@@ -334,6 +334,7 @@ describe('a server that is not there, or answers nonsense', () => {
         assert.equal(r.code, 1, shown(r));
         assert.match(r.stdout, message, shown(r));
         assert.match(r.stdout, /partner-order: FAIL/);
+        assert.ok(!/[\u0000-\u0008\u000b-\u001f\u007f]/.test(r.stdout), 'no control characters from the server reach the terminal');
       } finally {
         s.close();
       }
