@@ -451,14 +451,17 @@ static void log_recovery(app_t *app, const recovery *rec)
     job->actor.system = true;
     snprintf(job->actor.role, sizeof job->actor.role, "system");
     snprintf(job->log_action, sizeof job->log_action, "recovered");
-    job->log_data = json_pack("{sssIsssssI}", "backup", rec->backup, "kept_to_seq",
+    job->log_data = json_pack("{sssIsssssIsbsI}", "backup", rec->backup, "kept_to_seq",
                               (json_int_t)rec->backup_seq, "problem", rec->problem, "moved_to",
-                              rec->aside, "lost_to_seq", (json_int_t)rec->lost_to);
+                              rec->aside, "lost_to_seq", (json_int_t)rec->lost_to, "salvaged",
+                              rec->salvaged, "feed_from", (json_int_t)rec->feed_from);
     job->done = on_recovery_logged;
     store_submit(app->store, job);
-    fprintf(stderr, "livedb: RECOVERED: the database was damaged (%s); restored backup %s"
-                    " (changes up to seq %lld kept). The damaged files are in %s\n",
-            rec->problem, rec->backup, (long long)rec->backup_seq, rec->aside);
+    fprintf(stderr, "livedb: RECOVERED: the database %s; %s%s (changes up to seq %lld kept; the"
+                    " feed goes on from seq %lld). The damaged files are in %s\n",
+            rec->problem, rec->salvaged ? "kept the database and the sound part of its WAL"
+                                        : "restored backup ",
+            rec->backup, (long long)rec->backup_seq, (long long)rec->feed_from, rec->aside);
 }
 
 static int cmd_serve(int argc, char **argv)

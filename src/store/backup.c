@@ -253,12 +253,16 @@ static json_t *manifest_find(json_t *m, const char *name, size_t *index)
 
 /* ------------------------------------------------------------------ checks */
 
+/* The feed position a database is at: its last change, or the floor it
+ * goes on from after a recovery (whichever is later). */
 static int64_t last_seq(sqlite3 *db)
 {
     sqlite3_stmt *st = NULL;
     int64_t v = -1;
-    if (sqlite3_prepare_v2(db, "SELECT coalesce(max(seq), 0) FROM changes", -1, &st, NULL) ==
-            SQLITE_OK &&
+    if (sqlite3_prepare_v2(db,
+                           "SELECT max(coalesce((SELECT max(seq) FROM changes), 0),"
+                           " coalesce((SELECT value - 1 FROM meta WHERE key = 'feed_floor'), 0))",
+                           -1, &st, NULL) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW)
         v = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
@@ -606,29 +610,6 @@ static int put_in_place(const char *dir, const char *name, err_t *err)
     return rc;
 }
 
-int backup_restore(const char *dir, const char *name, char **aside, err_t *err)
-{
-    backup_info b;
-    if (backup_verify(dir, name, &b, err))
-        return -1;
-    if (!b.ok)
-        return err_set(err, E_INVALID, "backup %s failed its check (%s): not restored", name,
-                       b.problem);
-    char where[512] = "";
-    char *db = path_of(dir, "livedb.db", NULL);
-    bool exists = access(db, F_OK) == 0;
-    free(db);
-    if (exists && move_aside(dir, "replaced", where, sizeof where, err))
-        return -1;
-    if (put_in_place(dir, name, err))
-        return -1;
-    if (aside)
-        *aside = exists ? xstrdup(where) : NULL;
-    log_msg(LOG_WARN, "restored backup %s (seq %lld)%s%s", name, (long long)b.seq,
-            exists ? "; the database it replaced is in " : "", where);
-    return 0;
-}
-
 /* The last seq a damaged database still tells, or -1. */
 static int64_t damaged_last_seq(const char *path)
 {
@@ -640,17 +621,223 @@ static int64_t damaged_last_seq(const char *path)
     return v;
 }
 
+/* ------------------------------------------------------------------ the WAL */
+
+static uint32_t get_be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* SQLite's WAL checksum (its file format, section 4.1) over n bytes (a
+ * multiple of 8), words big- or little-endian as the header's magic says. */
+static void wal_sum(const unsigned char *p, size_t n, bool big, uint32_t s[2])
+{
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+        uint32_t x0, x1;
+        if (big) {
+            x0 = get_be32(p + i);
+            x1 = get_be32(p + i + 4);
+        } else {
+            memcpy(&x0, p + i, 4);
+            memcpy(&x1, p + i + 4, 4);
+        }
+        s[0] += x0 + s[1];
+        s[1] += x1 + s[0];
+    }
+}
+
+typedef struct wal_state {
+    bool damaged;      /* whole commits follow a frame that fails its checksum */
+    long bad_frame;    /* the first such frame (1-based) */
+    long commits_lost; /* commits after it */
+    off_t sound_bytes; /* the header and every frame up to the last sound commit */
+} wal_state;
+
+/* Reads a WAL the way SQLite's recovery does (frames of the header's salts,
+ * each checksum chained to the one before), and goes on past the first
+ * frame that fails to count the commits of the same WAL after it. */
+static int wal_scan(const char *path, wal_state *w)
+{
+    memset(w, 0, sizeof *w);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0; /* no WAL: nothing to check */
+    unsigned char hdr[32];
+    if (fread(hdr, 1, 32, f) != 32) {
+        fclose(f);
+        return 0;
+    }
+    uint32_t magic = get_be32(hdr), ps = get_be32(hdr + 8);
+    if ((magic & 0xFFFFFFFE) != 0x377f0682 || ps < 512 || ps > 65536 || (ps & (ps - 1))) {
+        fclose(f);
+        return 0; /* not a WAL SQLite would use either */
+    }
+    bool big = magic & 1;
+    uint32_t s[2] = {0, 0};
+    wal_sum(hdr, 24, big, s);
+    if (s[0] != get_be32(hdr + 24) || s[1] != get_be32(hdr + 28)) {
+        fclose(f);
+        return 0; /* SQLite ignores the whole WAL: it was never written whole */
+    }
+    size_t fsz = 24 + ps;
+    unsigned char *frame = xmalloc(fsz);
+    bool broken = false;
+    long n = 0;
+    off_t at = 32;
+    w->sound_bytes = 32;
+    while (fread(frame, 1, fsz, f) == fsz) {
+        n++;
+        at += (off_t)fsz;
+        if (memcmp(frame + 8, hdr + 16, 8) != 0)
+            break; /* frames of an earlier WAL: the end */
+        bool commit = get_be32(frame + 4) != 0;
+        if (!broken) {
+            wal_sum(frame, 8, big, s);
+            wal_sum(frame + 24, ps, big, s);
+            if (s[0] == get_be32(frame + 16) && s[1] == get_be32(frame + 20)) {
+                if (commit)
+                    w->sound_bytes = at;
+                continue;
+            }
+            broken = true;
+            w->bad_frame = n;
+        }
+        if (commit)
+            w->commits_lost++;
+    }
+    free(frame);
+    fclose(f);
+    /* One commit after the bad frame may be the last one, torn by a crash
+     * before its fsync finished (never acknowledged). Two or more: the
+     * first of them was fsynced, answered, and would be lost. */
+    w->damaged = broken && w->commits_lost >= 2;
+    if (broken && !w->damaged)
+        log_msg(LOG_WARN, "%s: frame %ld fails its checksum and one commit follows it: a last"
+                          " write torn by a crash (it was never acknowledged); SQLite drops it",
+                path, w->bad_frame);
+    return 0;
+}
+
+/* Copies the first n bytes of src to dst (fsynced). */
+static int copy_prefix(const char *src, const char *dst, off_t n, err_t *err)
+{
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int rc = -1;
+    char buf[65536];
+    while (in >= 0 && out >= 0 && n > 0) {
+        ssize_t r = read(in, buf, n < (off_t)sizeof buf ? (size_t)n : sizeof buf);
+        if (r <= 0 || write(out, buf, (size_t)r) != r)
+            break;
+        n -= r;
+    }
+    if (in >= 0 && out >= 0 && n == 0 && fsync(out) == 0)
+        rc = 0;
+    else
+        err_set(err, E_UNAVAILABLE, "cannot copy %s: %s", src, strerror(errno));
+    if (in >= 0)
+        close(in);
+    if (out >= 0)
+        close(out);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ restore, recover */
+
+/* Sets where the feed goes on from in the database put in place: past
+ * both what it holds and the last seq the replaced database told (-1:
+ * unknown, then far past it). */
+static int set_feed_floor(const char *dir, int64_t kept, int64_t lost_to, int64_t *floor,
+                          err_t *err)
+{
+    *floor = lost_to >= 0 ? (lost_to > kept ? lost_to : kept) + 2 : kept + 1000000000;
+    char *path = path_of(dir, "livedb.db", NULL);
+    sqlite3 *db = NULL;
+    char sql[128];
+    snprintf(sql, sizeof sql, "INSERT OR REPLACE INTO meta VALUES('feed_floor', %lld)",
+             (long long)*floor);
+    vfs_register();
+    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        err_set(err, E_UNAVAILABLE, "cannot mark the feed in %s: %s", path,
+                db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    sqlite3_close(db);
+    free(path);
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
+int backup_restore(const char *dir, const char *name, char **aside, err_t *err)
+{
+    backup_info b;
+    if (backup_verify(dir, name, &b, err))
+        return -1;
+    if (!b.ok)
+        return err_set(err, E_INVALID, "backup %s failed its check (%s): not restored", name,
+                       b.problem);
+    char where[512] = "";
+    char *db = path_of(dir, "livedb.db", NULL);
+    bool exists = access(db, F_OK) == 0;
+    int64_t replaced_to = exists ? damaged_last_seq(db) : 0, floor;
+    free(db);
+    if (exists && move_aside(dir, "replaced", where, sizeof where, err))
+        return -1;
+    if (put_in_place(dir, name, err) || set_feed_floor(dir, b.seq, replaced_to, &floor, err))
+        return -1;
+    if (aside)
+        *aside = exists ? xstrdup(where) : NULL;
+    log_msg(LOG_WARN, "restored backup %s (seq %lld)%s%s", name, (long long)b.seq,
+            exists ? "; the database it replaced is in " : "", where);
+    return 0;
+}
+
+
+/* Salvage after a damaged WAL: the database file and the WAL up to its
+ * last sound commit, copied into place from where they were moved. The
+ * damaged frame and everything after it stay only in the moved copy. */
+static int salvage(const char *dir, const char *aside, off_t wal_bytes, int64_t *seq, char *problem,
+                   size_t cap, err_t *err)
+{
+    char *from_db = path_of(aside, "livedb.db", NULL), *from_wal = path_of(aside, "livedb.db-wal", NULL);
+    char *db = path_of(dir, "livedb.db", NULL), *wal = path_of(dir, "livedb.db-wal", NULL);
+    int rc = copy_file(from_db, db, err) || copy_prefix(from_wal, wal, wal_bytes, err) ||
+                     fsync_path(dir, true) != 0
+                 ? -1
+                 : db_check(db, false, false, seq, problem, cap);
+    if (rc) { /* leave nothing half-made: the backup goes in instead */
+        unlink(db);
+        unlink(wal);
+        char *shm = path_of(dir, "livedb.db-shm", NULL);
+        unlink(shm);
+        free(shm);
+    }
+    free(from_db);
+    free(from_wal);
+    free(db);
+    free(wal);
+    return rc;
+}
+
 int backup_recover(const char *dir, bool autorecover, recovery *rec, err_t *err)
 {
     memset(rec, 0, sizeof *rec);
     rec->lost_to = -1;
-    char *db = path_of(dir, "livedb.db", NULL);
+    char *db = path_of(dir, "livedb.db", NULL), *walp = path_of(dir, "livedb.db-wal", NULL);
     int rc = 0;
     struct stat sb;
+    wal_state w;
     if (stat(db, &sb) != 0 || sb.st_size == 0)
         goto done; /* a new database */
-    if (db_check(db, false, false, NULL, rec->problem, sizeof rec->problem) == 0)
+    wal_scan(walp, &w);
+    if (w.damaged) {
+        snprintf(rec->problem, sizeof rec->problem,
+                 "has a damaged write-ahead log: frame %ld fails its checksum and %ld commits"
+                 " after it would be dropped",
+                 w.bad_frame, w.commits_lost);
+    } else if (db_check(db, false, false, NULL, rec->problem, sizeof rec->problem) == 0) {
         goto done;
+    }
     log_msg(LOG_ERROR, "the database %s %s", db, rec->problem);
     if (!autorecover) {
         rc = err_set(err, E_UNAVAILABLE,
@@ -659,7 +846,8 @@ int backup_recover(const char *dir, bool autorecover, recovery *rec, err_t *err)
                      db, rec->problem, dir);
         goto done;
     }
-    /* The newest backup that passes its check. */
+    /* The newest backup that passes its check (a salvage may not need it,
+     * but without one to fall back on nothing is moved). */
     backup_info *list;
     size_t n;
     backup_list(dir, &list, &n, err);
@@ -671,32 +859,57 @@ int backup_recover(const char *dir, bool autorecover, recovery *rec, err_t *err)
         err_clear(err);
     }
     free(list);
-    if (!good) {
+    if (!good && !w.damaged) {
         rc = err_set(err, E_UNAVAILABLE,
                      "the database %s %s, and there is no backup that passes its check to"
                      " recover from. It was left as it is; move it aside to start empty",
                      db, rec->problem);
         goto done;
     }
-    rec->lost_to = damaged_last_seq(db);
-    if (move_aside(dir, "corrupt", rec->aside, sizeof rec->aside, err) ||
-        put_in_place(dir, good->name, err)) {
+    if (!w.damaged)
+        rec->lost_to = damaged_last_seq(db); /* what it still tells; -1 when nothing */
+    if (move_aside(dir, "corrupt", rec->aside, sizeof rec->aside, err)) {
         rc = -1;
         goto done;
     }
+    char why[200];
+    int64_t kept = 0;
+    if (w.damaged && salvage(dir, rec->aside, w.sound_bytes, &kept, why, sizeof why, err) == 0) {
+        rec->salvaged = true;
+        rec->backup_seq = kept;
+    } else if (good) {
+        err_clear(err);
+        if (put_in_place(dir, good->name, err)) {
+            rc = -1;
+            goto done;
+        }
+        snprintf(rec->backup, sizeof rec->backup, "%s", good->name);
+        rec->backup_seq = good->seq;
+    } else {
+        rc = err_set(err, E_UNAVAILABLE,
+                     "the database %s %s; what could be saved of it fails its check, and there is"
+                     " no backup that passes its check. The files were moved to %s",
+                     db, rec->problem, rec->aside);
+        goto done;
+    }
     rec->recovered = true;
-    snprintf(rec->backup, sizeof rec->backup, "%s", good->name);
-    rec->backup_seq = good->seq;
     if (rec->lost_to >= 0 && rec->lost_to <= rec->backup_seq)
-        rec->lost_to = rec->backup_seq; /* nothing after the backup was lost */
+        rec->lost_to = rec->backup_seq; /* nothing after what was kept was lost */
+    if (set_feed_floor(dir, rec->backup_seq, rec->lost_to, &rec->feed_from, err)) {
+        rc = -1;
+        goto done;
+    }
     log_msg(LOG_ERROR,
-            "RECOVERED from backup %s: changes up to seq %lld are kept; %s%lld%s are lost. The"
-            " damaged files are in %s",
-            good->name, (long long)good->seq,
-            rec->lost_to > good->seq ? "changes after it, up to seq " : "changes after it (seq > ",
-            (long long)(rec->lost_to > good->seq ? rec->lost_to : good->seq),
-            rec->lost_to > good->seq ? "," : ", the end unknown)", rec->aside);
+            "RECOVERED %s%s: changes up to seq %lld are kept; %s%lld%s are lost; the feed goes on"
+            " from seq %lld (clients resuming from before it resync). The damaged files are in %s",
+            rec->salvaged ? "the database and the sound part of its WAL" : "from backup ",
+            rec->backup, (long long)rec->backup_seq,
+            rec->lost_to > rec->backup_seq ? "changes after it, up to seq " : "changes after it (seq > ",
+            (long long)(rec->lost_to > rec->backup_seq ? rec->lost_to : rec->backup_seq),
+            rec->lost_to > rec->backup_seq ? "," : ", the end unknown)", (long long)rec->feed_from,
+            rec->aside);
 done:
     free(db);
+    free(walp);
     return rc;
 }

@@ -66,13 +66,25 @@ typedef struct recovery {
     int64_t lost_to;         /* the last seq the damaged database held, or -1 unknown */
     char aside[512];         /* where the damaged files were moved */
     char problem[200];       /* what was wrong with it */
+    bool salvaged;           /* kept the database and the sound part of its WAL
+                                instead of a backup (backup is then "") */
+    int64_t feed_from;       /* the feed goes on from this seq (see below) */
 } recovery;
 
-/* The start-up check: opens DATA/livedb.db and runs quick_check. When it
- * is damaged or will not open, and auto is true: moves it aside (never
- * deletes it), puts the newest backup that passes its check in its place
- * and fills *rec. When auto is false, or no backup passes: an error that
- * says what to do. A missing database is fine (a new one is made). */
+/* The start-up check: first the WAL (SQLite stops reading it at the first
+ * damaged frame, silently dropping every commit after it: when whole
+ * commits follow a damaged frame, acknowledged writes would be lost), then
+ * quick_check of the database. When either is damaged, and auto is true:
+ * moves the files aside (never deletes them), and puts in their place the
+ * database with the sound part of its WAL when that passes its check
+ * (salvage: it is newer than any backup), else the newest backup that
+ * passes its check; fills *rec. When auto is false, or nothing passes: an
+ * error that says what to do. A missing database is fine (a new one).
+ *
+ * After a recovery (and a restore) the change feed goes on from a floor
+ * (meta feed_floor) past every seq a client may have seen of what was
+ * lost: a client resuming from before it gets resync_required instead of
+ * silently missing the changes that replaced the lost ones. */
 int backup_recover(const char *dir, bool autorecover, recovery *rec, err_t *err);
 
 #endif

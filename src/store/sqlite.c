@@ -386,6 +386,14 @@ int store_open(store_t **out, uv_loop_t *loop, const store_opts *opts, err_t *er
     }
     int64_t last = query_i64(st->wdb, "SELECT max(seq) FROM changes", 0);
     int64_t first = query_i64(st->wdb, "SELECT min(seq) FROM changes", last + 1);
+    /* After a recovery or a restore the feed goes on from a floor past
+     * every seq a client may have seen (backup.c), so that resuming from
+     * before it is resync_required, never a silent skip. */
+    int64_t floor = query_i64(st->wdb, "SELECT value FROM meta WHERE key='feed_floor'", 0);
+    if (floor > last + 1) {
+        last = floor - 1;
+        first = floor;
+    }
     st->next_seq = last + 1;
     atomic_store(&st->committed_seq, last);
     st->next_aseq = query_i64(st->wdb, "SELECT max(seq) FROM activity", 0) + 1;

@@ -137,6 +137,7 @@ describe('backup, backups, verify, restore on the command line', () => {
     const name = b.stdout.trim();
     assert.match(name, /^livedb-.*\.db$/);
     await fill(srv, 'items', 5, 100); // after the backup: lost by the restore
+    const seqLost = (await srv.req('GET', '/v1/health')).json.seq;
     const r1 = run(['restore', '--data', srv.dataDir, name]);
     assert.equal(r1.status, 1);
     assert.match(r1.stderr, /stop it first/);
@@ -161,8 +162,18 @@ describe('backup, backups, verify, restore on the command line', () => {
     assert.ok(existsSync(path.join(srv.dataDir, aside[0], 'livedb.db')), 'the replaced database is kept');
     await srv.restart();
     srv.token = (await req('POST', `${srv.url}/v1/auth/login`, { body: { email: 'admin@test.livedb', password: 'admin-password-1' } })).json.token;
-    assert.equal((await srv.req('GET', '/v1/health')).json.seq, seqAt);
     assert.deepEqual(await listAll(srv, 'items'), want);
+    // The feed goes on past every seq a client may have seen of what was
+    // lost: resuming from before that is resync_required, never a skip.
+    const seqNow = (await srv.req('GET', '/v1/health')).json.seq;
+    assert.equal(seqNow, seqLost + 1);
+    assertError(await srv.req('GET', `/v1/changes?since=${seqAt}`), 410, 'resync_required');
+    assertError(await srv.req('GET', `/v1/changes?since=${seqLost}`), 410, 'resync_required');
+    const resumed = await srv.req('GET', `/v1/changes?since=${seqNow}`);
+    assert.equal(resumed.status, 200, resumed.text);
+    assert.equal((await srv.req('PUT', '/v1/c/items/after', { body: { x: 1 } })).status, 201);
+    const next = await srv.req('GET', `/v1/changes?since=${seqNow}`);
+    assert.deepEqual(next.json.changes.map((c) => c.seq), [seqNow + 1]);
     await srv.stop();
   });
 
@@ -223,13 +234,18 @@ describe('the start-up check', () => {
     assert.deepEqual(await listAll(srv, 'keep'), want);
     assert.deepEqual(await listAll(srv, 'lost'), []);
     const seq = (await srv.req('GET', '/v1/health')).json.seq;
-    assert.equal(seq, taken.json.backup.seq, 'the feed goes on from the backup');
     const act = await srv.req('GET', '/v1/activity?action=recovered');
     assert.equal(act.json.entries.length, 1);
     const data = act.json.entries[0].data;
     assert.equal(data.backup, taken.json.backup.name);
     assert.equal(data.kept_to_seq, taken.json.backup.seq);
     assert.ok(data.lost_to_seq === lastSeq || data.lost_to_seq === -1, `lost_to_seq ${data.lost_to_seq}`);
+    // The feed goes on from past anything a client may have seen.
+    assert.equal(data.salvaged, false);
+    assert.equal(seq, data.feed_from - 1);
+    assert.ok(data.feed_from > lastSeq + 1, `feed_from ${data.feed_from} after ${lastSeq}`);
+    assertError(await srv.req('GET', `/v1/changes?since=${taken.json.backup.seq}`), 410, 'resync_required');
+    assertError(await srv.req('GET', `/v1/changes?since=${lastSeq}`), 410, 'resync_required');
     assert.match(data.moved_to, /corrupt-/);
     assert.ok(existsSync(path.join(data.moved_to, 'livedb.db')), 'the damaged database is kept');
     await srv.stop();

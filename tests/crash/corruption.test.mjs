@@ -24,7 +24,7 @@
 //   (e) `livedb restore` refuses while the server runs; stopped (even after a
 //       kill -9 left a WAL), restores B1 and moves the replaced files,
 //       intact, to DATA/replaced-*/.
-//   A byte flipped in the WAL is a todo: SQLite drops every commit from the
+//   A byte flipped in the WAL: found at start, the sound part kept (SQLite alone drops every commit from the
 //   bad frame on, silently (see the test).
 //
 // CORRUPT_SEED (random; printed) and CORRUPT_SEEDS.
@@ -38,7 +38,7 @@ import {
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { BIN, ADMIN, startServer, listAll, req } from '../api/lib.mjs';
+import { BIN, ADMIN, startServer, listAll, req, assertError } from '../api/lib.mjs';
 
 const SEEDS = Number(process.env.CORRUPT_SEEDS || 20);
 const SEED = Number(process.env.CORRUPT_SEED || (Date.now() % 2 ** 31));
@@ -206,6 +206,23 @@ async function assertFeed(h, tplFeed, upTo, label, since = 0) {
   return feed;
 }
 
+// After a recovery or a restore the feed goes on from a floor past every
+// seq a client may have seen of what was lost: resuming from before it is
+// resync_required (never a silent skip), and new changes follow the floor.
+async function assertFeedAfter(h, kept, label) {
+  const seq = (await h.req('GET', '/v1/health')).json.seq;
+  assert.ok(seq > kept, `${label}: the feed position ${seq} is past the kept seq ${kept}`);
+  for (const since of [0, kept, seq - 1]) {
+    const r = await h.req('GET', `/v1/changes?since=${since}`);
+    assert.equal(r.status, 410, `${label}: resuming from ${since} after a recovery: ${r.status}`);
+  }
+  assert.equal((await h.req('GET', `/v1/changes?since=${seq}`)).status, 200, label);
+  const w = await h.req('PUT', '/v1/c/ca/after-recovery', { body: { kept } });
+  assert.ok(w.status === 201 || w.status === 200, `${label}: writes work after a recovery: ${w.text}`);
+  const next = await h.req('GET', `/v1/changes?since=${seq}`);
+  assert.deepEqual(next.json.changes.map((c) => c.seq), [seq + 1], `${label}: the next change follows the floor`);
+}
+
 const corruptDirs = (dir) => readdirSync(dir).filter((f) => f.startsWith('corrupt-'));
 
 // ------------------------------------------------------------------ the template
@@ -346,7 +363,7 @@ describe('random bytes flipped in livedb.db', () => {
             assert.equal(path.resolve(data.moved_to), path.resolve(dir, moved[0]), label);
             assert.equal(sha(path.join(dir, moved[0], 'livedb.db')), damaged, `${label}: the damaged database is kept as it was`);
             await assertServes(h, T.s2, T.ids, `${label} (recovered from ${T.b2.name})`);
-            await assertFeed(h, T.feed, T.b2.seq, label);
+            await assertFeedAfter(h, T.b2.seq, label);
           }
         } finally {
           assert.equal(await h.stop(), 0, `exit after SIGTERM:\n${h.stderr().slice(-2000)}`);
@@ -462,7 +479,7 @@ describe('random bytes flipped in a backup', () => {
         assert.equal(data.backup, T.b1.name);
         assert.equal(data.kept_to_seq, T.b1.seq);
         await assertServes(h, T.s1, T.ids, `${label}: recovered from B1`);
-        await assertFeed(h, T.feed, T.b1.seq, label);
+        await assertFeedAfter(h, T.b1.seq, label);
       } finally {
         assert.equal(await h.stop(), 0);
       }
@@ -502,7 +519,7 @@ describe('random bytes flipped in a backup', () => {
         try {
           await loginAs(h);
           await assertServes(h, T.s2, T.ids, `${label} (undetected, restored)`);
-          await assertFeed(h, T.feed, T.b2.seq, label);
+          await assertFeedAfter(h, T.b2.seq, label);
         } finally {
           assert.equal(await h.stop(), 0);
         }
@@ -513,49 +530,60 @@ describe('random bytes flipped in a backup', () => {
 
 // ------------------------------------------------------------------ the WAL
 
-// A known hole, kept here as a todo (it runs, and its failure is reported
-// without failing the run): SQLite ends the WAL at the first frame whose
-// checksum fails, so a flipped byte there drops that commit and every one
-// after it, acknowledged or not, with no error and health ok. A start-up
-// check could see it: frames with the WAL's current salts after the first
-// bad one, ending more than one commit later, are lost acknowledged
-// commits (only the last, unsynced commit may be torn by a crash).
+// SQLite ends the WAL at the first frame whose checksum fails, so a flipped
+// byte there would drop that commit and every one after it, acknowledged or
+// not, with no error. The start-up check reads the WAL itself: whole
+// commits after a bad frame are damage (only the last, unsynced commit may
+// be torn by a crash). It moves the files aside and keeps the database with
+// the sound part of its WAL (newer than any backup), says RECOVERED, logs
+// what it kept, and starts the feed past anything a client may have seen.
 describe('random bytes flipped in the WAL', () => {
-  test('acknowledged commits after the flipped frame are not dropped silently', {
-    todo: 'SQLite truncates the WAL at a bad frame without an error; livedb does not check the WAL at start',
-  }, async () => {
-    const rng = mulberry32(SEED ^ 0x3a1);
-    const dir = copyTemplate();
-    const h = await launch(dir);
-    assert.ok(h.listening, h.stderr());
-    await loginAs(h);
-    const acked = [];
-    for (let k = 0; k < 150; k++) {
-      const r = await h.req('PUT', `/v1/c/ca/w${k}`, { body: { k } });
-      assert.equal(r.status, 201, r.text);
-      acked.push(r.json);
-    }
-    await h.kill();
-    const wal = path.join(dir, 'livedb.db-wal');
-    const size = statSync(wal).size;
-    const off = 32 + Math.floor((0.3 + 0.4 * rng()) * (size - 32));
-    flip(wal, [{ off, x: 0x20 }]);
-    const h2 = await launch(dir);
-    if (!h2.listening) {
-      assert.match(h2.stderr(), /WAL|damaged/, 'refused: it must say why');
-      return;
-    }
-    try {
-      await loginAs(h2);
-      if (/RECOVERED/.test(h2.stderr())) return; // detected, and said so
-      const got = new Map((await listAll(h2, 'ca')).map((d) => [d.id, d]));
-      const lost = acked.filter((d) => JSON.stringify(got.get(d.id)) !== JSON.stringify(d));
-      assert.deepEqual(lost.map((d) => d.id), [], `a byte flipped at WAL offset ${off} of ${size}: ` +
-        `${lost.length} of ${acked.length} acknowledged writes are gone, and the server started as if nothing happened`);
-    } finally {
-      await h2.stop();
-    }
-  });
+  for (let t = 0; t < 4; t++) {
+    test(`a flipped byte in the WAL is found, said, and only sound data is kept (seed ${t})`, async () => {
+      const rng = mulberry32(SEED ^ (0x3a1 + t));
+      const dir = copyTemplate();
+      const h = await launch(dir);
+      assert.ok(h.listening, h.stderr());
+      await loginAs(h);
+      const acked = [];
+      for (let k = 0; k < 150; k++) {
+        const r = await h.req('PUT', `/v1/c/ca/w${k}`, { body: { k } });
+        assert.equal(r.status, 201, r.text);
+        acked.push(r.json);
+      }
+      const lastSeq = (await h.req('GET', '/v1/health')).json.seq;
+      await h.kill();
+      const wal = path.join(dir, 'livedb.db-wal');
+      const size = statSync(wal).size;
+      const off = 32 + Math.floor((0.1 + 0.6 * rng()) * (size - 32));
+      flip(wal, [{ off, x: 0x20 }]);
+      const h2 = await launch(dir);
+      assert.ok(h2.listening, h2.stderr());
+      try {
+        await loginAs(h2);
+        assert.match(h2.stderr(), /RECOVERED/, `a byte flipped at WAL offset ${off} of ${size} went unnoticed`);
+        const got = new Map((await listAll(h2, 'ca')).map((d) => [d.id, d]));
+        // What is kept is exactly what was written, up to where the damage begins.
+        let gone = 0;
+        for (const d of acked) {
+          const g = got.get(d.id);
+          if (!g) gone++;
+          else assert.deepEqual(g, d, `${d.id} kept, and exactly as written`);
+        }
+        assert.ok(gone > 0, 'the damaged commit and those after it are not in the database');
+        for (let k = acked.length - gone; k < acked.length; k++) assert.ok(!got.has(`w${k}`), 'a prefix is kept');
+        const act = await h2.req('GET', '/v1/activity?action=recovered&limit=1');
+        const data = act.json.entries[0].data;
+        assert.equal(data.salvaged, true);
+        assert.match(data.problem, /write-ahead log/);
+        assert.ok(data.feed_from > lastSeq + 1, `the feed goes on past ${lastSeq}: ${data.feed_from}`);
+        assertError(await h2.req('GET', `/v1/changes?since=${lastSeq}`), 410, 'resync_required');
+        assert.ok(existsSync(path.join(data.moved_to, 'livedb.db-wal')), 'the damaged WAL is kept aside');
+      } finally {
+        await h2.stop();
+      }
+    });
+  }
 });
 
 // BLAKE2b-256, the manifest's hash (Node's crypto has only BLAKE2b-512, a
@@ -600,7 +628,7 @@ describe('livedb restore', () => {
         await loginAs(h2);
         assert.doesNotMatch(h2.stderr(), /RECOVERED/);
         await assertServes(h2, T.s1, T.ids, 'restored B1');
-        await assertFeed(h2, T.feed, T.b1.seq, 'restored B1');
+        await assertFeedAfter(h2, T.b1.seq, 'restored B1');
         assert.equal((await h2.req('GET', '/v1/c/ca/late0')).status, 404);
       } finally {
         assert.equal(await h2.stop(), 0);
