@@ -647,16 +647,50 @@ static void wal_sum(const unsigned char *p, size_t n, bool big, uint32_t s[2])
 }
 
 typedef struct wal_state {
-    bool damaged;      /* whole commits follow a frame that fails its checksum */
-    long bad_frame;    /* the first such frame (1-based) */
+    bool damaged;      /* whole commits follow a frame that fails its check */
+    long bad_frame;    /* the first such frame (1-based; 0: the header) */
     long commits_lost; /* commits after it */
     off_t sound_bytes; /* the header and every frame up to the last sound commit */
 } wal_state;
 
 /* Reads a WAL the way SQLite's recovery does (frames of the header's salts,
  * each checksum chained to the one before), and goes on past the first
- * frame that fails to count the commits of the same WAL after it. */
-static int wal_scan(const char *path, wal_state *w)
+ * frame that fails (a bad checksum or a salt not this WAL's) to count the
+ * commits of this WAL after it. */
+/* The page size the database's header gives (offset 16: 1 means 65536),
+ * 0 when it cannot be read. */
+static uint32_t db_page_size(const char *db)
+{
+    unsigned char b[18];
+    FILE *f = fopen(db, "rb");
+    size_t got = f ? fread(b, 1, sizeof b, f) : 0;
+    if (f)
+        fclose(f);
+    if (got != sizeof b)
+        return 0;
+    uint32_t ps = (uint32_t)b[16] << 8 | b[17];
+    return ps == 1 ? 65536 : ps;
+}
+
+static bool valid_page_size(uint32_t ps)
+{
+    return ps >= 512 && ps <= 65536 && (ps & (ps - 1)) == 0;
+}
+
+/* Whether frame f (of fsz bytes) chains from the checksum state s. */
+static bool frame_chains(const unsigned char *f, size_t fsz, bool big, const uint32_t s[2])
+{
+    uint32_t t[2] = {s[0], s[1]};
+    wal_sum(f, 8, big, t);
+    wal_sum(f + 24, fsz - 24, big, t);
+    return t[0] == get_be32(f + 16) && t[1] == get_be32(f + 20);
+}
+
+/* Reads a WAL the way SQLite's recovery does (frames of the header's salts,
+ * each checksum chained to the one before), and goes on past the first
+ * frame that fails (a bad checksum or a salt not this WAL's) to count the
+ * commits of this WAL after it. db is the database the WAL belongs to. */
+static int wal_scan(const char *path, const char *db, wal_state *w)
 {
     memset(w, 0, sizeof *w);
     FILE *f = fopen(path, "rb");
@@ -668,34 +702,84 @@ static int wal_scan(const char *path, wal_state *w)
         return 0;
     }
     uint32_t magic = get_be32(hdr), ps = get_be32(hdr + 8);
-    if ((magic & 0xFFFFFFFE) != 0x377f0682 || ps < 512 || ps > 65536 || (ps & (ps - 1))) {
-        fclose(f);
-        return 0; /* not a WAL SQLite would use either */
-    }
+    bool shape = (magic & 0xFFFFFFFE) == 0x377f0682 && valid_page_size(ps);
     bool big = magic & 1;
     uint32_t s[2] = {0, 0};
     wal_sum(hdr, 24, big, s);
-    if (s[0] != get_be32(hdr + 24) || s[1] != get_be32(hdr + 28)) {
+    bool hdr_bad = !shape || s[0] != get_be32(hdr + 24) || s[1] != get_be32(hdr + 28);
+    if (!shape)
+        ps = db_page_size(db);
+    if (!valid_page_size(ps)) {
         fclose(f);
-        return 0; /* SQLite ignores the whole WAL: it was never written whole */
+        return 0;
     }
     size_t fsz = 24 + ps;
     unsigned char *frame = xmalloc(fsz);
+    unsigned char salts[8];
+    memcpy(salts, hdr + 16, 8);
+    /* A header that fails its check makes SQLite ignore the whole WAL.
+     * Torn by a crash, it holds at most the one unacknowledged commit that
+     * was being written; with more, one of its bytes was damaged after the
+     * fact. Its frames are then found by the first one, which shares a salt
+     * word with the header and chains from its stored checksum (or, when
+     * the stored checksum is the damaged part, from the one its bytes give),
+     * in the byte order its magic says (either, when the magic is damaged).
+     * Every commit among them is lost: none of the WAL is sound. */
+    if (hdr_bad) {
+        bool found = false;
+        if (fread(frame, 1, fsz, f) == fsz &&
+            (memcmp(frame + 8, hdr + 16, 4) == 0 || memcmp(frame + 12, hdr + 20, 4) == 0)) {
+            for (int order = 0; order < 2 && !found; order++) {
+                bool b = (magic & 0xFFFFFFFE) == 0x377f0682 ? big : order == 1;
+                uint32_t computed[2] = {0, 0};
+                wal_sum(hdr, 24, b, computed);
+                const uint32_t stored[2] = {get_be32(hdr + 24), get_be32(hdr + 28)};
+                const uint32_t *from = frame_chains(frame, fsz, b, stored)     ? stored
+                                       : frame_chains(frame, fsz, b, computed) ? computed
+                                                                               : NULL;
+                if (from) {
+                    found = true;
+                    big = b;
+                    s[0] = from[0];
+                    s[1] = from[1];
+                }
+            }
+        }
+        if (!found) {
+            free(frame);
+            fclose(f);
+            return 0; /* no frame of its own: ignored as SQLite does, nothing lost */
+        }
+        memcpy(salts, frame + 8, 8);
+        fseeko(f, 32, SEEK_SET);
+    }
     bool broken = false;
     long n = 0;
     off_t at = 32;
-    w->sound_bytes = 32;
+    w->sound_bytes = hdr_bad ? 0 : 32;
     while (fread(frame, 1, fsz, f) == fsz) {
         n++;
         at += (off_t)fsz;
-        if (memcmp(frame + 8, hdr + 16, 8) != 0)
-            break; /* frames of an earlier WAL: the end */
+        if (memcmp(frame + 8, salts, 8) != 0) {
+            /* Not of this WAL's salts: SQLite's end of the log. Frames of
+             * an earlier WAL are all that may follow one honestly (each
+             * reset draws new salts and writes from the first frame on),
+             * so a frame of this WAL's salts after it means the salt
+             * itself was damaged (the checksums do not cover it). */
+            if (!broken) {
+                broken = true;
+                w->bad_frame = n;
+            }
+            continue;
+        }
         bool commit = get_be32(frame + 4) != 0;
         if (!broken) {
-            wal_sum(frame, 8, big, s);
-            wal_sum(frame + 24, ps, big, s);
-            if (s[0] == get_be32(frame + 16) && s[1] == get_be32(frame + 20)) {
-                if (commit)
+            if (frame_chains(frame, fsz, big, s)) {
+                s[0] = get_be32(frame + 16);
+                s[1] = get_be32(frame + 20);
+                if (commit && hdr_bad)
+                    w->commits_lost++;
+                else if (commit)
                     w->sound_bytes = at;
                 continue;
             }
@@ -710,11 +794,17 @@ static int wal_scan(const char *path, wal_state *w)
     /* One commit after the bad frame may be the last one, torn by a crash
      * before its fsync finished (never acknowledged). Two or more: the
      * first of them was fsynced, answered, and would be lost. */
-    w->damaged = broken && w->commits_lost >= 2;
-    if (broken && !w->damaged)
-        log_msg(LOG_WARN, "%s: frame %ld fails its checksum and one commit follows it: a last"
-                          " write torn by a crash (it was never acknowledged); SQLite drops it",
-                path, w->bad_frame);
+    if (hdr_bad)
+        w->bad_frame = 0; /* the damage begins at the header */
+    w->damaged = (broken || hdr_bad) && w->commits_lost >= 2;
+    if (w->commits_lost == 1) {
+        char what[40] = "the header";
+        if (!hdr_bad)
+            snprintf(what, sizeof what, "frame %ld", w->bad_frame);
+        log_msg(LOG_WARN, "%s: %s fails its check and one commit follows it: a last write torn by a"
+                          " crash (it was never acknowledged); SQLite drops it",
+                path, what);
+    }
     return 0;
 }
 
@@ -829,12 +919,18 @@ int backup_recover(const char *dir, bool autorecover, recovery *rec, err_t *err)
     wal_state w;
     if (stat(db, &sb) != 0 || sb.st_size == 0)
         goto done; /* a new database */
-    wal_scan(walp, &w);
+    wal_scan(walp, db, &w);
     if (w.damaged) {
-        snprintf(rec->problem, sizeof rec->problem,
-                 "has a damaged write-ahead log: frame %ld fails its checksum and %ld commits"
-                 " after it would be dropped",
-                 w.bad_frame, w.commits_lost);
+        if (w.bad_frame)
+            snprintf(rec->problem, sizeof rec->problem,
+                     "has a damaged write-ahead log: frame %ld fails its check and %ld commits"
+                     " after it would be dropped",
+                     w.bad_frame, w.commits_lost);
+        else
+            snprintf(rec->problem, sizeof rec->problem,
+                     "has a damaged write-ahead log: its header fails its check and its %ld"
+                     " commits would be dropped",
+                     w.commits_lost);
     } else if (db_check(db, false, false, NULL, rec->problem, sizeof rec->problem) == 0) {
         goto done;
     }

@@ -538,8 +538,16 @@ describe('random bytes flipped in a backup', () => {
 // the sound part of its WAL (newer than any backup), says RECOVERED, logs
 // what it kept, and starts the feed past anything a client may have seen.
 describe('random bytes flipped in the WAL', () => {
-  for (let t = 0; t < 4; t++) {
-    test(`a flipped byte in the WAL is found, said, and only sound data is kept (seed ${t})`, async () => {
+  // Anywhere in a frame (its page, or its header: page number, commit
+  // size, checksums), then the two places no checksum of a frame covers: a
+  // frame's salt and the WAL's own header.
+  const where = [
+    ...[0, 1, 2, 3].map((t) => ({ name: `seed ${t}`, t, pick: (rng, size) => 32 + Math.floor((0.1 + 0.6 * rng()) * (size - 32)) })),
+    { name: "a frame's salt", t: 4, pick: (rng, size, fsz) => 32 + fsz * Math.floor((0.1 + 0.6 * rng()) * ((size - 32) / fsz)) + 8 + Math.floor(rng() * 8) },
+    { name: "the WAL's header", t: 5, pick: (rng) => Math.floor(rng() * 32) },
+  ];
+  for (const { name, t, pick } of where) {
+    test(`a flipped byte in the WAL is found, said, and only sound data is kept (${name})`, async () => {
       const rng = mulberry32(SEED ^ (0x3a1 + t));
       const dir = copyTemplate();
       const h = await launch(dir);
@@ -555,7 +563,8 @@ describe('random bytes flipped in the WAL', () => {
       await h.kill();
       const wal = path.join(dir, 'livedb.db-wal');
       const size = statSync(wal).size;
-      const off = 32 + Math.floor((0.1 + 0.6 * rng()) * (size - 32));
+      const fsz = 24 + readFileSync(wal).readUInt32BE(8);
+      const off = pick(rng, size, fsz);
       flip(wal, [{ off, x: 0x20 }]);
       const h2 = await launch(dir);
       assert.ok(h2.listening, h2.stderr());
