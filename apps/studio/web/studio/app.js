@@ -43,7 +43,6 @@ const S = {
   editing: null,         // {col, id, version, doc} of the open form
   assign: null,          // {job, user} chosen in the assign dialog
   serverUp: null,        // snapshot mode: is the server back?
-  wired: false,
 };
 
 boot();
@@ -92,15 +91,10 @@ function start(account) {
   $('#logout').hidden = false;
   renderWho();
   applyRole();
-  if (!S.wired) {
-    S.wired = true;
+  wireData();
+  if (!S.connWired) { // once a page, though a session that ended may sign in again
+    S.connWired = true;
     bindConnection(db, $('#conn'), onState);
-    data.on('change', onData);
-    data.on('error', ({ col, error }) => {
-      if (error.code === 'forbidden') toast(`Your role cannot read ${col === 'users' ? 'creators' : 'jobs'}.`, { kind: 'error', key: `read-${col}` });
-    });
-    data.on('snapshot', () => renderSource());
-    setInterval(renderSource, 15_000);
   }
   data.start(account);
   route();
@@ -120,12 +114,7 @@ function startSnapshotOnly() {
   $('#conn').dataset.state = 'offline';
   $('#conn').textContent = 'Offline';
   applyRole();
-  if (!S.wired) {
-    S.wired = true;
-    data.on('change', onData);
-    data.on('snapshot', () => renderSource());
-    setInterval(renderSource, 15_000);
-  }
+  wireData();
   const check = async () => {
     if (S.mode !== 'snapshot') return;
     const p = await probe();
@@ -141,6 +130,17 @@ function startSnapshotOnly() {
   data.startSnapshotOnly();
   route();
   renderSource();
+}
+
+function wireData() {
+  if (S.dataWired) return;
+  S.dataWired = true;
+  data.on('change', onData);
+  data.on('error', ({ col, error }) => {
+    if (error.code === 'forbidden') toast(`Your role cannot read ${col === 'users' ? 'creators' : 'jobs'}.`, { kind: 'error', key: `read-${col}` });
+  });
+  data.on('snapshot', () => renderSource());
+  setInterval(renderSource, 15_000); // the ages shown
 }
 
 function signInFromSnapshot() {

@@ -33,6 +33,7 @@ export const COLLECTIONS = ['users', 'jobs'];
 export const FRESH_MS = 5 * 60 * 1000;
 const SNAPSHOT_RETRY_MS = 30_000;
 const LIVE_MARK_MS = 10_000;
+const RECONNECT_GRACE_MS = 2_000;
 
 export class StudioData {
   constructor(db, { snapshotUrl = null, target = document } = {}) {
@@ -44,6 +45,8 @@ export class StudioData {
     this.snapshotError = null;    // why the last fetch failed
     this.snapshotAt = 0;          // when it was last fetched
     this.snapshotLoading = null;
+    this.serverGone = false;      // signed in: not live, and not just a reconnect (see _onState)
+    this._graceTimer = null;
     this.account = null;
     this.subs = [];
     this.timers = [];
@@ -117,6 +120,9 @@ export class StudioData {
   stop() {
     for (const u of this.subs.splice(0)) u();
     for (const t of this.timers.splice(0)) { clearInterval(t); clearTimeout(t); }
+    clearTimeout(this._graceTimer);
+    this._graceTimer = null;
+    this.serverGone = false;
     if (this._onPagehide) removeEventListener('pagehide', this._onPagehide);
     this._onPagehide = null;
   }
@@ -156,9 +162,29 @@ export class StudioData {
 
   // The connection is gone: the snapshot may be newer than the cache (or
   // there is no cache). Not while first connecting: that is quick, and a
-  // page served by livedb itself has no snapshot beside it.
+  // page served by livedb itself has no snapshot beside it. Nor at once on
+  // 'reconnecting': the server also ends connections it is well able to
+  // serve (a role changed, a client too slow), and the SDK is back within
+  // moments; only still not live after RECONNECT_GRACE_MS (or 'offline',
+  // which the SDK says after a few failed attempts) is the server gone.
   _onState(s) {
-    if (s === 'offline' || s === 'reconnecting') this._wantSnapshot();
+    clearTimeout(this._graceTimer);
+    this._graceTimer = null;
+    if (s === 'offline') {
+      this.serverGone = true;
+    } else if (s === 'reconnecting') {
+      if (!this.serverGone) {
+        this._graceTimer = setTimeout(() => {
+          this._graceTimer = null;
+          if (this.db.state !== 'reconnecting' && this.db.state !== 'offline') return;
+          this.serverGone = true;
+          this._wantSnapshot();
+        }, RECONNECT_GRACE_MS);
+      }
+    } else {
+      this.serverGone = false;
+    }
+    if (this.serverGone) this._wantSnapshot();
   }
 
   // Not live: the cache, the snapshot, or whichever of them is newer.
@@ -168,7 +194,7 @@ export class StudioData {
     if (snap && !snap.stale) return;
     const cache = c.sdkHasData ? snap : null;
     const shot = this.snapshot && Array.isArray(this.snapshot[col]) ? this.snapshot : null;
-    if (!shot && (this.db.state === 'offline' || this.db.state === 'reconnecting')) this._wantSnapshot();
+    if (!shot && this.serverGone) this._wantSnapshot();
     if (cache && (!shot || !(shot.seq > (cache.seq ?? -1)))) {
       this._apply(col, 'cache', cache.docs, c.fromSdk ? cache.changes : null);
     } else if (shot) {
