@@ -7,10 +7,11 @@
  *   {"app":"studio","generated_at":"...","seq":S,"users":[...],"jobs":[...]}
  * read in one transaction at seq S. It is rewritten after every commit
  * batch that touches those collections (batches that land while one is
- * being written are folded into the next), to a temporary name and renamed,
- * so a static host never serves half a file. The seed's dashboard fell
- * back to such a file when its database could not be reached; a static
- * host (or a CDN) can serve DIR next to the pages.
+ * being written are folded into the next; when the server stops, what is
+ * not written yet goes out before it exits), to a temporary name and
+ * renamed, so a static host never serves half a file. The seed's
+ * dashboard fell back to such a file when its database could not be
+ * reached; a static host (or a CDN) can serve DIR next to the pages.
  *
  * The file holds what the app's staff may read: put DIR where only they
  * can fetch it.
@@ -83,6 +84,13 @@ static void snap_work(uv_work_t *w)
 }
 
 static void start(snapshots *s);
+static void on_timer(uv_timer_t *t);
+
+static void close_timer(snapshots *s)
+{
+    if (!uv_is_closing((uv_handle_t *)&s->timer))
+        uv_close((uv_handle_t *)&s->timer, NULL);
+}
 
 static void snap_after(uv_work_t *w, int status)
 {
@@ -94,13 +102,14 @@ static void snap_after(uv_work_t *w, int status)
     err_clear(&a->err);
     a->running = false;
     s->running--;
-    if (s->closing) {
-        if (s->running == 0)
-            uv_close((uv_handle_t *)&s->timer, NULL);
-        return;
-    }
-    if (a->dirty) /* changed while it was being written */
-        uv_timer_start(&s->timer, (uv_timer_cb)start, SNAPSHOT_DELAY_MS, 0);
+    /* Changed while it was being written: again, at once when stopping
+     * (the file must end with the last commit), else after the delay. */
+    if (a->dirty && s->closing)
+        start(s);
+    else if (a->dirty)
+        uv_timer_start(&s->timer, on_timer, SNAPSHOT_DELAY_MS, 0);
+    if (s->closing && s->running == 0)
+        close_timer(s);
 }
 
 static void start(snapshots *s)
@@ -122,7 +131,7 @@ static void on_timer(uv_timer_t *t) { start(t->data); }
 void snapshot_note(app_t *app, const change_t *list)
 {
     snapshots *s = app->snapshots;
-    if (!s || s->closing)
+    if (!s)
         return;
     bool any = false;
     for (const change_t *ch = list; ch; ch = ch->next) {
@@ -135,7 +144,11 @@ void snapshot_note(app_t *app, const change_t *list)
                 any = true;
             }
     }
-    if (any && !uv_is_active((uv_handle_t *)&s->timer))
+    /* Writes still in flight when the server stops commit after
+     * snapshot_shutdown: they are written at once, not left out. */
+    if (any && s->closing)
+        start(s);
+    else if (any && !uv_is_active((uv_handle_t *)&s->timer))
         uv_timer_start(&s->timer, on_timer, SNAPSHOT_DELAY_MS, 0);
 }
 
@@ -188,8 +201,11 @@ void snapshot_shutdown(app_t *app)
         return;
     s->closing = true;
     uv_timer_stop(&s->timer);
+    /* Changes waiting for the delay go out now: a stopped server's file
+     * is what the pages fall back to, so it must not miss the last ones. */
+    start(s);
     if (s->running == 0)
-        uv_close((uv_handle_t *)&s->timer, NULL);
+        close_timer(s);
 }
 
 void snapshot_free(app_t *app)

@@ -134,7 +134,8 @@ static void report_bad(importer *im, const char *col, size_t index, const char *
 }
 
 /* Checks one record; a job for it, or NULL when it was refused (and
- * reported). seen: the ids met so far in this collection. */
+ * reported). seen: the ids of the records that passed, so far, in this
+ * collection. */
 static wjob *check_record(importer *im, const char *col, size_t index, json_t *r, json_t *seen)
 {
     err_t e = {0};
@@ -163,7 +164,6 @@ static wjob *check_record(importer *im, const char *col, size_t index, json_t *r
         report_bad(im, col, index, id, why, NULL);
         goto refused;
     }
-    json_object_set_new(seen, id, json_integer((json_int_t)index));
     size_t mlen;
     free(doc_members(doc, &mlen));
     if (mlen > DOC_MAX_BYTES - 256) {
@@ -175,6 +175,9 @@ static wjob *check_record(importer *im, const char *col, size_t index, json_t *r
         report_bad(im, col, index, id, e.msg, e.details);
         goto refused;
     }
+    /* Only a record that loads takes its id: a later copy of a refused
+     * one (the hand-fixed duplicate a legacy file often has) loads. */
+    json_object_set_new(seen, id, json_integer((json_int_t)index));
     wjob *job = wjob_new(WJ_OPS, 1);
     job->actor = im->o.actor;
     wop *op = &job->ops[0];
