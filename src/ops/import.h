@@ -5,12 +5,14 @@
  * The input is {"COL":[doc, ...], ...} (the export format) or a bare array
  * of documents for one collection. Every record is checked on its own: an
  * object, with an id, nested at most 64 deep, under 1 MiB, meeting its
- * app's schema, and not an id seen earlier in the same collection. A bad
- * record is reported with its collection, its index in that array and why,
- * and the good ones load. Each good record is an upsert by id that writes
- * nothing when the stored document is already equal, so a second run adds
- * nothing and a run after a failure finishes the job without duplicates.
- * Records go to the writer a window at a time (group commit does the rest).
+ * app's schema, and not the id of an earlier record of the same collection
+ * that passed these checks: a refused record takes no id, so a fixed copy
+ * after a broken one loads. A bad record is reported with its collection,
+ * its index in that array and why, and the good ones load. Each good
+ * record is an upsert by id that writes nothing when the stored document is
+ * already equal, so a second run adds nothing and a run after a failure
+ * finishes the job without duplicates. Records go to the writer a window at
+ * a time (group commit does the rest).
  */
 #ifndef LIVEDB_IMPORT_H
 #define LIVEDB_IMPORT_H

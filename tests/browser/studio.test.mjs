@@ -11,6 +11,9 @@
 // - the import page loads apps/studio/sample/legacy.json in slices with
 //   progress, reports every bad record at its index in the file (the same
 //   ones `livedb import --dry-run` names), and a second run adds nothing
+// - on the import page, a record refused by its checks does not take its id:
+//   a good copy after a bad one loads, in the same slice or a later one,
+//   and a copy after a good one is refused as `livedb import` refuses it
 // - the test page's checks pass
 // - the server stopped: a reload shows the saved copy with its age (out of
 //   date after 5 minutes); a fresh browser with the server down gets the
@@ -29,7 +32,7 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, existsSync, statSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync, statSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { launch, openPage, screenshot, startServer, sleep, ADMIN } from './lib.mjs';
@@ -571,7 +574,10 @@ test('the import page loads the legacy file in slices with progress, names every
   await page.waitForSelector('#file-info', { state: 'visible' });
   assert.equal(await page.textContent('.fact[data-col="users"] strong'), '502');
   assert.equal(await page.textContent('.fact[data-col="jobs"] strong'), '2,002');
-  assert.match(await page.textContent('.fact[data-col="total"]'), /2,504.*7 slices/);
+  // 8: users[300] repeats users[42]'s id, so it starts a slice of its own
+  // (it is refused once the first slice's answer says users[42] loaded).
+  assert.match(await page.textContent('.fact[data-col="total"]'), /2,504.*8 slices/);
+  assert.match(await page.textContent('#file-note'), /3 records repeat an earlier record's id/);
 
   // Progress: every value the bar takes is recorded.
   const watchProgress = () => page.evaluate(() => {
@@ -674,6 +680,77 @@ test('the import page loads the legacy file in slices with progress, names every
   await shots(sp, 'migrate-staff');
   noProblems(sp);
   await sctx.close();
+});
+
+// A record the server refuses takes no id: the page, which sees the whole
+// file but learns which records load only from each slice's answer, refuses
+// the same records as `livedb import`, and says so truly.
+test('the import page: a bad record does not take its id, so a good copy after it loads; a copy after a good one is refused', async () => {
+  const users = Array.from({ length: 450 }, (_, i) => ({ id: `mix-${String(i).padStart(3, '0')}`, name: `Mix ${i}`, status: 'active' }));
+  users[0] = { id: 'mix-a', name: 'Ann', status: 'Active' }; // bad: wrong case
+  users[1] = { id: 'mix-a', name: 'Ann', status: 'active' }; // its fixed copy, next in the file
+  users[2] = { id: 'mix-b', name: 'Bo', status: 'active' };
+  users[3] = { id: 'mix-b', name: 'Bo again', status: 'active' }; // a true duplicate
+  users[420] = { id: 'mix-c', name: 'Cy', status: 'gone' }; // bad, in another slice than...
+  users[430] = { id: 'mix-a', name: 'Ann again', status: 'active' }; // a duplicate of users[1], slices later
+  users[440] = { id: 'mix-c', name: 'Cy', status: 'inactive' }; // ...its fixed copy
+  const file = JSON.stringify({ users });
+  const want = ['users[0]', 'users[3]', 'users[420]', 'users[430]'];
+
+  // The command line refuses the same records, for the same reasons.
+  const dir = mkdtempSync(path.join(tmpdir(), 'livedb-studio-cli-'));
+  try {
+    const f = path.join(dir, 'mix.json');
+    writeFileSync(f, file);
+    const r = spawnSync(BIN, ['import', f, '--dry-run', '--data', path.join(dir, 'data'), '--apps', 'studio'], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 1, r.stderr);
+    assert.deepEqual([...r.stderr.matchAll(/^livedb: (\w+\[\d+\])/gm)].map((m) => m[1]), want, r.stderr);
+    assert.match(r.stderr, /^livedb: users\[3\] \(id mix-b\): the same id as users\[2\]/m);
+    assert.match(r.stderr, /^livedb: users\[430\] \(id mix-a\): the same id as users\[1\]/m);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  const ctx = await browser.newContext();
+  const page = await signIn(ctx, '/studio/migrate.html', ADMIN_ME);
+  await page.setInputFiles('#file', { name: 'mix.json', mimeType: 'application/json', buffer: Buffer.from(file) });
+  await page.waitForSelector('#file-info', { state: 'visible' });
+  // Slices: [0] | [1, 2] | [3..402] | [403..439] | [440..449]: a record
+  // whose id is in the slice being made waits for the answer to it.
+  assert.match(await page.textContent('.fact[data-col="total"]'), /450.*5 slices/);
+  assert.match(await page.textContent('#file-note'), /4 records repeat an earlier record's id: each id loads once, from its first good record/);
+  const report = () => page.$$eval('#report-body tr', (trs) => trs.map((tr) => `${tr.dataset.col}[${tr.dataset.index}]`));
+  const row = (i) => page.textContent(`#report-body tr[data-col="users"][data-index="${i}"]`);
+  const mixDocs = async () => (await serverDocs('users')).filter((u) => u.id.startsWith('mix-'));
+
+  await page.click('#dry-run');
+  await page.waitForSelector('#report-card:not([hidden])', { timeout: 30_000 });
+  assert.match(await page.textContent('#report-summary'), /Dry run: nothing was written\. 446 of 450 records are good and would load; 4 bad records/);
+  assert.deepEqual(await report(), want);
+  assert.match(await row(0), /mix-a.*status must be one of/);
+  assert.match(await row(3), /mix-b.*the same id as users\[2\], which would load instead/);
+  assert.match(await row(420), /mix-c.*status must be one of/);
+  assert.match(await row(430), /mix-a.*the same id as users\[1\], which would load instead/);
+  assert.deepEqual(await mixDocs(), [], 'a dry run writes nothing');
+
+  await page.click('#import');
+  await page.waitForSelector('#progress-title >> text=Import done', { timeout: 30_000 });
+  assert.match(await page.textContent('#report-summary'), /Import done\. 446 created, 0 updated; 4 bad records skipped/);
+  assert.equal(await page.textContent('.tally .fact[data-k="created"] strong'), '446');
+  assert.equal(await page.textContent('.tally .fact[data-k="bad"] strong'), '4');
+  assert.deepEqual(await report(), want);
+  assert.match(await row(0), /mix-a.*status must be one of/);
+  assert.match(await row(3), /mix-b.*the same id as users\[2\], which is loaded instead/);
+  assert.match(await row(420), /mix-c.*status must be one of/);
+  assert.match(await row(430), /mix-a.*the same id as users\[1\], which is loaded instead/);
+  const docs = await mixDocs();
+  assert.equal(docs.length, 446);
+  const got = (id) => { const d = docs.find((u) => u.id === id); return d && [d.name, d.status, d.version]; };
+  assert.deepEqual(got('mix-a'), ['Ann', 'active', 1], 'the fixed copy of a bad record loads');
+  assert.deepEqual(got('mix-b'), ['Bo', 'active', 1], 'the first of two good copies loads, once');
+  assert.deepEqual(got('mix-c'), ['Cy', 'inactive', 1], 'a fixed copy slices after the bad one loads');
+  noProblems(page);
+  await ctx.close();
 });
 
 test('the system test page: every check passes for an admin (the snapshot check is for static hosts)', async () => {

@@ -10,10 +10,15 @@
 // slice's map turns that back into the index in the original file.
 //
 // What the server can only see within one request is checked here for the
-// whole file: an id met earlier in the same collection is refused exactly
-// as `livedb import` refuses it ("the same id as users[42], which is
-// loaded instead"), since the first copy may be in another slice. A
-// record too large for any request is refused here too.
+// whole file, with the rule `livedb import` follows: an id is taken by the
+// first record with it that loads (one the server did not report bad), and
+// a later record with a taken id is refused ("the same id as users[42],
+// which is loaded instead"); a record refused for anything else takes
+// nothing, so a hand-fixed copy after a broken one loads. Whether a record
+// loads is known from its slice's answer, so a record whose id is already
+// in the slice being made starts the next slice, and which records of a
+// slice are sent is decided when it goes. A record too large for any
+// request is refused here too.
 //
 // Importing again adds nothing: the server upserts by id and writes
 // nothing for a record equal to the stored one ("unchanged").
@@ -28,7 +33,6 @@ export const SLICE_BYTES = 900 * 1024;
 const REQUEST_MAX = 1024 * 1024;
 const STUDIO_COLS = ['users', 'jobs'];
 const COL_NAME = { users: 'Creators', jobs: 'Jobs' };
-const ID_RE = /^[A-Za-z0-9_.-]{1,128}$/;
 const RETRIES = 3;
 
 const S = {
@@ -186,7 +190,8 @@ function renderFile() {
   if (f.kind === 'bare') for (const r of $$('input[name=bare]')) r.checked = r.value === f.cols[0].col;
   const notes = [];
   if (f.ignored.length) notes.push(`Not studio collections, left out: ${f.ignored.join(', ')}.`);
-  if (plan?.local.length) notes.push(`${plural(plan.local.length, 'record')} can already be seen to be bad (an id used twice, or too large); the report will list them with the others.`);
+  if (plan?.repeats) notes.push(`${plural(plan.repeats, 'record')} ${plan.repeats === 1 ? 'repeats' : 'repeat'} an earlier record's id: each id loads once, from its first good record, and the report will list the other copies.`);
+  if (plan?.big) notes.push(`${plural(plan.big, 'record')} ${plan.big === 1 ? 'is' : 'are'} over 1 MiB, too large to import; the report will list ${plan.big === 1 ? 'it' : 'them'}.`);
   $('#file-note').textContent = notes.join(' ');
   $('#file-info').hidden = false;
   renderButtons();
@@ -203,36 +208,60 @@ function renderButtons() {
 
 const utf8 = new TextEncoder();
 
-// The file as requests: slices of each collection, in order, each with the
-// original index of every record it holds; and the records refused here.
+// The file as requests: slices of each collection, in order, each item a
+// record with its index in the file. Two records with one id never share a
+// slice: the second waits for the answer to the first. repeats: records
+// whose id an earlier one has; big: records too large for a request.
 export function makePlan(cols) {
-  const slices = [], local = [];
+  const slices = [];
+  let repeats = 0, big = 0;
   for (const { col, records } of cols) {
-    const seen = new Map();
+    const seen = new Set();
     let cur = null;
-    const flush = () => { if (cur && cur.records.length) slices.push(cur); cur = null; };
+    const flush = () => { if (cur && cur.items.length) slices.push(cur); cur = null; };
     records.forEach((r, i) => {
-      if (r && typeof r === 'object' && !Array.isArray(r) && typeof r.id === 'string' && ID_RE.test(r.id)) {
-        if (seen.has(r.id)) {
-          local.push({ col, index: i, id: r.id, reason: `the same id as ${col}[${seen.get(r.id)}], which is loaded instead` });
-          return;
-        }
-        seen.set(r.id, i);
+      const id = idOf(r);
+      if (id !== null) {
+        if (seen.has(id)) repeats++;
+        seen.add(id);
       }
       const bytes = utf8.encode(JSON.stringify(r)).length + 1;
-      if (bytes + 2 > REQUEST_MAX) {
-        local.push({ col, index: i, id: typeof r?.id === 'string' ? r.id : null, reason: 'over 1 MiB' });
-        return;
-      }
-      if (cur && (cur.records.length >= SLICE_RECORDS || cur.bytes + bytes > SLICE_BYTES)) flush();
-      if (!cur) cur = { col, records: [], index: [], bytes: 2 };
-      cur.records.push(r);
-      cur.index.push(i);
-      cur.bytes += bytes;
+      const tooBig = bytes + 2 > REQUEST_MAX;
+      if (tooBig) big++;
+      if (cur && (cur.items.length >= SLICE_RECORDS || (!tooBig && cur.bytes + bytes > SLICE_BYTES) || (id !== null && cur.ids.has(id)))) flush();
+      if (!cur) cur = { col, items: [], ids: new Set(), bytes: 2 };
+      cur.items.push({ record: r, index: i, id, big: tooBig });
+      if (id !== null) cur.ids.add(id);
+      if (!tooBig) cur.bytes += bytes;
     });
     flush();
   }
-  return { slices, local };
+  return { slices, repeats, big };
+}
+
+// The id the server would read from a record, or null.
+function idOf(r) {
+  return r && typeof r === 'object' && !Array.isArray(r) && typeof r.id === 'string' ? r.id : null;
+}
+
+// A slice as it goes, given taken (id -> the index of the record in the
+// file that loaded with it): the records to send, their items, and the
+// records refused here.
+function sliceToSend(sl, taken, dryRun) {
+  const records = [], sent = [], local = [];
+  for (const it of sl.items) {
+    const first = it.id === null ? undefined : taken.get(it.id);
+    if (first !== undefined) {
+      local.push({ col: sl.col, index: it.index, id: it.id,
+        reason: `the same id as ${sl.col}[${first}], which ${dryRun ? 'would load' : 'is loaded'} instead` });
+    } else if (it.big) {
+      local.push({ col: sl.col, index: it.index, id: it.id, reason: 'over 1 MiB' });
+    } else {
+      records.push(it.record);
+      sent.push(it);
+    }
+  }
+  return { records, sent, local };
 }
 
 // ------------------------------------------------------------ running it
@@ -258,24 +287,32 @@ async function run(dryRun) {
   $('#report-card').hidden = true;
   const bar = $('#progress');
   bar.dataset.state = 'running';
-  // Records refused here count at once.
-  for (const p of plan.local) addProblem(R, p);
-  R.done += plan.local.length;
   renderProgress(R);
+  // By collection: id -> the index in the file of the record that took it.
+  const taken = new Map(S.file.cols.map((c) => [c.col, new Map()]));
   try {
     for (const sl of plan.slices) {
       if (S.stopAsked) { R.stopped = 'by you'; break; }
       R.slice++;
+      const ids = taken.get(sl.col);
+      const { records, sent, local } = sliceToSend(sl, ids, dryRun);
+      for (const p of local) addProblem(R, p);
+      R.done += local.length;
       renderProgress(R);
-      const answer = await sendSlice(sl, dryRun, R);
+      if (!records.length) continue;
+      const answer = await sendSlice(sl.col, records, dryRun, R);
       if (!answer) break; // R.stopped says why
       R.created += answer.created || 0;
       R.updated += answer.updated || 0;
       R.unchanged += answer.unchanged || 0;
+      const refused = new Set();
       for (const p of answer.problems || []) {
-        addProblem(R, { ...p, col: p.col || sl.col, index: sl.index[p.index] ?? p.index });
+        refused.add(p.index);
+        addProblem(R, { ...p, col: p.col || sl.col, index: sent[p.index]?.index ?? p.index });
       }
-      R.done += sl.records.length;
+      // The records the server did not refuse take their ids.
+      sent.forEach((it, k) => { if (it.id !== null && !refused.has(k)) ids.set(it.id, it.index); });
+      R.done += records.length;
       R.good = R.done - R.bad;
       renderProgress(R);
     }
@@ -299,11 +336,11 @@ function addProblem(R, p) {
 
 // One slice, with retries when the server cannot be reached. The answer, or
 // null with R.stopped set.
-async function sendSlice(sl, dryRun, R) {
-  const q = `?collection=${encodeURIComponent(sl.col)}${dryRun ? '&dry_run=1' : ''}`;
+async function sendSlice(col, records, dryRun, R) {
+  const q = `?collection=${encodeURIComponent(col)}${dryRun ? '&dry_run=1' : ''}`;
   for (let attempt = 0; ; attempt++) {
     try {
-      return await db.api('POST', `/v1/admin/import${q}`, sl.records);
+      return await db.api('POST', `/v1/admin/import${q}`, records);
     } catch (e) {
       const retry = ['network', 'timeout', 'unavailable', 'rate_limited'].includes(e.code) && attempt < RETRIES && !S.stopAsked;
       if (retry) {
@@ -313,7 +350,7 @@ async function sendSlice(sl, dryRun, R) {
       }
       R.stopped = e.code === 'forbidden' ? 'Only an admin can import.'
         : e.code === 'unauthorized' ? 'Your session ended. Sign in again and run the import again.'
-          : e.code === 'bad_request' ? `The server refused a slice of ${sl.col}: ${e.message}`
+          : e.code === 'bad_request' ? `The server refused a slice of ${col}: ${e.message}`
             : errorText(e);
       R.stoppedError = e;
       return null;
