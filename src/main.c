@@ -749,12 +749,14 @@ static int cmd_import(int argc, char **argv)
     import_opts io = {.only = only, .window = (int)batch, .dry_run = dry};
     io.actor.system = true;
     snprintf(io.actor.remote, sizeof io.actor.remote, "import");
+    /* --collection naming a collection the file lacks is bad usage. */
+    bool no_such = only && json_is_object(root) && !json_object_get(root, only);
     importer *im = import_prepare(root, &io, &e);
     if (!im) {
         fprintf(stderr, "livedb: %s: %s\n", file, e.msg);
         err_clear(&e);
         apps_free();
-        return 1;
+        return no_such ? 2 : 1;
     }
     uv_loop_t loop;
     store_t *store = NULL;

@@ -61,6 +61,27 @@ static int json_depth(const json_t *v)
 
 /* ------------------------------------------------------------------ prepare */
 
+/* only is not a collection of the object root: an error that names the
+ * ones it has (the first few), so that the caller sees what to pick. */
+static int no_such_collection(json_t *root, const char *only, err_t *err)
+{
+    enum { NAMED = 8 };
+    buf_t have = {0};
+    size_t n = 0;
+    const char *col;
+    json_t *recs;
+    json_object_foreach(root, col, recs) {
+        if (n++ < NAMED)
+            buf_printf(&have, "%s%.40s", n > 1 ? ", " : "", col);
+    }
+    if (n > NAMED)
+        buf_printf(&have, " and %zu more", n - NAMED);
+    err_set(err, E_BAD_REQUEST, "the file has no collection %s (%s%s)", only,
+            n ? "it has " : "it has none", n ? have.p : "");
+    buf_free(&have);
+    return -1;
+}
+
 importer *import_prepare(json_t *root, const import_opts *o, err_t *err)
 {
     json_t *sets = NULL;
@@ -91,6 +112,10 @@ importer *import_prepare(json_t *root, const import_opts *o, err_t *err)
                 goto fail;
             }
             json_object_set(sets, col, recs);
+        }
+        if (o->only && !json_object_get(root, o->only)) {
+            no_such_collection(root, o->only, err);
+            goto fail;
         }
     }
     importer *im = xcalloc(1, sizeof *im);

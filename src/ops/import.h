@@ -51,9 +51,10 @@ typedef struct import_opts {
 
 typedef struct importer importer;
 
-/* Takes root. NULL with err when the whole input is unusable (not an
- * object or array, a bare array without only, a collection that is not an
- * array or has a bad name). */
+/* Takes root. NULL with err (E_BAD_REQUEST) when the whole input is
+ * unusable: not an object or array, a bare array without only, an object
+ * without the collection only (the message names the ones it has), a
+ * collection that is not an array or has a bad name. */
 importer *import_prepare(json_t *root, const import_opts *o, err_t *err);
 
 long import_total(const importer *im);

@@ -273,6 +273,32 @@ describe('livedb import of the legacy sample', () => {
       [['u-1', 'Ann', 'active'], ['u-2', 'Bo', 'active']]);
     assert.equal(await s.stop(), 0);
   });
+  test('--collection picks one collection of the file; naming one it does not have is bad usage (exit 2), with the ones it has', () => {
+    const d = tmp();
+    const data = path.join(d, 'data');
+    const one = run(['import', SAMPLE, '--data', data, '--collection', 'jobs', '--dry-run']);
+    assert.equal(one.code, 1, one.stderr);
+    assert.match(one.stdout, new RegExp(`^livedb: dry run: ${N_JOBS} records, `, 'm'));
+    assert.ok(badLines(one.stderr).every((b) => b.col === 'jobs'), one.stderr);
+
+    for (const extra of [[], ['--dry-run']]) {
+      const r = run(['import', SAMPLE, '--data', data, '--collection', 'clients', ...extra]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(r.stderr, `livedb: ${SAMPLE}: the file has no collection clients (it has users, jobs)\n`);
+      assert.equal(r.stdout, '', 'no summary: nothing was imported');
+    }
+    const empty = path.join(d, 'empty.json');
+    writeFileSync(empty, '{}');
+    const none = run(['import', empty, '--data', data, '--collection', 'users']);
+    assert.equal(none.code, 2, none.stderr);
+    assert.equal(none.stderr, `livedb: ${empty}: the file has no collection users (it has none)\n`);
+    const many = path.join(d, 'many.json');
+    writeFileSync(many, JSON.stringify(Object.fromEntries(Array.from({ length: 11 }, (_, i) => [`c${i}`, []]))));
+    const r = run(['import', many, '--data', data, '--collection', 'users']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stderr, `livedb: ${many}: the file has no collection users (it has c0, c1, c2, c3, c4, c5, c6, c7 and 3 more)\n`);
+    assert.equal(existsSync(data), false, 'no data directory made');
+  });
 });
 
 describe('an import killed half-way', () => {
@@ -512,6 +538,20 @@ describe('POST /v1/admin/import', () => {
     assert.ok(big.length > 1024 * 1024);
     assertError(await imp('', big), 413, 'payload_too_large');
     assertError(await imp('?dry_run=1', big), 413, 'payload_too_large');
+    assert.deepEqual(await state(), before, 'nothing written');
+  });
+
+  test('?collection= naming a collection the body does not have: 400 bad_request naming the ones it has; nothing written', async () => {
+    const before = await state();
+    const body = { users: [{ id: 'c1', name: 'C', status: 'active' }], jobs: [] };
+    for (const q2 of ['?collection=clients', '?collection=clients&dry_run=1']) {
+      const r = await imp(q2, body);
+      assertError(r, 400, 'bad_request');
+      assert.equal(r.json.error.message, 'the file has no collection clients (it has users, jobs)');
+    }
+    const r = await imp('?collection=users', {});
+    assertError(r, 400, 'bad_request');
+    assert.equal(r.json.error.message, 'the file has no collection users (it has none)');
     assert.deepEqual(await state(), before, 'nothing written');
   });
 
