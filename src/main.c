@@ -646,7 +646,9 @@ static int cmd_export(int argc, char **argv)
 /* ------------------------------------------------------------------ import */
 
 /* livedb import: ops/import.c does the work; this draws the progress bar
- * on a terminal and prints each refused record with where it was. */
+ * on a terminal and prints each refused record with where it was. The bar
+ * is the log's status line (ops/log.h), so that the refused records and
+ * the log lines (from the writer thread too) scroll above it. */
 typedef struct cli_import {
     bool tty;
     bool finished;
@@ -656,17 +658,18 @@ typedef struct cli_import {
 static void import_bad(void *ctx, const char *col, size_t index, const char *id,
                        const char *reason, const json_t *fields)
 {
-    cli_import *ci = ctx;
     /* A schema's refusal: the fields and why say it all. */
-    buf_t why = {0};
+    buf_t why = {0}, line = {0};
     for (size_t i = 0; i < json_array_size(fields); i++) {
         json_t *d = json_array_get(fields, i);
         buf_printf(&why, "%s%s %s", i ? "; " : "",
                    json_string_value(json_object_get(d, "field")),
                    json_string_value(json_object_get(d, "reason")));
     }
-    fprintf(stderr, "%slivedb: %s[%zu]%s%s%s: %s\n", ci->tty ? "\r\033[K" : "", col, index,
-            id ? " (id " : "", id ? id : "", id ? ")" : "", why.p ? why.p : reason);
+    buf_printf(&line, "livedb: %s[%zu]%s%s%s: %s", col, index, id ? " (id " : "", id ? id : "",
+               id ? ")" : "", why.p ? why.p : reason);
+    log_text(line.p);
+    buf_free(&line);
     buf_free(&why);
 }
 
@@ -676,8 +679,10 @@ static void import_progress(void *ctx, const import_counts *n)
     if (!ci->tty)
         return;
     int width = 40, filled = n->total ? (int)(width * n->done / n->total) : width;
-    fprintf(stderr, "\r[%.*s%*s] %ld/%ld", filled, "########################################",
-            width - filled, "", n->done, n->total);
+    char bar[96];
+    snprintf(bar, sizeof bar, "[%.*s%*s] %ld/%ld", filled,
+             "########################################", width - filled, "", n->done, n->total);
+    log_status(bar);
 }
 
 static void import_done(void *ctx, const import_counts *n)
@@ -685,8 +690,7 @@ static void import_done(void *ctx, const import_counts *n)
     cli_import *ci = ctx;
     ci->n = *n;
     ci->finished = true;
-    if (ci->tty)
-        fputc('\n', stderr);
+    log_status(NULL);
 }
 
 static int cmd_import(int argc, char **argv)
@@ -774,6 +778,8 @@ static int cmd_import(int argc, char **argv)
     }
     cli_import ci = {.tty = isatty(STDERR_FILENO)};
     import_cb cb = {.bad = import_bad, .progress = import_progress, .done = import_done};
+    /* The bar from the start, so that what the checks refuse goes above it. */
+    import_progress(&ci, &(import_counts){.total = import_total(im)});
     import_run(im, store, &cb, &ci);
     if (!dry) {
         while (!ci.finished)

@@ -3,6 +3,7 @@
  */
 #include "log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -23,6 +24,64 @@ static void write_all(const char *p, size_t n)
     }
 }
 
+/* ------------------------------------------------------------------ lines */
+
+static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool status_on; /* a status line is shown; it and status: under out_lock */
+static buf_t status;
+
+/* One whole line (with its newline) to stderr, above the status line. */
+static void put_line(const char *p, size_t n)
+{
+    pthread_mutex_lock(&out_lock);
+    if (!status_on) {
+        write_all(p, n);
+    } else {
+        buf_t b = {0};
+        buf_puts(&b, "\r\033[K");
+        buf_put(&b, p, n);
+        buf_putc(&b, '\r');
+        buf_put(&b, status.p, status.len);
+        write_all(b.p, b.len);
+        buf_free(&b);
+    }
+    pthread_mutex_unlock(&out_lock);
+}
+
+void log_text(const char *line)
+{
+    buf_t b = {0};
+    buf_puts(&b, line);
+    buf_putc(&b, '\n');
+    put_line(b.p, b.len);
+    buf_free(&b);
+}
+
+void log_status(const char *text)
+{
+    pthread_mutex_lock(&out_lock);
+    if (text) {
+        size_t n = strlen(text);
+        buf_t b = {0};
+        buf_putc(&b, '\r');
+        buf_put(&b, text, n);
+        if (status_on && n < status.len) /* shorter: the rest of the old one goes */
+            buf_puts(&b, "\033[K");
+        write_all(b.p, b.len);
+        buf_free(&b);
+        status.len = 0;
+        buf_put(&status, text, n);
+        status_on = true;
+    } else if (status_on) {
+        write_all("\n", 1);
+        status_on = false;
+        buf_free(&status);
+    }
+    pthread_mutex_unlock(&out_lock);
+}
+
+/* ------------------------------------------------------------------ messages */
+
 void log_msg(int level, const char *fmt, ...)
 {
     char msg[1024];
@@ -36,7 +95,7 @@ void log_msg(int level, const char *fmt, ...)
     buf_printf(&b, "{\"at\":\"%s\",\"level\":\"%s\",\"msg\":", at, level_names[level]);
     buf_put_json_str(&b, msg, strlen(msg));
     buf_puts(&b, "}\n");
-    write_all(b.p, b.len);
+    put_line(b.p, b.len);
     buf_free(&b);
 }
 

@@ -127,12 +127,13 @@ function goodRecords(col) {
 const GOOD = { users: goodRecords('users'), jobs: goodRecords('jobs') };
 assert.equal(GOOD.users.size + GOOD.jobs.size, N_GOOD, 'no two good records share an id');
 
-// `livedb: users[4] (id u-0005): reason` lines (after a terminal's "\r\e[K").
+// `livedb: users[4] (id u-0005): reason` lines (on a terminal, after the
+// progress bar and the "\r\e[K" that clears it).
 const BAD_LINE = /^livedb: ([a-z][a-z0-9_]*)\[(\d+)\](?: \(id ([^)]*)\))?: (.*)$/;
 function badLines(text) {
   const out = [];
   for (let line of text.split(/\r?\n/)) {
-    line = line.replace(/^(\r|\x1b\[K)+/, '');
+    line = line.replace(/^(\r|\x1b\[K|\[[# ]{40}\] \d+\/\d+)+/, '');
     const m = BAD_LINE.exec(line);
     if (m) out.push({ col: m[1], index: Number(m[2]), id: m[3] ?? null, reason: m[4] });
   }
@@ -391,6 +392,17 @@ describe('progress', () => {
     // A bad record's line clears the bar's line first, and is whole.
     assert.match(r.out, /\r\x1b\[Klivedb: users\[4\] \(id u-0005\): status must be one of/);
     assertBadReport(badLines(r.out), 'on a terminal');
+    // So does a log line (JSON; "created index" comes from the writer
+    // thread): it is whole, on a line of its own, and the bar is drawn
+    // again below it.
+    const logs = r.out.split('\n').filter((l) => l.includes('{"at":'));
+    assert.ok(logs.some((l) => l.includes('"msg":"created index on users.status')), `the import logs its indexes: ${r.out.slice(0, 500)}`);
+    for (const l of logs) {
+      const m = /^(?:\r\[[# ]{40}\] \d+\/\d+)*\r\x1b\[K(\{.*\})\r?$/.exec(l);
+      assert.ok(m, `a log line clears the bar's line first and is whole: ${JSON.stringify(l)}`);
+      assert.equal(JSON.parse(m[1]).level, 'info');
+    }
+    assert.match(r.out, /"msg":"created index on users\.status[^"]*"\}\r?\n\r\[[# ]{40}\] \d+\/\d+/, 'the bar is drawn again below it');
     // The bar's line is ended before the summary.
     const tail = r.out.slice(r.out.lastIndexOf(frames.at(-1)[0]) + frames.at(-1)[0].length);
     assert.match(tail, /^\r?\n/, 'the bar\'s line is ended');
