@@ -647,6 +647,8 @@ test('the import page loads the legacy file in slices with progress, names every
   await page.waitForFunction((n) => document.querySelector('#tab-jobs-count').textContent === n.toLocaleString('en-US'), jobs.length);
   assert.match(await page.textContent('#jobs-foot'), /Showing 100 of/);
   await page.click('#jobs-foot .more');
+  // The next hundred are drawn on the next frame, not within the click.
+  await page.waitForFunction(() => document.querySelectorAll('#jobs-body tr').length >= 200, null, { timeout: 5000 });
   assert.equal(await page.locator('#jobs-body tr').count(), 200);
   await shots(page, 'jobs-after-import');
 
