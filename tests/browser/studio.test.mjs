@@ -788,8 +788,19 @@ test('the server stopped: a reload shows the saved copy with its age; older than
   const page = await dashboard(ctx, STAFF);
   await page.waitForSelector(userRow('c-001'));
   await page.evaluate(() => navigator.serviceWorker.ready.then(() => true));
-  await sleep(1500); // the SDK writes its cache shortly after changes
   const jobsShown = await page.textContent('#tab-jobs-count');
+  // The SDK writes its cache a little after changes, later for big results
+  // (2,000 jobs by now): wait until IndexedDB holds every job shown.
+  await page.waitForFunction(async (n) => {
+    for (const { name } of await indexedDB.databases()) {
+      const db = await new Promise((ok, no) => { const r = indexedDB.open(name); r.onsuccess = () => ok(r.result); r.onerror = no; });
+      if (!db.objectStoreNames.contains('cache')) { db.close(); continue; }
+      const all = await new Promise((ok, no) => { const r = db.transaction('cache').objectStore('cache').getAll(); r.onsuccess = () => ok(r.result); r.onerror = no; });
+      db.close();
+      if (all.some((rec) => rec.docs.length === n)) return true;
+    }
+    return false;
+  }, Number(jobsShown.replace(/,/g, '')), { timeout: 15_000, polling: 250 });
 
   await srv.stop();
   await page.waitForSelector('#conn:not([data-state="live"])', { timeout: 10_000 });
