@@ -104,7 +104,7 @@ typedef struct sim {
 /* One line of the report. What the server sent (names, messages) ends up
  * in it: control characters are replaced, so that no answer can drive
  * the terminal. */
-static void say(const char *tag, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void say(const char *tag, const char *fmt, va_list ap)
 {
     char line[2048];
     vsnprintf(line, sizeof line, fmt, ap);
