@@ -845,6 +845,7 @@ test('the server stopped: a reload shows the saved copy with its age; older than
 });
 
 test('no saved copy and the server down: a static host serves the pages and the snapshot, which the page shows; signing in once the server is back', async () => {
+  if (srv.exited) await srv.restart(); // the test before failed with the server stopped: not this one's failure too
   const staticUrl = `http://127.0.0.1:${staticPort}`;
   const api = `?api=${encodeURIComponent(srv.url)}`;
   const site = { url: staticUrl };

@@ -1321,6 +1321,9 @@ export class LiveDB extends Emitter {
   // The session is over (logout, 401, revoked): forget the token, the
   // account's cache, and what the listeners hold; 'auth' fires with null.
   async _sessionEnded() {
+    // Once: a logout ends the session on the server, which closes the
+    // socket as ended too, often before the logout's answer is back.
+    if (!this._token && !this.account) return;
     const account = this.account;
     this._endConnection();
     this._token = null;
