@@ -27,6 +27,10 @@ static const mdef defs[M__COUNT] = {
     [M_WS_SUBS] = {"livedb_realtime_subscriptions", "Open realtime subscriptions.", GAUGE, {0}},
     [M_CHANGES_COMMITTED] = {"livedb_changes_committed_total", "Changes committed.", COUNTER,
                              {0}},
+    [M_GROUP_RERUNS] = {"livedb_commit_group_reruns_total",
+                        "Groups run again with a savepoint per call: a server function"
+                        " failed after a write.",
+                        COUNTER, {0}},
     [M_WS_MESSAGES_OUT] = {"livedb_realtime_messages_total",
                            "Realtime messages sent (snapshots, changes, answers).", COUNTER, {0}},
     [M_WS_SLOW_CLOSED] = {"livedb_realtime_slow_closed_total",

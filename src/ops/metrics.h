@@ -22,6 +22,7 @@ typedef enum metric_id {
     M_WS_SUBS,
     /* counters */
     M_CHANGES_COMMITTED,
+    M_GROUP_RERUNS,
     M_WS_MESSAGES_OUT,
     M_WS_SLOW_CLOSED,
     /* histograms */

@@ -48,6 +48,8 @@ uint64_t vfs_checksum_failures(void) { return atomic_load(&failures); }
 
 static bool fault(int at, char c) { return faults && faults[at] == c; }
 
+bool vfs_fault(int at, char c) { return fault(at, c); }
+
 /* ------------------------------------------------------------------ checksum */
 
 /* Two multiply-add lanes over 64-bit words (one step is a bijection, so a

@@ -17,6 +17,8 @@
  *     byte 0 'F'  writes fail as if the disk were full (SQLITE_FULL)
  *     byte 1 'S'  fsync fails (SQLITE_IOERR_FSYNC)
  *     byte 2 'R'  reads fail (SQLITE_IOERR_READ)
+ *     byte 3 'W'  a server function's second write fails (vfs_fault; the
+ *                 writer's way of undoing a call that fails after a write)
  *   so that a test can fill the disk, break fsync or reads, and give them
  *   back, while the server runs. Without the variable it costs nothing.
  */
@@ -51,5 +53,8 @@ uint64_t vfs_checksum_failures(void);
  * own: after one, nothing it wrote since the last good fsync can be
  * trusted to be on disk). */
 uint64_t vfs_thread_sync_failures(void);
+
+/* Whether byte at of the LIVEDB_FAULTS file is c (false without it). */
+bool vfs_fault(int at, char c);
 
 #endif

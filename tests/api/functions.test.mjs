@@ -6,11 +6,22 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
+import { mkdtempSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import {
   startServer, req, login, assertError, listAll, lastSeq, snapshot,
 } from './lib.mjs';
 
 let srv;
+// The VFS's fault seam (vfs.h): byte 3 'W' fails a function's second write.
+const faults = path.join(mkdtempSync(path.join(tmpdir(), 'livedb-fn-')), 'faults');
+writeFileSync(faults, Buffer.alloc(64));
+const fault = (at, ch) => {
+  const fd = openSync(faults, 'r+');
+  writeSync(fd, Buffer.from(ch || '\0'), 0, 1, at);
+  closeSync(fd);
+};
 const partners = []; // [{id, email, token}]
 
 function as(p) {
@@ -41,7 +52,7 @@ async function stockOf(id) {
 }
 
 before(async () => {
-  srv = await startServer({ args: ['--apps', 'wholesale'] });
+  srv = await startServer({ env: { LIVEDB_FAULTS: faults }, args: ['--apps', 'wholesale'] });
   for (let i = 0; i < 4; i++) {
     const email = `partner${i}@test.livedb`;
     const r = await srv.req('POST', '/v1/accounts',
@@ -457,4 +468,58 @@ test('every call is in the activity log, refused ones too', async () => {
   // The order's own create entry names the partner, not the system.
   const w = await srv.req('GET', `/v1/activity?actor=${partners[3].id}&action=create&limit=1`);
   assert.equal(w.json.entries[0].col, 'orders');
+});
+
+// Calls run without a savepoint of their own; one that fails after a write
+// has its group rolled back and run again with a savepoint per call. The
+// others in the group must land exactly once, the failed call not at all.
+test('a call that fails after its first write is undone alone; the rest of its group lands once', async () => {
+  const p = await product({ stock: 1000 });
+  const seq0 = await lastSeq(srv);
+  const metric = async () => Number((await srv.req('GET', '/metrics')).text
+    .match(/^livedb_commit_group_reruns_total (\d+)/m)[1]);
+  const reruns0 = await metric();
+  fault(3, 'W');
+  let calls, writes;
+  try {
+    calls = [];
+    writes = [];
+    for (let i = 0; i < 60; i++) {
+      if (i % 3 === 0) {
+        calls.push(as(partners[i % 4]).call('place_order', { items: [{ product_id: p.id, qty: 2 }] }));
+      }
+      writes.push(srv.req('POST', '/v1/c/rerun_notes', { body: { i } }));
+      if (i % 10 === 0) {
+        writes.push(srv.req('POST', '/v1/batch', { body: { ops: [
+          { op: 'put', col: 'rerun_notes', id: `b${i}`, doc: { batch: i } },
+          { op: 'put', col: 'rerun_notes', id: `c${i}`, doc: { batch: i } }] } }));
+      }
+    }
+    calls = await Promise.all(calls);
+    writes = await Promise.all(writes);
+  } finally {
+    fault(3, null);
+  }
+  for (const r of calls) assertError(r, 500, 'internal');
+  for (const r of writes) assert.ok(r.status === 201 || r.status === 200, r.text);
+  assert.ok(await metric() > reruns0, 'the groups ran again');
+  // Nothing of the failed calls: stock as it was, no order for it.
+  assert.equal(await stockOf(p.id), 1000);
+  assert.equal((await listAll(srv, 'orders')).filter((o) => o.items[0].product_id === p.id).length, 0);
+  // Every other write once, at version 1, and once in the feed, gapless.
+  const notes = await listAll(srv, 'rerun_notes');
+  assert.equal(notes.length, 60 + 12);
+  assert.ok(notes.every((d) => d.version === 1));
+  const feed = (await srv.req('GET', `/v1/changes?since=${seq0}&limit=1000`)).json;
+  const mine = feed.changes.filter((c) => c.col === 'rerun_notes');
+  assert.equal(mine.length, 72);
+  assert.equal(new Set(mine.map((c) => c.id)).size, 72);
+  feed.changes.forEach((c, i) => assert.equal(c.seq, seq0 + 1 + i, 'gapless'));
+  // The refusals are logged as calls that failed.
+  const act = await srv.req('GET', `/v1/activity?action=call&limit=20`);
+  assert.ok(act.json.entries.some((e) => e.data.ok === false && e.data.error === 'internal'));
+  // And with the fault gone, the same call works.
+  const ok = await as(partners[0]).call('place_order', { items: [{ product_id: p.id, qty: 2 }] });
+  assert.equal(ok.status, 200, ok.text);
+  assert.equal(await stockOf(p.id), 998);
 });
