@@ -3,11 +3,10 @@
 
 import { test, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { startServer, BIN, listAll, lastSeq } from './lib.mjs';
+import { startServer, runBin, listAll, lastSeq } from './lib.mjs';
 
 const dirs = [];
 function tmp() {
@@ -21,10 +20,7 @@ after(async () => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-function run(args, opts = {}) {
-  const r = spawnSync(BIN, args, { encoding: 'utf8', timeout: 20000, ...opts });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr, signal: r.signal };
-}
+const run = (args, opts = {}) => runBin(args, { timeout: 20000, ...opts });
 
 describe('exit codes and usage', () => {
   test('--version prints the version and exits 0', () => {

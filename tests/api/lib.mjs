@@ -119,6 +119,13 @@ function os_signal_number(signal) {
   return map[signal] || 0;
 }
 
+// runBin(args, opts) runs the binary to its end (60 s at most unless
+// opts.timeout says otherwise): {code, stdout, stderr, signal}.
+export function runBin(args, opts = {}) {
+  const r = spawnSync(BIN, args, { encoding: 'utf8', timeout: 60_000, ...opts });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr, signal: r.signal };
+}
+
 // addAccount(dataDir, {email, role, password, name, apps}) runs
 // `livedb account add` (the server must not run on dataDir).
 export function addAccount(dataDir, { email, role, password, name, apps = 'wholesale,studio' }) {

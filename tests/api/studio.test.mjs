@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  startServer, addAccount, login, BIN, ADMIN, listAll, lastSeq, sleep, assertError, userFields,
+  startServer, addAccount, login, BIN, ADMIN, listAll, lastSeq, sleep, assertError, userFields, runBin,
 } from './lib.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -38,10 +38,7 @@ after(async () => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-function run(args, opts = {}) {
-  const r = spawnSync(BIN, args, { encoding: 'utf8', timeout: 60_000, ...opts });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr, signal: r.signal };
-}
+const run = runBin;
 
 // Runs a shell command line under `script` (util-linux), so that it gets a
 // pseudo-terminal for stdin, stdout and stderr. -e: script exits with the

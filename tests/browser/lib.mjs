@@ -43,9 +43,28 @@ export function watch(page) {
   return page;
 }
 
-// Screenshots go to build/screenshots/ (not in git), for people to look at.
-export async function screenshot(page, name) {
+export const DESKTOP = { width: 1280, height: 800 };
+export const PHONE = { width: 375, height: 740 };
+
+// Screenshots go to build/screenshots/ (not in git), for people to look at:
+// the whole page from the top, or what is on the screen (view: true) for
+// dialogs, sheets and overlays.
+export async function screenshot(page, name, { view = false } = {}) {
   const dir = path.join(ROOT, 'build', 'screenshots');
   mkdirSync(dir, { recursive: true });
-  await page.screenshot({ path: path.join(dir, `${name}.png`), fullPage: true });
+  if (!view) await page.evaluate(() => window.scrollTo(0, 0));
+  await page.screenshot({ path: path.join(dir, `${name}.png`), fullPage: !view });
+}
+
+// NAME-desktop and NAME-375: the page at desktop size and 375 px wide, then
+// back to its size.
+export async function screenshots(page, name, { view = false } = {}) {
+  const size = page.viewportSize();
+  for (const [vp, suffix] of [[DESKTOP, 'desktop'], [PHONE, '375']]) {
+    await page.setViewportSize(vp);
+    await new Promise((r) => setTimeout(r, 350));
+    await screenshot(page, `${name}-${suffix}`, { view });
+  }
+  await page.setViewportSize(size);
+  await new Promise((r) => setTimeout(r, 150));
 }

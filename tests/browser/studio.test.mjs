@@ -35,14 +35,11 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, existsSync, statSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { launch, openPage, screenshot, startServer, sleep, ADMIN } from './lib.mjs';
+import { launch, openPage, screenshots, startServer, sleep, ADMIN, DESKTOP } from './lib.mjs';
 import { BIN } from '../api/lib.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const SHOTS = path.join(ROOT, 'build', 'screenshots');
 const LEGACY = path.join(ROOT, 'apps/studio/sample/legacy.json');
-const DESKTOP = { width: 1280, height: 800 };
-const PHONE = { width: 375, height: 740 };
 const STAFF = { email: 'staff@test.livedb', password: 'staff-password-1', name: 'Sam Staff' };
 const ADMIN_ME = { ...ADMIN, name: 'Test Admin' };
 
@@ -159,27 +156,7 @@ async function dashboard(ctx, who, opts) {
 const waitLive = (page, timeout = 10_000) =>
   page.waitForSelector('body[data-source="live"] #conn[data-state="live"]', { timeout });
 
-// The page at desktop size and at 375 px wide (then back to its size):
-// whole pages, or what is on the screen (view: true) for dialogs.
-async function shots(page, name, { view = false } = {}) {
-  const size = page.viewportSize();
-  for (const [vp, suffix] of [[DESKTOP, 'desktop'], [PHONE, '375']]) {
-    await page.setViewportSize(vp);
-    await sleep(350);
-    await shot(page, `studio-${name}-${suffix}`, { view });
-  }
-  await page.setViewportSize(size);
-  await sleep(150);
-}
-
-async function shot(page, name, { view = false } = {}) {
-  if (view) {
-    await page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
-    return;
-  }
-  await page.evaluate(() => window.scrollTo(0, 0));
-  await screenshot(page, name);
-}
+const shots = (page, name, opts) => screenshots(page, `studio-${name}`, opts);
 
 const userRow = (id) => `#users-body tr[data-id="${id}"]`;
 const jobRow = (id) => `#jobs-body tr[data-id="${id}"]`;

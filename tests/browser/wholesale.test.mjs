@@ -12,13 +12,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { launch, openPage, screenshot, startServer, login, sleep } from './lib.mjs';
+import { launch, openPage, screenshot, screenshots, startServer, login, sleep, DESKTOP, PHONE } from './lib.mjs';
 
-const SHOTS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../build/screenshots');
-const DESKTOP = { width: 1280, height: 800 };
-const PHONE = { width: 375, height: 740 };
 const PARTNER = { email: 'north@test.livedb', password: 'partner-password-1', name: 'North Deli' };
 const PARTNER2 = { email: 'harbor@test.livedb', password: 'partner-password-2', name: 'Harbor Cafe' };
 
@@ -101,28 +96,7 @@ async function open(ctx, path, viewport = DESKTOP) {
 const waitLive = (page, timeout = 10_000) =>
   page.waitForSelector('#conn[data-state="live"]', { timeout });
 
-// The page at desktop size and at 375 px wide (then back to its size),
-// from the top: whole pages, or what is on the screen (view: true) for
-// sheets and overlays.
-async function shots(page, name, { view = false } = {}) {
-  const size = page.viewportSize();
-  for (const [vp, suffix] of [[DESKTOP, 'desktop'], [PHONE, '375']]) {
-    await page.setViewportSize(vp);
-    await sleep(350);
-    await shot(page, `wholesale-${name}-${suffix}`, { view });
-  }
-  await page.setViewportSize(size);
-  await sleep(150);
-}
-
-async function shot(page, name, { view = false } = {}) {
-  if (view) {
-    await page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
-    return;
-  }
-  await page.evaluate(() => window.scrollTo(0, 0));
-  await screenshot(page, name);
-}
+const shots = (page, name, opts) => screenshots(page, `wholesale-${name}`, opts);
 
 const card = (sku) => `.product[data-id="${P[sku]}"]`;
 
@@ -338,18 +312,18 @@ test('checkout that asks for more than there is says "only N left" and offers to
   await partner.click('#cart-bar');
   await partner.waitForSelector('#cart.open');
   await sleep(300);
-  await shot(partner, 'wholesale-partner-cart-375', { view: true });
+  await screenshot(partner, 'wholesale-partner-cart-375', { view: true });
   await partner.click('#checkout');
   await partner.waitForSelector('#cart-error', { state: 'visible' });
   const msg = await partner.textContent('#cart-error');
   assert.match(msg, /Not enough stock/);
   assert.match(msg, /only 3 left \(you asked for 5\)/);
   assert.match(await partner.textContent(`#cart-lines .line[data-id="${P['CRO-040']}"]`), /Only 3 left/);
-  await shot(partner, 'wholesale-partner-checkout-error-375', { view: true });
+  await screenshot(partner, 'wholesale-partner-checkout-error-375', { view: true });
   await partner.setViewportSize(DESKTOP);
   await sleep(300);
   await partner.evaluate(() => window.scrollTo(0, 0));
-  await shot(partner, 'wholesale-partner-checkout-error-desktop', { view: true });
+  await screenshot(partner, 'wholesale-partner-checkout-error-desktop', { view: true });
   await partner.setViewportSize(PHONE);
   await sleep(300);
   assert.equal(await stockOf('CRO-040'), 3, 'a refused order takes nothing');
