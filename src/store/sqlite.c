@@ -1632,7 +1632,7 @@ static void commit_group(store_t *st, wjob *jobs, int n)
         for (;;) {
             st->tx_broken = false;
             st->rerun = false;
-            for (wjob *j = jobs; j; j = j->next)
+            for (wjob *j = jobs; j && !st->rerun; j = j->next) /* rerun: the rest is undone */
                 if (j->kind != WJ_INDEX)
                     run_job(st, j);
             if (!st->rerun || st->careful)
