@@ -10,6 +10,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { launch, openPage, screenshot, startServer, sleep, ADMIN } from './lib.mjs';
@@ -339,7 +340,9 @@ test('call(): results, and errors as LiveDBError with code, status and details',
 // cache would, so that a reload reaches the SDK while the API is away.
 async function serveShellFromCache(ctx, srv) {
   const shell = {};
-  for (const p of ['/', '/client/livedb.js', '/favicon.svg']) {
+  // The SDK is livedb.js and the modules it imports (web/client/livedb/).
+  const sdk = readdirSync(path.join(ROOT, 'web/client/livedb')).map((f) => `/client/livedb/${f}`);
+  for (const p of ['/', '/client/livedb.js', ...sdk, '/favicon.svg']) {
     const r = await fetch(srv.url + p);
     shell[p] = { body: Buffer.from(await r.arrayBuffer()), headers: Object.fromEntries(r.headers) };
   }

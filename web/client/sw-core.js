@@ -11,10 +11,16 @@
 // so an online page is always current, and from the copy kept here when the
 // network fails: a reload while the server is down still opens the page,
 // whose data then comes from the SDK's cache. Only GETs of the worker's own
-// origin are touched; the API (/v1/) and /metrics never are.
+// origin are touched; the API (/v1/) and /metrics never are. A PAGE_FILES
+// entry for client/livedb.js brings the SDK's modules (client/livedb/*.js)
+// with it, so that no page lists them.
 /* global self, caches */
 const CACHE = self.CACHE_NAME || 'livedb-pages-v1';
-const FILES = (self.PAGE_FILES || []).map((u) => new URL(u, self.location.href).href);
+const SDK_MODULES = ['errors', 'util', 'report', 'where', 'cache', 'listener', 'ws', 'sse', 'tabs', 'queue'];
+const FILES = (self.PAGE_FILES || [])
+  .flatMap((u) => (/(^|\/)client\/livedb\.js$/.test(u)
+    ? [u, ...SDK_MODULES.map((m) => u.replace(/livedb\.js$/, `livedb/${m}.js`))] : [u]))
+  .map((u) => new URL(u, self.location.href).href);
 
 self.addEventListener('install', (e) => {
   e.waitUntil(caches.open(CACHE).then((c) => Promise.all(FILES.map(

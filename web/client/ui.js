@@ -1,8 +1,9 @@
 // ui.js: small page helpers any livedb page may share (served at
 // /client/ui.js, beside livedb.js and ui.css): a DOM builder, time and
 // money formats, inline icons, toasts, the connection pill, readable error
-// sentences and the offline page cache (a service worker, /client/sw-core.js).
-// No dependencies; nothing here knows an app's collections.
+// sentences, the sign-in form and the offline page cache (a service worker,
+// /client/sw-core.js). The studio and both wholesale portals use it. No
+// dependencies; nothing here knows an app's collections.
 //
 //   import { h, $, toast, bindConnection, errorText } from '../client/ui.js';
 //   list.append(h('li', { class: 'row', dataset: { id } }, name, h('small', {}, email)));
@@ -75,8 +76,9 @@ export function day(s) {
   if (!m) return s || '';
   return dayFmt.format(new Date(Number(m[1]), Number(m[2]) - 1, Number(m[3])));
 }
-// How long ago t (an ISO string or ms) was: "just now", "40 s ago", "3 min ago".
-export function ago(t, now = Date.now()) {
+// How long ago t (an ISO string or ms) was: "just now", "40 s ago", "3 min ago";
+// a day or more: "yesterday", "3 days ago", or past(t) when given.
+export function ago(t, now = Date.now(), { past } = {}) {
   if (t == null || t === '') return '';
   const ms = typeof t === 'number' ? t : new Date(t).getTime();
   if (Number.isNaN(ms)) return '';
@@ -87,6 +89,7 @@ export function ago(t, now = Date.now()) {
   if (m < 60) return `${m} min ago`;
   const hr = Math.round(m / 60);
   if (hr < 24) return `${hr} h ago`;
+  if (past) return past(t);
   const d = Math.round(hr / 24);
   return d === 1 ? 'yesterday' : `${d} days ago`;
 }
@@ -121,6 +124,10 @@ export const ICON = {
   checkCircle: svg('<circle cx="12" cy="12" r="9"/><path d="m8 12 3 3 5-6"/>'),
   minusCircle: svg('<circle cx="12" cy="12" r="9"/><path d="M8 12h8"/>'),
 };
+// An app's own icons (name -> the SVG's inner markup), beside these.
+export function addIcons(more) {
+  for (const [name, body] of Object.entries(more)) ICON[name] = svg(body);
+}
 export const icon = (name, cls) => h('span', { class: 'ico' + (cls ? ' ' + cls : ''), html: ICON[name] });
 
 // ------------------------------------------------------------ toasts
@@ -198,6 +205,56 @@ export function fieldErrors(err) {
   const list = Array.isArray(err?.details) ? err.details : Array.isArray(err?.details?.fields) ? err.details.fields : [];
   for (const d of list) if (d && d.field) out.set(String(d.field), String(d.reason || 'is not valid'));
   return out;
+}
+
+// ------------------------------------------------------------ sign-in form
+
+// The sign-in form of a page: #login (shown by showLogin) holding
+// #login-form with #login-email, #login-password, #login-submit and
+// #login-error. A good login hides #login and calls onSignedIn(account);
+// networkText, when given, is the sentence for a server that cannot be reached.
+export function wireLogin(db, onSignedIn, { networkText } = {}) {
+  $('#login-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const email = $('#login-email').value.trim();
+    const password = $('#login-password').value;
+    const err = $('#login-error');
+    if (!email || !password) {
+      err.textContent = 'Enter your email and password.';
+      err.hidden = false;
+      (!email ? $('#login-email') : $('#login-password')).focus();
+      return;
+    }
+    const btn = $('#login-submit');
+    btn.disabled = true;
+    btn.textContent = 'Signing in…';
+    try {
+      const account = await db.login(email, password);
+      $('#login-password').value = '';
+      err.hidden = true;
+      $('#login').hidden = true;
+      onSignedIn(account);
+    } catch (ex) {
+      err.textContent = ex.code === 'unauthorized' ? 'Wrong email or password.'
+        : ex.code === 'network' && networkText ? networkText : errorText(ex);
+      err.hidden = false;
+      $('#login-password').select();
+    } finally {
+      btn.disabled = false;
+      btn.textContent = 'Sign in';
+    }
+  });
+}
+
+// Shows the sign-in form with message (why) in its error line, hiding the
+// parts of the page given by selector (those the page has).
+export function showLogin(message, hide = ['#app', '#forbidden']) {
+  for (const sel of hide) { const el = $(sel); if (el) el.hidden = true; }
+  $('#login').hidden = false;
+  const err = $('#login-error');
+  err.hidden = !message;
+  err.textContent = message || '';
+  $('#login-email').focus();
 }
 
 // ------------------------------------------------------------ offline pages

@@ -12,7 +12,9 @@
 // Links between the pages keep the query string, so ?api= and ?snapshot=
 // follow the user from page to page.
 import { LiveDB } from '../client/livedb.js';
-import { h, $, errorText } from '../client/ui.js';
+import { h, $, wireLogin as uiWireLogin, showLogin } from '../client/ui.js';
+
+export { showLogin };
 
 // ------------------------------------------------------------ configuration
 
@@ -92,9 +94,9 @@ export function statusBadge(kind, s) {
 
 // ------------------------------------------------------------ sign-in form
 
-// Wires the #login-form of a page: onSignedIn(account) after a good login.
+// Wires the #login-form of a page (ui.js wireLogin): onSignedIn(account)
+// after a good login. The form names the server when it is not the page's.
 export function wireLogin(db, onSignedIn) {
-  const form = $('#login-form');
   if (!CFG.own) {
     const p = $('#login-server');
     if (p) {
@@ -104,45 +106,7 @@ export function wireLogin(db, onSignedIn) {
   }
   const test = $('#login-test-link');
   if (test) test.href = pageHref('test.html');
-  form.addEventListener('submit', async (e) => {
-    e.preventDefault();
-    const email = $('#login-email').value.trim();
-    const password = $('#login-password').value;
-    const err = $('#login-error');
-    if (!email || !password) {
-      err.textContent = 'Enter your email and password.';
-      err.hidden = false;
-      (!email ? $('#login-email') : $('#login-password')).focus();
-      return;
-    }
-    const btn = $('#login-submit');
-    btn.disabled = true;
-    btn.textContent = 'Signing in…';
-    try {
-      const account = await db.login(email, password);
-      $('#login-password').value = '';
-      err.hidden = true;
-      $('#login').hidden = true;
-      onSignedIn(account);
-    } catch (ex) {
-      err.textContent = ex.code === 'unauthorized' ? 'Wrong email or password.'
-        : ex.code === 'network' ? 'The server cannot be reached. Please try again in a moment.' : errorText(ex);
-      err.hidden = false;
-      $('#login-password').select();
-    } finally {
-      btn.disabled = false;
-      btn.textContent = 'Sign in';
-    }
-  });
-}
-
-export function showLogin(message) {
-  for (const id of ['#app', '#forbidden']) { const el = $(id); if (el) el.hidden = true; }
-  $('#login').hidden = false;
-  const err = $('#login-error');
-  err.hidden = !message;
-  err.textContent = message || '';
-  $('#login-email').focus();
+  uiWireLogin(db, onSignedIn, { networkText: 'The server cannot be reached. Please try again in a moment.' });
 }
 
 // Icons given in markup as <span data-icon="name"> (the pages' HTML holds

@@ -7,7 +7,7 @@
 import { LiveDB } from '/client/livedb.js';
 import {
   h, $, $$, flash, money, when, ago, orderNo, plural, statusBadge, newestFirst, STATUSES, STATUS_TEXT, NEXT,
-  ICON, icon, toast, bindConnection, errorText, keepOffline,
+  ICON, icon, toast, bindConnection, errorText, keepOffline, wireLogin, showLogin,
 } from '/shared/wholesale.js';
 
 const db = new LiveDB({ name: 'wholesale' });
@@ -56,48 +56,12 @@ async function boot() {
   try { account = await db.restore(); } catch { account = null; }
   $('#boot').hidden = true;
   if (account) start(account);
-  else showLogin();
+  else showSignIn();
 }
 
-function showLogin(message) {
-  $('#app').hidden = true;
-  $('#forbidden').hidden = true;
-  $('#login').hidden = false;
-  const err = $('#login-error');
-  err.hidden = !message;
-  err.textContent = message || '';
+function showSignIn(message) {
+  showLogin(message); // hides #app and #forbidden
   document.title = 'Admin · Wholesale';
-  $('#login-email').focus();
-}
-
-async function onLogin(e) {
-  e.preventDefault();
-  unlockAudio();
-  const email = $('#login-email').value.trim();
-  const password = $('#login-password').value;
-  const err = $('#login-error');
-  if (!email || !password) {
-    err.textContent = 'Enter your email and password.';
-    err.hidden = false;
-    (!email ? $('#login-email') : $('#login-password')).focus();
-    return;
-  }
-  const btn = $('#login-submit');
-  btn.disabled = true;
-  btn.textContent = 'Signing in…';
-  try {
-    const account = await db.login(email, password);
-    $('#login-password').value = '';
-    $('#login').hidden = true;
-    start(account);
-  } catch (ex) {
-    err.textContent = ex.code === 'unauthorized' ? 'Wrong email or password.' : errorText(ex);
-    err.hidden = false;
-    $('#login-password').select();
-  } finally {
-    btn.disabled = false;
-    btn.textContent = 'Sign in';
-  }
 }
 
 function start(account) {
@@ -152,11 +116,12 @@ function signedOut(message) {
   S.activity = [];
   $('#feed').replaceChildren();
   $('#inv-body').replaceChildren();
-  showLogin(message);
+  showSignIn(message);
 }
 
 function wireStatic() {
-  $('#login-form').addEventListener('submit', onLogin);
+  $('#login-form').addEventListener('submit', unlockAudio); // in the gesture, before signing in
+  wireLogin(db, start);
   $('#logout').addEventListener('click', logout);
   $('#fb-logout').addEventListener('click', logout);
   $('#sound').addEventListener('click', () => {

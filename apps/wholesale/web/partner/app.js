@@ -7,7 +7,7 @@
 import { LiveDB } from '/client/livedb.js';
 import {
   h, $, flash, money, when, orderNo, plural, statusBadge, newestFirst, ICON, icon, toast,
-  bindConnection, errorText, keepOffline,
+  bindConnection, errorText, keepOffline, wireLogin, showLogin,
 } from '/shared/wholesale.js';
 
 const db = new LiveDB({ name: 'wholesale' });
@@ -53,7 +53,7 @@ async function boot() {
   }
   $('#boot').hidden = true;
   if (account) start(account);
-  else showLogin();
+  else showSignIn();
 }
 
 function setIcons() {
@@ -63,43 +63,8 @@ function setIcons() {
   $('#cart-close-icon').innerHTML = ICON.close;
 }
 
-function showLogin(message) {
-  $('#app').hidden = true;
-  $('#not-partner').hidden = true;
-  $('#login').hidden = false;
-  const err = $('#login-error');
-  err.hidden = !message;
-  err.textContent = message || '';
-  $('#login-email').focus();
-}
-
-async function onLogin(e) {
-  e.preventDefault();
-  const email = $('#login-email').value.trim();
-  const password = $('#login-password').value;
-  const err = $('#login-error');
-  if (!email || !password) {
-    err.textContent = 'Enter your email and password.';
-    err.hidden = false;
-    (!email ? $('#login-email') : $('#login-password')).focus();
-    return;
-  }
-  const btn = $('#login-submit');
-  btn.disabled = true;
-  btn.textContent = 'Signing in…';
-  try {
-    const account = await db.login(email, password);
-    $('#login-password').value = '';
-    $('#login').hidden = true;
-    start(account);
-  } catch (ex) {
-    err.textContent = ex.code === 'unauthorized' ? 'Wrong email or password.' : errorText(ex);
-    err.hidden = false;
-    $('#login-password').select();
-  } finally {
-    btn.disabled = false;
-    btn.textContent = 'Sign in';
-  }
+function showSignIn(message) {
+  showLogin(message, ['#app', '#not-partner']);
 }
 
 function start(account) {
@@ -141,13 +106,13 @@ function signedOut(message) {
   S.ordersLoaded = false;
   $('#products').replaceChildren();
   $('#order-list').replaceChildren();
-  showLogin(message);
+  showSignIn(message);
 }
 
 // ------------------------------------------------------------ static wiring
 
 function wireStatic() {
-  $('#login-form').addEventListener('submit', onLogin);
+  wireLogin(db, start);
   $('#logout').addEventListener('click', logout);
   $('#np-logout').addEventListener('click', logout);
   $('#search').addEventListener('input', (e) => { S.q = e.target.value.trim().toLowerCase(); renderCatalog(); });

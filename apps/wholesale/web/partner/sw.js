@@ -1,4 +1,5 @@
-// The partner portal's offline copy: see /shared/sw-core.js.
+// The partner portal's offline copy: see /client/sw-core.js.
+self.CACHE_NAME = 'livedb-wholesale-pages-v1';
 self.PAGE_FILES = ['/partner/', '/partner/app.js', '/partner/style.css', '/shared/wholesale.js',
-  '/client/livedb.js', '/client/ui.css', '/favicon.svg'];
-importScripts('/shared/sw-core.js');
+  '/client/livedb.js', '/client/ui.js', '/client/ui.css', '/favicon.svg'];
+importScripts('/client/sw-core.js');
