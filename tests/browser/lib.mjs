@@ -5,7 +5,9 @@
 //   const ctx = await b.newContext();    // one per simulated user
 //   const page = await openPage(ctx, srv, '/partner/');   // fails on console errors
 //   await b.close();
+import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -67,4 +69,48 @@ export async function screenshots(page, name, { view = false } = {}) {
   }
   await page.setViewportSize(size);
   await new Promise((r) => setTimeout(r, 150));
+}
+
+// ---------------------------------------------------------------- helpers the test files share
+
+// A TCP port free now (for a server that must keep its URL across a restart).
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port: p } = s.address();
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+// The JSON of a 2xx answer (what: the step, for the failure message).
+export async function ok(r, what) {
+  assert.ok(r.status >= 200 && r.status < 300, `${what}: ${r.status} ${r.text}`);
+  return r.json;
+}
+
+// Milliseconds from t0 until fn (run in the page) is truthy.
+export async function within(page, t0, fn, arg, timeout = 5000) {
+  await page.waitForFunction(fn, arg, { timeout, polling: 20 });
+  return Date.now() - t0;
+}
+
+export function noProblems(...pages) {
+  for (const p of pages) assert.deepEqual(p.problems, [], `console errors on ${p.url()}`);
+}
+
+// Opens path in ctx and signs in as who through the page's sign-in form
+// (shot(page), when given, first: the form's screenshots); resolves once
+// #app shows.
+export async function signInPage(ctx, srv, p, who, { viewport = DESKTOP, shot } = {}) {
+  const page = await openPage(ctx, srv, p, { viewport });
+  await page.waitForSelector('#login-form', { state: 'visible' });
+  if (shot) await shot(page);
+  await page.fill('#login-email', who.email);
+  await page.fill('#login-password', who.password);
+  await page.click('#login-submit');
+  await page.waitForSelector('#app', { state: 'visible' });
+  return page;
 }

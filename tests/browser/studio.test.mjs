@@ -29,13 +29,14 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import net from 'node:net';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, existsSync, statSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { launch, openPage, screenshots, startServer, sleep, ADMIN, DESKTOP } from './lib.mjs';
+import {
+  launch, openPage, screenshots, startServer, sleep, ADMIN, DESKTOP, freePort, ok, within, noProblems, signInPage,
+} from './lib.mjs';
 import { BIN } from '../api/lib.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -44,22 +45,6 @@ const STAFF = { email: 'staff@test.livedb', password: 'staff-password-1', name: 
 const ADMIN_ME = { ...ADMIN, name: 'Test Admin' };
 
 let srv, browser, port, staticSrv, staticPort, snapDir;
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port: p } = s.address();
-      s.close(() => resolve(p));
-    });
-  });
-}
-
-async function ok(r, what) {
-  assert.ok(r.status >= 200 && r.status < 300, `${what}: ${r.status} ${r.text}`);
-  return r.json;
-}
 
 // A static host as a deployment would have one: the studio's page files
 // under /studio/, the shared client files under /client/, and the
@@ -135,16 +120,9 @@ async function countEvents(ctx) {
   });
 }
 
-async function signIn(ctx, p, who, { viewport = DESKTOP, shot } = {}) {
-  const page = await openPage(ctx, srv, p, { viewport });
-  await page.waitForSelector('#login-form', { state: 'visible' });
-  if (shot) await shots(page, shot);
-  await page.fill('#login-email', who.email);
-  await page.fill('#login-password', who.password);
-  await page.click('#login-submit');
-  await page.waitForSelector('#app', { state: 'visible' });
-  return page;
-}
+// Signs in on page p of ctx (shot: the form's screenshots, first).
+const signIn = (ctx, p, who, { viewport, shot } = {}) =>
+  signInPage(ctx, srv, p, who, { viewport, shot: shot && ((page) => shots(page, shot)) });
 
 // The dashboard signed in and showing live data.
 async function dashboard(ctx, who, opts) {
@@ -160,15 +138,6 @@ const shots = (page, name, opts) => screenshots(page, `studio-${name}`, opts);
 
 const userRow = (id) => `#users-body tr[data-id="${id}"]`;
 const jobRow = (id) => `#jobs-body tr[data-id="${id}"]`;
-
-async function within(page, t0, fn, arg, timeout = 5000) {
-  await page.waitForFunction(fn, arg, { timeout, polling: 20 });
-  return Date.now() - t0;
-}
-
-function noProblems(...pages) {
-  for (const p of pages) assert.deepEqual(p.problems, [], `console errors on ${p.url()}`);
-}
 
 // Console errors a stopped server causes (refused connections), and only those.
 const offlineNoise = (p) => /ERR_CONNECTION_REFUSED|WebSocket|Failed to load resource|net::ERR/i.test(p);

@@ -11,30 +11,16 @@
 // Runs against build/livedb (pages built in): rebuild after editing pages.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
-import { launch, openPage, screenshot, screenshots, startServer, login, sleep, DESKTOP, PHONE } from './lib.mjs';
+import {
+  launch, openPage, screenshot, screenshots, startServer, login, sleep, DESKTOP, PHONE, freePort, ok, within, noProblems,
+  signInPage,
+} from './lib.mjs';
 
 const PARTNER = { email: 'north@test.livedb', password: 'partner-password-1', name: 'North Deli' };
 const PARTNER2 = { email: 'harbor@test.livedb', password: 'partner-password-2', name: 'Harbor Cafe' };
 
 let srv, browser, port;
 const P = {}; // product ids by sku
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port: p } = s.address();
-      s.close(() => resolve(p));
-    });
-  });
-}
-
-async function ok(r, what) {
-  assert.ok(r.status >= 200 && r.status < 300, `${what}: ${r.status} ${r.text}`);
-  return r.json;
-}
 
 before(async () => {
   // A fixed port: stop() and restart() keep the URL, so that pages and
@@ -73,14 +59,8 @@ after(async () => {
 
 // Opens a portal in ctx and signs in through the form; resolves when the
 // portal is live.
-async function signIn(ctx, path, who, { viewport = DESKTOP, shot } = {}) {
-  const page = await openPage(ctx, srv, path, { viewport });
-  await page.waitForSelector('#login-form', { state: 'visible' });
-  if (shot) await shots(page, shot);
-  await page.fill('#login-email', who.email);
-  await page.fill('#login-password', who.password);
-  await page.click('#login-submit');
-  await page.waitForSelector('#app', { state: 'visible' });
+async function signIn(ctx, path, who, { viewport, shot } = {}) {
+  const page = await signInPage(ctx, srv, path, who, { viewport, shot: shot && ((pg) => shots(pg, shot)) });
   await waitLive(page);
   return page;
 }
@@ -108,16 +88,6 @@ async function addToCart(page, sku, qty) {
 async function stockOf(sku) {
   const r = await srv.req('GET', `/v1/c/products/${P[sku]}`);
   return r.json.stock;
-}
-
-// Milliseconds from t0 until fn (run in the page) is truthy.
-async function within(page, t0, fn, arg, timeout = 5000) {
-  await page.waitForFunction(fn, arg, { timeout, polling: 20 });
-  return Date.now() - t0;
-}
-
-function noProblems(...pages) {
-  for (const p of pages) assert.deepEqual(p.problems, [], `console errors on ${p.url()}`);
 }
 
 // ------------------------------------------------------------ tests

@@ -7,7 +7,7 @@
 import { LiveDB } from '/client/livedb.js';
 import {
   h, $, $$, flash, money, when, ago, orderNo, plural, statusBadge, newestFirst, STATUSES, STATUS_TEXT, NEXT,
-  ICON, icon, toast, bindConnection, errorText, keepOffline, wireLogin, showLogin,
+  ICON, icon, toast, bindConnection, errorText, keepOffline, wireLogin, showLogin, logOut,
 } from '/shared/wholesale.js';
 
 const db = new LiveDB({ name: 'wholesale' });
@@ -94,11 +94,8 @@ function start(account) {
   pollActivity();
 }
 
-async function logout() {
-  for (const u of S.subs.splice(0)) u();
-  try { await db.logout(); } catch { /* gone anyway */ }
-  location.hash = '';
-  location.reload();
+function logout() {
+  return logOut(db, S.subs);
 }
 
 function signedOut(message) {

@@ -11,6 +11,18 @@ export {
   h, $, $$, flash, money, when, ICON, icon, toast, bindConnection, errorText, keepOffline, wireLogin, showLogin,
 } from '/client/ui.js';
 
+// ------------------------------------------------------------ session
+
+// The sign-out button: stops the page's listeners (subs), ends the session
+// (offline too: the token is forgotten here anyway) and reloads the page at
+// its first view.
+export async function logOut(db, subs) {
+  for (const u of subs.splice(0)) u();
+  try { await db.logout(); } catch { /* gone anyway */ }
+  location.hash = '';
+  location.reload();
+}
+
 // ------------------------------------------------------------ formats
 
 // "3 min ago"; a day or more: the date and time.
