@@ -10,6 +10,7 @@
  *   where.js     the `where` semantics, document order; Query and DocRef
  *   cache.js     the IndexedDB stores, and loading/saving a listener's cache
  *   listener.js  one Listener per onSnapshot: held vs emitted documents
+ *   transport.js what both transports share (isOpen, the end told once)
  *   ws.js        the WebSocket transport
  *   sse.js       the HTTP/SSE fallback transport
  *   tabs.js      the BroadcastChannel and the tab locks

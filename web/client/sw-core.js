@@ -16,7 +16,7 @@
 // with it, so that no page lists them.
 /* global self, caches */
 const CACHE = self.CACHE_NAME || 'livedb-pages-v1';
-const SDK_MODULES = ['errors', 'util', 'report', 'where', 'cache', 'listener', 'ws', 'sse', 'tabs', 'queue'];
+const SDK_MODULES = ['errors', 'util', 'report', 'where', 'cache', 'listener', 'transport', 'ws', 'sse', 'tabs', 'queue'];
 const FILES = (self.PAGE_FILES || [])
   .flatMap((u) => (/(^|\/)client\/livedb\.js$/.test(u)
     ? [u, ...SDK_MODULES.map((m) => u.replace(/livedb\.js$/, `livedb/${m}.js`))] : [u]))

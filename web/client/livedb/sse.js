@@ -5,6 +5,7 @@
 import { RETRYABLE } from './errors.js';
 import { storageGet } from './util.js';
 import { guard } from './report.js';
+import { Transport } from './transport.js';
 
 // ---------------------------------------------------------------- SSE transport
 //
@@ -17,18 +18,13 @@ import { guard } from './report.js';
 
 const RECENT_KEEP = 1000;
 
-export class SseTransport {
+export class SseTransport extends Transport {
   constructor(db) {
-    this.db = db;
-    this.kind = 'sse';
-    this.opened = false;
-    this.dead = false;
+    super(db, 'sse');
     this.streams = new Map(); // col -> {es, recent: [change...]}
     this.syncing = new Set(); // listeners between subscribe and in sync
     this.abort = new AbortController();
   }
-
-  get isOpen() { return this.opened && !this.dead; }
 
   async open() {
     let me;
@@ -51,12 +47,6 @@ export class SseTransport {
     if (this.dead) return;
     this.opened = true;
     this.db._transportOpen(this);
-  }
-
-  _ended(info) {
-    if (this.dead) return;
-    this.close();
-    this.db._transportClosed(this, { opened: this.opened, ...info });
   }
 
   close() {

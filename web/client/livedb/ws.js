@@ -4,16 +4,14 @@
 // Part of the browser SDK; the interface is in ../livedb.js.
 import { LiveDBError } from './errors.js';
 import { guard } from './report.js';
+import { Transport } from './transport.js';
 
 // ---------------------------------------------------------------- WebSocket transport
 
-export class WsTransport {
+export class WsTransport extends Transport {
   constructor(db) {
-    this.db = db;
-    this.kind = 'ws';
+    super(db, 'ws');
     this.ws = null;
-    this.opened = false;
-    this.dead = false;
     this.calls = new Map(); // call id -> {resolve, reject, timer}
     this.subs = new Map();  // sub id -> Listener
     this.nextCall = 0;
@@ -50,8 +48,6 @@ export class WsTransport {
     ws.onerror = () => { /* onclose follows with the code */ };
   }
 
-  get isOpen() { return this.opened && !this.dead; }
-
   // A ping every interval; dead when nothing came back for two intervals
   // after one. Timers of hidden tabs may run late: what counts is whether
   // anything arrived after the ping went out, not how long a tick took.
@@ -63,14 +59,6 @@ export class WsTransport {
     }
     this.pingSentAt = now;
     this.send({ t: 'ping' });
-  }
-
-  // The connection is over (closed by the server, failed, dead, or timed
-  // out). Tells the db once.
-  _ended(info) {
-    if (this.dead) return;
-    this.close();
-    this.db._transportClosed(this, { opened: this.opened, ...info });
   }
 
   // Ends it without telling the db (the db asked).
