@@ -17,6 +17,7 @@
 
 #include "../../src/api/fn.h"
 #include "../../src/core/doc.h"
+#include "wholesale.h"
 
 #define ITEMS_MAX 200
 #define QTY_MAX 100000
@@ -26,20 +27,6 @@
 static bool is_admin(fn_tx *t) { return actor_is_admin(fn_actor(t)); }
 
 static bool is_role(fn_tx *t, const char *role) { return strcmp(fn_actor(t)->role, role) == 0; }
-
-/* A document id argument, checked. */
-static const char *id_arg(fn_tx *t, const json_t *args, const char *name)
-{
-    const char *v = json_string_value(json_object_get(args, name));
-    err_t e = {0};
-    if (!v || doc_check_id(v, strlen(v), &e)) {
-        err_clear(&e);
-        fn_fail(t, E_INVALID, json_pack("[{ssss}]", "field", name, "reason", "must be an id"),
-                "%s must be a document id", name);
-        return NULL;
-    }
-    return v;
-}
 
 static int unknown_args(fn_tx *t, const json_t *args, const char *const *known)
 {
@@ -169,7 +156,7 @@ static int place_order(fn_tx *t, const json_t *args, json_t **result)
                                                (json_int_t)qty, "price_cents", price));
     }
     if (rc == 0 && json_array_size(short_of)) {
-        rc = fn_fail(t, E_INSUFFICIENT_STOCK, json_incref(short_of),
+        rc = fn_fail(t, apps_err(&app_wholesale, WHOLESALE_INSUFFICIENT_STOCK), json_incref(short_of),
                      "not enough stock for %zu of the items", json_array_size(short_of));
     }
     /* Take the stock, then write the order. */
@@ -222,7 +209,7 @@ static int set_order_status(fn_tx *t, const json_t *args, json_t **result)
     static const char *const known[] = {"order_id", "status", NULL};
     if (unknown_args(t, args, known))
         return -1;
-    const char *oid = id_arg(t, args, "order_id");
+    const char *oid = fn_arg_id(t, args, "order_id");
     const char *to = json_string_value(json_object_get(args, "status"));
     if (!oid)
         return -1;
@@ -296,7 +283,7 @@ static int adjust_inventory(fn_tx *t, const json_t *args, json_t **result)
         return fn_fail(t, E_FORBIDDEN, NULL, "adjust_inventory is for admins");
     if (unknown_args(t, args, known))
         return -1;
-    const char *pid = id_arg(t, args, "product_id");
+    const char *pid = fn_arg_id(t, args, "product_id");
     json_t *d = json_object_get(args, "delta");
     if (!pid)
         return -1;
@@ -310,7 +297,7 @@ static int adjust_inventory(fn_tx *t, const json_t *args, json_t **result)
     json_int_t stock = int_of(p, "stock"), next = stock + json_integer_value(d);
     json_decref(p);
     if (next < 0)
-        return fn_fail(t, E_INSUFFICIENT_STOCK,
+        return fn_fail(t, apps_err(&app_wholesale, WHOLESALE_INSUFFICIENT_STOCK),
                        json_pack("[{sssIsI}]", "product_id", pid, "requested",
                                  -json_integer_value(d), "available", stock),
                        "only %lld in stock", (long long)stock);
@@ -328,7 +315,7 @@ static int set_price(fn_tx *t, const json_t *args, json_t **result)
         return fn_fail(t, E_FORBIDDEN, NULL, "set_price is for admins");
     if (unknown_args(t, args, known))
         return -1;
-    const char *pid = id_arg(t, args, "product_id");
+    const char *pid = fn_arg_id(t, args, "product_id");
     json_t *pc = json_object_get(args, "price_cents");
     if (!pid)
         return -1;
@@ -352,9 +339,9 @@ static int set_price(fn_tx *t, const json_t *args, json_t **result)
 }
 
 const fn_def wholesale_functions[] = {
-    {"wholesale", "place_order", place_order},
-    {"wholesale", "set_order_status", set_order_status},
-    {"wholesale", "adjust_inventory", adjust_inventory},
-    {"wholesale", "set_price", set_price},
-    {NULL, NULL, NULL},
+    {"place_order", place_order},
+    {"set_order_status", set_order_status},
+    {"adjust_inventory", adjust_inventory},
+    {"set_price", set_price},
+    {NULL, NULL},
 };
