@@ -61,6 +61,17 @@ void money(char out[32], int64_t cents)
              llabs(cents) % 100LL);
 }
 
+/* A request whose answer was not what it should be: "WHAT: " and, when it
+ * was a 200, wrong (what was missing), else the server's error. Clears a. */
+int fail_answer(sim *s, client_answer *a, const char *what, const char *wrong)
+{
+    char why[300];
+    client_answer_describe(a, why, sizeof why);
+    int status = a->status;
+    client_answer_clear(a);
+    return fail(s, "%s: %s", what, status == 200 ? wrong : why);
+}
+
 /* ------------------------------------------------------------------ JSON from the server */
 
 const char *jstr(const json_t *o, const char *k) { return json_string_value(json_object_get(o, k)); }

@@ -137,12 +137,12 @@ static const char simulate_usage[] =
 
 __attribute__((format(printf, 1, 2))) static int sim_usage_error(const char *fmt, ...)
 {
+    char what[2048]; /* the longest: a bad option's value, quoted */
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "livedb simulate: ");
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\n(run 'livedb simulate --help' for the options)\n");
+    fprintf(stderr, "livedb simulate: %s\n(run 'livedb simulate --help' for the options)\n", what);
     return 2;
 }
 

@@ -79,10 +79,7 @@ int partners_ready(sim *s, int n)
     client_call(s->admin, "GET", "/v1/accounts", s->admin_token, NULL, &a);
     json_t *accounts = json_object_get(a.json, "accounts");
     if (a.status != 200 || !json_is_array(accounts)) {
-        char why[300];
-        client_answer_describe(&a, why, sizeof why);
-        client_answer_clear(&a);
-        return fail(s, "GET /v1/accounts: %s", a.status == 200 ? "no accounts list" : why);
+        return fail_answer(s, &a, "GET /v1/accounts", "no accounts list");
     }
     partner *ps = xcalloc((size_t)n, sizeof *ps);
     char(*pw)[32] = xcalloc((size_t)n, sizeof *pw);
@@ -193,10 +190,7 @@ int scenario_product(sim *s)
                 NULL, &a);
     json_t *docs = json_object_get(a.json, "docs");
     if (a.status != 200 || !json_is_array(docs)) {
-        char why[300];
-        client_answer_describe(&a, why, sizeof why);
-        client_answer_clear(&a);
-        return fail(s, "GET /v1/c/products: %s", a.status == 200 ? "no docs" : why);
+        return fail_answer(s, &a, "GET /v1/c/products", "no docs");
     }
     for (size_t i = 0; i < json_array_size(docs) && !s->product_id[0]; i++) {
         json_t *d = json_array_get(docs, i);

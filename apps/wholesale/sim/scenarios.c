@@ -3,6 +3,18 @@
  */
 #include "sim.h"
 
+/* Partner pt's products subscription "p" on par, and the scenarios'
+ * product as its snapshot shows it (p0). */
+static int watch_products(sim *s, observer *par, const partner *pt, json_t **docs, product *p0)
+{
+    if (obs_open(s, par, pt->token, "partner") || obs_sub(par, "p", "products", NULL, -1, docs))
+        return -1;
+    json_t *d = find_doc(*docs, s->product_id);
+    if (!d || product_from(d, p0))
+        return fail(s, "the partner's snapshot of products has no %s", s->product_id);
+    return 0;
+}
+
 /* ------------------------------------------------------------------ partner-order */
 
 int sc_partner_order(sim *s)
@@ -84,13 +96,8 @@ int sc_inventory(sim *s)
     int64_t after = 0, added = 0, delta = 7, version;
     int status;
     char why[300];
-    if (obs_open(s, &par, pt->token, "partner") || obs_sub(&par, "p", "products", NULL, -1, &docs))
+    if (watch_products(s, &par, pt, &docs, &p0))
         goto out;
-    json_t *d = find_doc(docs, s->product_id);
-    if (!d || product_from(d, &p0)) {
-        fail(s, "the partner's snapshot of products has no %s", s->product_id);
-        goto out;
-    }
     ok(s, "the partner's snapshot: %zu products; %s has %lld in stock", json_array_size(docs),
        p0.name, (long long)p0.stock);
     uint64_t t0 = uv_hrtime();
@@ -167,13 +174,8 @@ int sc_price(sim *s)
     char before[DOC_ID_MAX + 1] = "", later[DOC_ID_MAX + 1] = "", m0[32], m1[32], why[300];
     bool changed = false;
     int64_t version;
-    if (obs_open(s, &par, pt->token, "partner") || obs_sub(&par, "p", "products", NULL, -1, &docs))
+    if (watch_products(s, &par, pt, &docs, &p0))
         goto out;
-    json_t *d = find_doc(docs, s->product_id);
-    if (!d || product_from(d, &p0)) {
-        fail(s, "the partner's snapshot of products has no %s", s->product_id);
-        goto out;
-    }
     if (place(s, pt, &p0, 1, "livedb simulate: price-update (before)", before, NULL))
         goto out;
     money(m0, p0.price);

@@ -111,6 +111,7 @@ typedef struct want {
 __attribute__((format(printf, 2, 3))) void ok(sim *s, const char *fmt, ...);
 __attribute__((format(printf, 2, 3))) int fail(sim *s, const char *fmt, ...);
 __attribute__((format(printf, 1, 2))) void note(const char *fmt, ...);
+int fail_answer(sim *s, client_answer *a, const char *what, const char *wrong);
 void heading(const char *name, const char *what);
 void money(char out[32], int64_t cents);
 const char *jstr(const json_t *o, const char *k);
