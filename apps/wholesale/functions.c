@@ -276,17 +276,28 @@ static int set_order_status(fn_tx *t, const json_t *args, json_t **result)
 
 /* ------------------------------------------------------------------ inventory and price */
 
+/* The product_id argument of an admin's call fname that takes the known
+ * arguments: NULL when the call failed (not an admin, unknown arguments,
+ * no id). */
+static const char *admin_product_id(fn_tx *t, const json_t *args, const char *fname,
+                                    const char *const *known)
+{
+    if (!is_admin(t)) {
+        fn_fail(t, E_FORBIDDEN, NULL, "%s is for admins", fname);
+        return NULL;
+    }
+    if (unknown_args(t, args, known))
+        return NULL;
+    return fn_arg_id(t, args, "product_id");
+}
+
 static int adjust_inventory(fn_tx *t, const json_t *args, json_t **result)
 {
     static const char *const known[] = {"product_id", "delta", NULL};
-    if (!is_admin(t))
-        return fn_fail(t, E_FORBIDDEN, NULL, "adjust_inventory is for admins");
-    if (unknown_args(t, args, known))
-        return -1;
-    const char *pid = fn_arg_id(t, args, "product_id");
-    json_t *d = json_object_get(args, "delta");
+    const char *pid = admin_product_id(t, args, "adjust_inventory", known);
     if (!pid)
         return -1;
+    json_t *d = json_object_get(args, "delta");
     if (!json_is_integer(d) || json_integer_value(d) < -1000000000 ||
         json_integer_value(d) > 1000000000)
         return fn_fail(t, E_INVALID, json_pack("[{ssss}]", "field", "delta", "reason", "an integer"),
@@ -311,14 +322,10 @@ static int adjust_inventory(fn_tx *t, const json_t *args, json_t **result)
 static int set_price(fn_tx *t, const json_t *args, json_t **result)
 {
     static const char *const known[] = {"product_id", "price_cents", NULL};
-    if (!is_admin(t))
-        return fn_fail(t, E_FORBIDDEN, NULL, "set_price is for admins");
-    if (unknown_args(t, args, known))
-        return -1;
-    const char *pid = fn_arg_id(t, args, "product_id");
-    json_t *pc = json_object_get(args, "price_cents");
+    const char *pid = admin_product_id(t, args, "set_price", known);
     if (!pid)
         return -1;
+    json_t *pc = json_object_get(args, "price_cents");
     if (!json_is_integer(pc) || json_integer_value(pc) < 0 ||
         json_integer_value(pc) > 100000000000LL)
         return fn_fail(t, E_INVALID,
