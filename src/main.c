@@ -24,7 +24,7 @@
 #include "cli/backups.h"
 #include "ops/import.h"
 #include "store/backup.h"
-#include "cli/simulate.h"
+#include "cli/demo_accounts.h"
 #include "core/apps.h"
 #include "core/doc.h"
 #include "ops/log.h"
@@ -289,11 +289,11 @@ static void on_demo_done(wjob *job)
                                                       demo_accounts[i].password));
         char err[300];
         app_t *app = job->ctx;
-        if (simulate_save_demo_accounts(store_dir(app->store), list, err, sizeof err))
+        if (demo_accounts_save(store_dir(app->store), list, err, sizeof err))
             log_msg(LOG_WARN, "demo accounts: %s", err);
         else
             printf("livedb:   (also in %s/%s, readable by its owner only)\n",
-                   store_dir(app->store), SIMULATE_DEMO_ACCOUNTS);
+                   store_dir(app->store), DEMO_ACCOUNTS_FILE);
         json_decref(list);
     }
     fflush(stdout);
@@ -1067,8 +1067,9 @@ int main(int argc, char **argv)
         return cli_backups(argc - 2, argv + 2);
     if (strcmp(cmd, "restore") == 0)
         return cli_restore(argc - 2, argv + 2);
-    if (strcmp(cmd, "simulate") == 0)
-        return simulate_main(argc - 2, argv + 2);
+    const app_command *app_cmd = apps_command(cmd); /* an app's own (core/apps.h) */
+    if (app_cmd)
+        return app_cmd->main(argc - 2, argv + 2);
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         fputs(usage, stdout);
         return 0;

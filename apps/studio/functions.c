@@ -8,20 +8,7 @@
 #include <string.h>
 
 #include "../../src/api/fn.h"
-#include "../../src/core/doc.h"
-
-static const char *id_arg(fn_tx *t, const json_t *args, const char *name)
-{
-    const char *v = json_string_value(json_object_get(args, name));
-    err_t e = {0};
-    if (!v || doc_check_id(v, strlen(v), &e)) {
-        err_clear(&e);
-        fn_fail(t, E_INVALID, json_pack("[{ssss}]", "field", name, "reason", "must be an id"),
-                "%s must be a document id", name);
-        return NULL;
-    }
-    return v;
-}
+#include "studio.h"
 
 static int assign_job(fn_tx *t, const json_t *args, json_t **result)
 {
@@ -30,7 +17,7 @@ static int assign_job(fn_tx *t, const json_t *args, json_t **result)
         return fn_fail(t, E_FORBIDDEN, NULL, "assign_job is for admins and staff");
     if (json_object_size(args) != 2)
         return fn_fail(t, E_INVALID, NULL, "the arguments are {job_id, user_id}");
-    const char *jid = id_arg(t, args, "job_id"), *uid = jid ? id_arg(t, args, "user_id") : NULL;
+    const char *jid = fn_arg_id(t, args, "job_id"), *uid = jid ? fn_arg_id(t, args, "user_id") : NULL;
     if (!jid || !uid)
         return -1;
     json_t *user = fn_get(t, "users", uid);
@@ -64,6 +51,6 @@ static int assign_job(fn_tx *t, const json_t *args, json_t **result)
 }
 
 const fn_def studio_functions[] = {
-    {"studio", "assign_job", assign_job},
-    {NULL, NULL, NULL},
+    {"assign_job", assign_job},
+    {NULL, NULL},
 };

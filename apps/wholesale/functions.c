@@ -17,6 +17,7 @@
 
 #include "../../src/api/fn.h"
 #include "../../src/core/doc.h"
+#include "wholesale.h"
 
 #define ITEMS_MAX 200
 #define QTY_MAX 100000
@@ -26,20 +27,6 @@
 static bool is_admin(fn_tx *t) { return actor_is_admin(fn_actor(t)); }
 
 static bool is_role(fn_tx *t, const char *role) { return strcmp(fn_actor(t)->role, role) == 0; }
-
-/* A document id argument, checked. */
-static const char *id_arg(fn_tx *t, const json_t *args, const char *name)
-{
-    const char *v = json_string_value(json_object_get(args, name));
-    err_t e = {0};
-    if (!v || doc_check_id(v, strlen(v), &e)) {
-        err_clear(&e);
-        fn_fail(t, E_INVALID, json_pack("[{ssss}]", "field", name, "reason", "must be an id"),
-                "%s must be a document id", name);
-        return NULL;
-    }
-    return v;
-}
 
 static int unknown_args(fn_tx *t, const json_t *args, const char *const *known)
 {
@@ -169,7 +156,7 @@ static int place_order(fn_tx *t, const json_t *args, json_t **result)
                                                (json_int_t)qty, "price_cents", price));
     }
     if (rc == 0 && json_array_size(short_of)) {
-        rc = fn_fail(t, E_INSUFFICIENT_STOCK, json_incref(short_of),
+        rc = fn_fail(t, apps_err(&app_wholesale, WHOLESALE_INSUFFICIENT_STOCK), json_incref(short_of),
                      "not enough stock for %zu of the items", json_array_size(short_of));
     }
     /* Take the stock, then write the order. */
@@ -222,7 +209,7 @@ static int set_order_status(fn_tx *t, const json_t *args, json_t **result)
     static const char *const known[] = {"order_id", "status", NULL};
     if (unknown_args(t, args, known))
         return -1;
-    const char *oid = id_arg(t, args, "order_id");
+    const char *oid = fn_arg_id(t, args, "order_id");
     const char *to = json_string_value(json_object_get(args, "status"));
     if (!oid)
         return -1;
@@ -289,17 +276,28 @@ static int set_order_status(fn_tx *t, const json_t *args, json_t **result)
 
 /* ------------------------------------------------------------------ inventory and price */
 
+/* The product_id argument of an admin's call fname that takes the known
+ * arguments: NULL when the call failed (not an admin, unknown arguments,
+ * no id). */
+static const char *admin_product_id(fn_tx *t, const json_t *args, const char *fname,
+                                    const char *const *known)
+{
+    if (!is_admin(t)) {
+        fn_fail(t, E_FORBIDDEN, NULL, "%s is for admins", fname);
+        return NULL;
+    }
+    if (unknown_args(t, args, known))
+        return NULL;
+    return fn_arg_id(t, args, "product_id");
+}
+
 static int adjust_inventory(fn_tx *t, const json_t *args, json_t **result)
 {
     static const char *const known[] = {"product_id", "delta", NULL};
-    if (!is_admin(t))
-        return fn_fail(t, E_FORBIDDEN, NULL, "adjust_inventory is for admins");
-    if (unknown_args(t, args, known))
-        return -1;
-    const char *pid = id_arg(t, args, "product_id");
-    json_t *d = json_object_get(args, "delta");
+    const char *pid = admin_product_id(t, args, "adjust_inventory", known);
     if (!pid)
         return -1;
+    json_t *d = json_object_get(args, "delta");
     if (!json_is_integer(d) || json_integer_value(d) < -1000000000 ||
         json_integer_value(d) > 1000000000)
         return fn_fail(t, E_INVALID, json_pack("[{ssss}]", "field", "delta", "reason", "an integer"),
@@ -310,7 +308,7 @@ static int adjust_inventory(fn_tx *t, const json_t *args, json_t **result)
     json_int_t stock = int_of(p, "stock"), next = stock + json_integer_value(d);
     json_decref(p);
     if (next < 0)
-        return fn_fail(t, E_INSUFFICIENT_STOCK,
+        return fn_fail(t, apps_err(&app_wholesale, WHOLESALE_INSUFFICIENT_STOCK),
                        json_pack("[{sssIsI}]", "product_id", pid, "requested",
                                  -json_integer_value(d), "available", stock),
                        "only %lld in stock", (long long)stock);
@@ -324,14 +322,10 @@ static int adjust_inventory(fn_tx *t, const json_t *args, json_t **result)
 static int set_price(fn_tx *t, const json_t *args, json_t **result)
 {
     static const char *const known[] = {"product_id", "price_cents", NULL};
-    if (!is_admin(t))
-        return fn_fail(t, E_FORBIDDEN, NULL, "set_price is for admins");
-    if (unknown_args(t, args, known))
-        return -1;
-    const char *pid = id_arg(t, args, "product_id");
-    json_t *pc = json_object_get(args, "price_cents");
+    const char *pid = admin_product_id(t, args, "set_price", known);
     if (!pid)
         return -1;
+    json_t *pc = json_object_get(args, "price_cents");
     if (!json_is_integer(pc) || json_integer_value(pc) < 0 ||
         json_integer_value(pc) > 100000000000LL)
         return fn_fail(t, E_INVALID,
@@ -352,9 +346,9 @@ static int set_price(fn_tx *t, const json_t *args, json_t **result)
 }
 
 const fn_def wholesale_functions[] = {
-    {"wholesale", "place_order", place_order},
-    {"wholesale", "set_order_status", set_order_status},
-    {"wholesale", "adjust_inventory", adjust_inventory},
-    {"wholesale", "set_price", set_price},
-    {NULL, NULL, NULL},
+    {"place_order", place_order},
+    {"set_order_status", set_order_status},
+    {"adjust_inventory", adjust_inventory},
+    {"set_price", set_price},
+    {NULL, NULL},
 };

@@ -19,13 +19,12 @@
 #include "../core/doc.h"
 #include "fn.h"
 
-static const fn_def *const tables[] = {wholesale_functions, studio_functions};
-
+/* The function called name of a served app (core/apps.h registry). */
 static const fn_def *find(const char *name)
 {
-    for (size_t t = 0; t < ARRAY_LEN(tables); t++)
-        for (const fn_def *d = tables[t]; d->name; d++)
-            if (strcmp(d->name, name) == 0 && apps_has(d->app))
+    for (size_t t = 0; apps_builtin[t]; t++)
+        for (const fn_def *d = apps_builtin[t]->functions; d && d->name; d++)
+            if (strcmp(d->name, name) == 0 && apps_has(apps_builtin[t]->name))
                 return d;
     return NULL;
 }

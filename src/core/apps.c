@@ -4,6 +4,7 @@
 #include "apps.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,62 @@ const livedb_asset *asset_find(const char *path)
     for (const livedb_asset *a = livedb_assets; a->path; a++)
         if (strcmp(a->path, path) == 0)
             return a;
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ the compiled-in apps */
+
+#define BUILTIN_MAX 32
+
+/* err_base[i]: the code of apps_builtin[i]'s first error. Numbered once,
+ * whichever thread asks first (apps_load does, before any other thread). */
+static err_code err_base[BUILTIN_MAX];
+static pthread_once_t numbered = PTHREAD_ONCE_INIT;
+
+static void number_errors(void)
+{
+    for (size_t i = 0; apps_builtin[i] && i < BUILTIN_MAX; i++) {
+        err_base[i] = E__CORE;
+        for (const app_error *e = apps_builtin[i]->errors; e && e->name; e++) {
+            err_code c = err_add(e->name, e->status);
+            if (e == apps_builtin[i]->errors)
+                err_base[i] = c;
+        }
+    }
+}
+
+const app_def *apps_def(const char *name)
+{
+    for (size_t i = 0; apps_builtin[i]; i++)
+        if (strcmp(apps_builtin[i]->name, name) == 0)
+            return apps_builtin[i];
+    return NULL;
+}
+
+err_code apps_err(const app_def *app, int i)
+{
+    pthread_once(&numbered, number_errors);
+    for (size_t k = 0; apps_builtin[k] && k < BUILTIN_MAX; k++)
+        if (apps_builtin[k] == app)
+            return (err_code)(err_base[k] + i);
+    return E_INTERNAL;
+}
+
+const app_command *apps_command_at(int i)
+{
+    for (size_t k = 0; apps_builtin[k]; k++)
+        for (const app_command *c = apps_builtin[k]->commands; c && c->name; c++)
+            if (i-- == 0)
+                return c;
+    return NULL;
+}
+
+const app_command *apps_command(const char *name)
+{
+    const app_command *c;
+    for (int i = 0; (c = apps_command_at(i)); i++)
+        if (strcmp(c->name, name) == 0)
+            return c;
     return NULL;
 }
 
@@ -210,6 +267,7 @@ static json_t *parse_asset(const char *path, const char *text, size_t len, err_t
 
 int apps_load(const char *list, err_t *err)
 {
+    pthread_once(&numbered, number_errors);
     apps_free();
     json_t *own = parse_asset("(built in)", accounts_json, sizeof accounts_json - 1, err);
     if (!own || load_app("livedb", own, err)) {
@@ -227,7 +285,13 @@ int apps_load(const char *list, err_t *err)
         snprintf(path, sizeof path, "apps/%s/app.json", tok);
         const livedb_asset *a = strlen(tok) < 64 ? asset_find(path) : NULL;
         if (!a) {
-            rc = err_set(err, E_BAD_REQUEST, "no app called %s (built in: wholesale, studio)", tok);
+            char known[200] = "";
+            for (size_t i = 0; apps_builtin[i]; i++) {
+                size_t used = strlen(known);
+                snprintf(known + used, sizeof known - used, "%s%s", i ? ", " : "",
+                         apps_builtin[i]->name);
+            }
+            rc = err_set(err, E_BAD_REQUEST, "no app called %s (built in: %s)", tok, known);
             break;
         }
         if (apps_has(tok))

@@ -85,6 +85,50 @@ bool apps_has(const char *name);
  * details [{"field","reason"}, ...] naming each bad field. */
 int schema_check(const col_spec *c, const json_t *doc, err_t *err);
 
+/* ------------------------------------------------------------------ the compiled-in apps
+ *
+ * Each folder apps/APP/ with an app.c defines `const app_def app_APP`:
+ * what the app brings besides its app.json. The Makefile lists them in
+ * build/gen/apps.c (apps_builtin), so no file under src/ names an app:
+ * adding one is a folder under apps/. */
+
+struct fn_def; /* api/fn.h: a server function */
+
+/* An error code of the app's own: a name on the wire and its HTTP status.
+ * The registry numbers them past E__CORE (apps_err). */
+typedef struct app_error {
+    const char *name;
+    int status;
+} app_error;
+
+/* A `livedb NAME ...` command the app adds; main gets what follows NAME.
+ * usage: its lines for `livedb help` (each "       livedb NAME ...\n"). */
+typedef struct app_command {
+    const char *name;
+    const char *usage;
+    int (*main)(int argc, char **argv);
+} app_command;
+
+typedef struct app_def {
+    const char *name;               /* its folder, and its name in --apps */
+    const struct fn_def *functions; /* ended by a NULL name; NULL: none */
+    const app_error *errors;        /* ended by a NULL name; NULL: none */
+    const app_command *commands;    /* ended by a NULL name; NULL: none */
+} app_def;
+
+/* build/gen/apps.c: every compiled-in app, by folder name, NULL-ended. */
+extern const app_def *const apps_builtin[];
+
+/* The compiled-in app called name, or NULL. */
+const app_def *apps_def(const char *name);
+/* The code of app's errors[i]. */
+err_code apps_err(const app_def *app, int i);
+/* Any compiled-in app's command called name, or NULL. */
+const app_command *apps_command(const char *name);
+/* The i-th command of all the compiled-in apps (0, 1, ...), or NULL past
+ * the last: for the usage text. */
+const app_command *apps_command_at(int i);
+
 /* The embedded files (tools/embed.c). */
 typedef struct livedb_asset {
     const char *path;

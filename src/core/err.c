@@ -24,12 +24,28 @@ static const struct {
     [E_PAYLOAD_TOO_LARGE] = {413, "payload_too_large"},
     [E_HEADERS_TOO_LARGE] = {431, "headers_too_large"},
     [E_INVALID] = {422, "invalid"},
-    [E_INSUFFICIENT_STOCK] = {422, "insufficient_stock"},
     [E_RATE_LIMITED] = {429, "rate_limited"},
     [E_UNAVAILABLE] = {503, "unavailable"},
     [E_STORAGE_FULL] = {507, "storage_full"},
     [E_INTERNAL] = {500, "internal"},
 };
+
+/* The apps' codes, E__CORE onwards, in the order the registry added them. */
+#define ERR_ADDED_MAX 64
+static struct {
+    int status;
+    const char *name;
+} added[ERR_ADDED_MAX];
+static int nadded;
+
+err_code err_add(const char *name, int status)
+{
+    if (nadded == ERR_ADDED_MAX)
+        return E_INTERNAL;
+    added[nadded].status = status;
+    added[nadded].name = name;
+    return (err_code)(E__CORE + nadded++);
+}
 
 int err_set(err_t *e, err_code code, const char *fmt, ...)
 {
@@ -60,6 +76,12 @@ void err_move(err_t *dst, err_t *src)
     memset(src, 0, sizeof *src);
 }
 
-int err_status(err_code code) { return table[code].status; }
+int err_status(err_code code)
+{
+    return code < E__CORE ? table[code].status : added[code - E__CORE].status;
+}
 
-const char *err_name(err_code code) { return table[code].name; }
+const char *err_name(err_code code)
+{
+    return code < E__CORE ? table[code].name : added[code - E__CORE].name;
+}

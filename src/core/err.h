@@ -25,11 +25,11 @@ typedef enum err_code {
     E_PAYLOAD_TOO_LARGE,
     E_HEADERS_TOO_LARGE,
     E_INVALID,
-    E_INSUFFICIENT_STOCK,
     E_RATE_LIMITED,
     E_UNAVAILABLE,
     E_STORAGE_FULL,
     E_INTERNAL,
+    E__CORE, /* the apps' own codes come after (core/apps.h app_def.errors) */
 } err_code;
 
 typedef struct err {
@@ -46,6 +46,10 @@ void err_details(err_t *e, json_t *details);
 void err_clear(err_t *e);
 /* Moves src into dst (dst cleared first). */
 void err_move(err_t *dst, err_t *src);
+
+/* A code past the core ones, for an app's error (called by the app
+ * registry, core/apps.c, once for each, before any is used). */
+err_code err_add(const char *name, int status);
 
 int err_status(err_code code);
 const char *err_name(err_code code);
