@@ -16,14 +16,7 @@
 
 #include "../../src/api/api.h"
 #include "../../src/net/http.h"
-
-#define REQUIRE(c)                                                                \
-    do {                                                                          \
-        if (!(c)) {                                                               \
-            fprintf(stderr, "%s:%d: REQUIRE(%s)\n", __FILE__, __LINE__, #c);      \
-            __builtin_trap();                                                     \
-        }                                                                         \
-    } while (0)
+#include "fuzz.h"
 
 static volatile size_t sink;
 

@@ -14,14 +14,7 @@
 #include <string.h>
 
 #include "../../src/core/doc.h"
-
-#define REQUIRE(c)                                                                \
-    do {                                                                          \
-        if (!(c)) {                                                               \
-            fprintf(stderr, "%s:%d: REQUIRE(%s)\n", __FILE__, __LINE__, #c);      \
-            __builtin_trap();                                                     \
-        }                                                                         \
-    } while (0)
+#include "fuzz.h"
 
 static int depth_of(const json_t *v)
 {
@@ -45,13 +38,6 @@ static int depth_of(const json_t *v)
         return d + 1;
     }
     return 0;
-}
-
-static const char *next_part(const char *p, const char *end, size_t *n)
-{
-    const char *z = memchr(p, '\0', (size_t)(end - p));
-    *n = (size_t)((z ? z : end) - p);
-    return z ? z + 1 : NULL;
 }
 
 static json_t *strict(const char *t, size_t n)
@@ -118,11 +104,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *p = (const char *)data, *end = p + size;
     size_t dlen, plen = 0, wlen = 0;
-    const char *patch_text = next_part(p, end, &dlen), *want = NULL;
+    const char *patch_text = fuzz_next_part(p, end, &dlen), *want = NULL;
     if (patch_text)
-        want = next_part(patch_text, end, &plen);
+        want = fuzz_next_part(patch_text, end, &plen);
     if (want)
-        next_part(want, end, &wlen);
+        fuzz_next_part(want, end, &wlen);
 
     /* The pre-scan alone, at a few limits, on the raw bytes. */
     int d1 = json_depth_ok(p, size, 1), d64 = json_depth_ok(p, size, 64);

@@ -17,14 +17,7 @@
 #include "../../src/core/rtproto.h"
 #include "../../src/net/ws.h"
 #include "../../src/util/util.h"
-
-#define REQUIRE(c)                                                                \
-    do {                                                                          \
-        if (!(c)) {                                                               \
-            fprintf(stderr, "%s:%d: REQUIRE(%s)\n", __FILE__, __LINE__, #c);      \
-            __builtin_trap();                                                     \
-        }                                                                         \
-    } while (0)
+#include "fuzz.h"
 
 typedef struct state {
     buf_t out;

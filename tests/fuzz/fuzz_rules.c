@@ -15,14 +15,7 @@
 #include <string.h>
 
 #include "../../src/core/rules.h"
-
-#define REQUIRE(c)                                                                \
-    do {                                                                          \
-        if (!(c)) {                                                               \
-            fprintf(stderr, "%s:%d: REQUIRE(%s)\n", __FILE__, __LINE__, #c);      \
-            __builtin_trap();                                                     \
-        }                                                                         \
-    } while (0)
+#include "fuzz.h"
 
 static const char *const auth_texts[] = {
     "null",

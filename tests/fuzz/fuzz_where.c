@@ -20,14 +20,7 @@
 #include "../../src/core/doc.h"
 #include "../../src/core/query.h"
 #include "../../src/store/sqlite_query.h"
-
-#define REQUIRE(c)                                                                \
-    do {                                                                          \
-        if (!(c)) {                                                               \
-            fprintf(stderr, "%s:%d: REQUIRE(%s)\n", __FILE__, __LINE__, #c);      \
-            __builtin_trap();                                                     \
-        }                                                                         \
-    } while (0)
+#include "fuzz.h"
 
 static const char *const doc_texts[] = {
     ("{\"a\":1,\"b\":\"x\",\"s\":\"hello\",\"n\":null,\"t\":true,\"arr\":[1,\"x\",null],"
@@ -79,13 +72,6 @@ static void init(void)
     sqlite3_finalize(ins);
 }
 
-static const char *next_part(const char *p, const char *end, size_t *n)
-{
-    const char *z = memchr(p, '\0', (size_t)(end - p));
-    *n = (size_t)((z ? z : end) - p);
-    return z ? z + 1 : NULL;
-}
-
 /* Runs q's SQL; the bit set of the fixed documents it returns. */
 static uint32_t run_sql(const query_t *q, int *rows)
 {
@@ -119,13 +105,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         init();
     const char *p = (const char *)data, *end = p + size;
     size_t wlen, olen = 0, llen = 0, alen = 0;
-    const char *order = next_part(p, end, &wlen), *limit = NULL, *after = NULL;
+    const char *order = fuzz_next_part(p, end, &wlen), *limit = NULL, *after = NULL;
     if (order)
-        limit = next_part(order, end, &olen);
+        limit = fuzz_next_part(order, end, &olen);
     if (limit)
-        after = next_part(limit, end, &llen);
+        after = fuzz_next_part(limit, end, &llen);
     if (after)
-        next_part(after, end, &alen);
+        fuzz_next_part(after, end, &alen);
 
     query_t q;
     query_init(&q);
