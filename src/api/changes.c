@@ -289,10 +289,9 @@ static void on_sse_db_page(rjob *job)
         free(s);
     } else if (job->err.code) {
         buf_t b = {0};
-        buf_printf(&b, "event: error\ndata: {\"error\":{\"code\":\"%s\",\"message\":",
-                   err_name(job->err.code));
-        buf_put_json_str(&b, job->err.msg, strlen(job->err.msg));
-        buf_puts(&b, "}}\n\n");
+        buf_puts(&b, "event: error\ndata: {\"error\":");
+        err_body(&b, &job->err);
+        buf_puts(&b, "}\n\n");
         conn_stream_write(s->c, b.p, b.len);
         buf_free(&b);
         conn_close(s->c);

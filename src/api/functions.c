@@ -40,17 +40,7 @@ static void on_called(wjob *job)
     err_t *e = job->err.code ? &job->err : &job->fn_err;
     if (e->code) {
         buf_t b = {0};
-        buf_puts(&b, "{\"code\":\"");
-        buf_puts(&b, err_name(e->code));
-        buf_puts(&b, "\",\"message\":");
-        buf_put_json_str(&b, e->msg, strlen(e->msg));
-        if (e->details) {
-            char *d = json_dumps(e->details, JSON_COMPACT | JSON_ENCODE_ANY);
-            buf_puts(&b, ",\"details\":");
-            buf_puts(&b, d);
-            free(d);
-        }
-        buf_putc(&b, '}');
+        err_body(&b, e);
         k->done(k->ctx, e->code, b.p, b.len);
         buf_free(&b);
     } else {
@@ -66,10 +56,12 @@ void fn_call(app_t *app, const actor_t *who, const char *name, json_t *args,
     const fn_def *d = find(name);
     if (!d) {
         json_decref(args);
-        char msg[160];
-        int n = snprintf(msg, sizeof msg,
-                         "{\"code\":\"not_found\",\"message\":\"no server function %.64s\"}", name);
-        done(ctx, E_NOT_FOUND, msg, (size_t)n);
+        err_t e = {0};
+        err_set(&e, E_NOT_FOUND, "no server function %.64s", name);
+        buf_t b = {0};
+        err_body(&b, &e);
+        done(ctx, E_NOT_FOUND, b.p, b.len);
+        buf_free(&b);
         return;
     }
     wjob *job = wjob_new(WJ_FN, 0);

@@ -171,17 +171,9 @@ static void send_error(rt_session *s, const char *type_key, const char *id, cons
         buf_printf(&b, ",\"%s\":", type_key);
         buf_put_json_str(&b, id, strlen(id));
     }
-    buf_puts(&b, ",\"error\":{\"code\":\"");
-    buf_puts(&b, err_name(e->code));
-    buf_puts(&b, "\",\"message\":");
-    buf_put_json_str(&b, e->msg, strlen(e->msg));
-    if (e->details) {
-        char *d = json_dumps(e->details, JSON_COMPACT | JSON_ENCODE_ANY);
-        buf_puts(&b, ",\"details\":");
-        buf_puts(&b, d);
-        free(d);
-    }
-    buf_puts(&b, "}}");
+    buf_puts(&b, ",\"error\":");
+    err_body(&b, e);
+    buf_putc(&b, '}');
     send_buf(s, &b);
 }
 

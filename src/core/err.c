@@ -5,7 +5,10 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "../util/util.h"
 
 static const struct {
     int status;
@@ -84,4 +87,21 @@ int err_status(err_code code)
 const char *err_name(err_code code)
 {
     return code < E__CORE ? table[code].name : added[code - E__CORE].name;
+}
+
+/* ------------------------------------------------------------------ the error body */
+
+void err_body(buf_t *out, const err_t *e)
+{
+    buf_puts(out, "{\"code\":\"");
+    buf_puts(out, err_name(e->code));
+    buf_puts(out, "\",\"message\":");
+    buf_put_json_str(out, e->msg, strlen(e->msg));
+    if (e->details) {
+        char *d = json_dumps(e->details, JSON_COMPACT | JSON_ENCODE_ANY);
+        buf_puts(out, ",\"details\":");
+        buf_puts(out, d);
+        free(d);
+    }
+    buf_putc(out, '}');
 }

@@ -54,4 +54,13 @@ err_code err_add(const char *name, int status);
 int err_status(err_code code);
 const char *err_name(err_code code);
 
+/* ------------------------------------------------------------------ the error body */
+
+/* Appends {"code":"...","message":"..."} (with ,"details":... when there
+ * are any): the one spelling of an error for clients, whether it goes out
+ * as an HTTP body ({"error":BODY}), a realtime message or a function's
+ * result. buf_t is util's. */
+struct buf;
+void err_body(struct buf *out, const err_t *e);
+
 #endif

@@ -370,17 +370,9 @@ void conn_respond(conn_t *c, int status, const char *ctype, const char *headers,
 void conn_respond_error(conn_t *c, const err_t *e, const char *headers)
 {
     buf_t b = {0};
-    buf_puts(&b, "{\"error\":{\"code\":\"");
-    buf_puts(&b, err_name(e->code));
-    buf_puts(&b, "\",\"message\":");
-    buf_put_json_str(&b, e->msg, strlen(e->msg));
-    if (e->details) {
-        char *d = json_dumps(e->details, JSON_COMPACT | JSON_ENCODE_ANY);
-        buf_puts(&b, ",\"details\":");
-        buf_puts(&b, d);
-        free(d);
-    }
-    buf_puts(&b, "}}");
+    buf_puts(&b, "{\"error\":");
+    err_body(&b, e);
+    buf_putc(&b, '}');
     conn_respond_buf(c, err_status(e->code), "application/json", headers, &b);
 }
 
