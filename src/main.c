@@ -22,12 +22,12 @@
 
 #include "api/api.h"
 #include "cli/backups.h"
-#include "ops/import.h"
+#include "store/import.h"
 #include "store/backup.h"
 #include "cli/demo_accounts.h"
 #include "core/apps.h"
 #include "core/doc.h"
-#include "ops/log.h"
+#include "util/log.h"
 #include "store/store.h"
 
 #define LIVEDB_VERSION "0.1.0"
@@ -645,9 +645,9 @@ static int cmd_export(int argc, char **argv)
 
 /* ------------------------------------------------------------------ import */
 
-/* livedb import: ops/import.c does the work; this draws the progress bar
+/* livedb import: store/import.c does the work; this draws the progress bar
  * on a terminal and prints each refused record with where it was. The bar
- * is the log's status line (ops/log.h), so that the refused records and
+ * is the log's status line (util/log.h), so that the refused records and
  * the log lines (from the writer thread too) scroll above it. */
 typedef struct cli_import {
     bool tty;

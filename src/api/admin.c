@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../ops/import.h"
+#include "../store/import.h"
 
 typedef struct export_job {
     uv_work_t work;
@@ -76,7 +76,7 @@ void admin_export(app_t *app, conn_t *c, http_req *req)
 
 /* POST /v1/admin/import[?collection=C][&dry_run=1]: the legacy file (or a
  * piece of one: the page sends a large file in slices of at most 1 MiB)
- * into the collections, as `livedb import` does (ops/import.h). The answer
+ * into the collections, as `livedb import` does (store/import.h). The answer
  * comes when every record is done:
  *   {"total","created","updated","unchanged","bad","dry_run",
  *    "problems":[{"col","index","id","reason","fields"}]}

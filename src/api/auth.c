@@ -29,7 +29,7 @@
 #include <sodium.h>
 
 #include "../core/doc.h"
-#include "../ops/log.h"
+#include "../util/log.h"
 #include "../util/map.h"
 
 #define HASH_MAX 2          /* argon2id hashes at once */

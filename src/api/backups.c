@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../ops/log.h"
+#include "../util/log.h"
 #include "../store/backup.h"
 #include "../store/vfs.h"
 

@@ -36,7 +36,7 @@
 #include "../core/rtproto.h"
 #include "../core/subs.h"
 #include "../net/ws.h"
-#include "../ops/log.h"
+#include "../util/log.h"
 
 #define SUBS_PER_CONN 100
 #define CATCHUP_PAGE 1000        /* changes per step of catch-up */

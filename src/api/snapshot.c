@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #include "../core/apps.h"
-#include "../ops/log.h"
+#include "../util/log.h"
 
 #define SNAPSHOT_APPS_MAX 8
 #define SNAPSHOT_DELAY_MS 100 /* commits within this fold into one write */

@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "../core/err.h"
-#include "../ops/log.h"
+#include "../util/log.h"
 
 #define INBUF_MAX (HTTP_MAX_BODY + HTTP_MAX_HEAD + 64 * 1024)
 #define LINGER_MS 2000

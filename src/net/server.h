@@ -19,7 +19,7 @@
 
 #include <uv.h>
 
-#include "../ops/metrics.h"
+#include "../util/metrics.h"
 #include "http.h"
 
 typedef struct conn conn_t;

@@ -30,7 +30,7 @@
 #include <sodium.h>
 #include <sqlite3.h>
 
-#include "../ops/log.h"
+#include "../util/log.h"
 #include "../util/util.h"
 #include "vfs.h"
 

@@ -35,8 +35,8 @@
 
 #include "../core/apps.h"
 #include "../core/doc.h"
-#include "../ops/log.h"
-#include "../ops/metrics.h"
+#include "../util/log.h"
+#include "../util/metrics.h"
 #include "backup.h"
 #include "sqlite_query.h"
 #include "vfs.h"

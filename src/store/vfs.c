@@ -24,7 +24,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "../ops/log.h"
+#include "../util/log.h"
 
 typedef struct vfile {
     sqlite3_file base;

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../util/util.h"
+#include "util.h"
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 

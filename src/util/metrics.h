@@ -11,7 +11,7 @@
 
 #include <stdint.h>
 
-#include "../util/util.h"
+#include "util.h"
 
 typedef enum metric_id {
     /* gauges */

@@ -23,7 +23,7 @@
 
 #include "../core/access.h"
 #include "../core/err.h"
-#include "../store/store.h"
+#include "store.h"
 
 typedef struct import_counts {
     long total, done;
