@@ -86,9 +86,9 @@ endef
 CC_REL   := $(CC)
 FLAGS_REL :=
 CC_ASAN  := $(CC)
-FLAGS_ASAN := $(SAN_FLAGS) -O1
+FLAGS_ASAN := $(SAN_FLAGS) -O1 -DLIVEDB_DEBUG
 CC_FUZZ  := clang
-FLAGS_FUZZ := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -O1
+FLAGS_FUZZ := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -O1 -DLIVEDB_DEBUG
 
 $(eval $(call build_dir,build,REL))
 $(eval $(call build_dir,build/asan,ASAN))

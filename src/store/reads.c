@@ -24,7 +24,7 @@ void rjob_free(rjob *job)
     query_free(&job->query);
     err_clear(&job->err);
     buf_free(&job->out);
-    free_changes(job->recs);
+    change_list_free(job->recs);
     free(job->chunks);
     free(job->aq_actor);
     free(job->aq_action);

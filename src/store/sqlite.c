@@ -1,7 +1,8 @@
 /*
  * sqlite.c: the SQLite storage backend (see store.h for the contract):
- * errors, opening the database and its connections, closing. The other
- * files of the store are listed in sqlite_int.h.
+ * errors, opening the database and its connections, closing, and the
+ * methods through which core's writes (core/txn.h) reach the rows. The
+ * other files of the store are listed in sqlite_int.h.
  *
  * Layout of the database (DIR/livedb.db, WAL, synchronous=FULL):
  *   meta(key, value)                     schema version, health probe
@@ -290,14 +291,15 @@ int store_open(store_t **out, uv_loop_t *loop, const store_opts *opts, err_t *er
         last = floor - 1;
         first = floor;
     }
-    st->next_seq = last + 1;
     atomic_store(&st->committed_seq, last);
-    st->next_aseq = sq_query_i64(st->wdb, "SELECT max(seq) FROM activity", 0) + 1;
+    int64_t next_aseq = sq_query_i64(st->wdb, "SELECT max(seq) FROM activity", 0) + 1;
+    unsigned char last_hash[32] = {0};
     sqlite3_stmt *lh = sq_prepare(st->wdb, "SELECT hash FROM activity ORDER BY seq DESC LIMIT 1");
     if (lh && sqlite3_step(lh) == SQLITE_ROW && sqlite3_column_bytes(lh, 0) == 64)
-        sodium_hex2bin(st->last_hash, sizeof st->last_hash, (const char *)sqlite3_column_text(lh, 0),
-                       64, NULL, NULL, NULL);
+        sodium_hex2bin(last_hash, sizeof last_hash, (const char *)sqlite3_column_text(lh, 0), 64,
+                       NULL, NULL, NULL);
     sqlite3_finalize(lh);
+    txn_init(&st->txn, &sqlite_txn_methods, st, last + 1, next_aseq, last_hash);
     atomic_store(&st->first_seq, first);
     atomic_store(&st->heartbeat, time_mono_ns());
 
@@ -431,3 +433,415 @@ void store_close(store_t *st)
     free(st);
 }
 
+/* ------------------------------------------------------------------ core's writes (core/txn.h) */
+
+static unsigned hash_str(const char *s)
+{
+    unsigned h = 2166136261u;
+    while (*s)
+        h = (h ^ (unsigned char)*s++) * 16777619u;
+    return h;
+}
+
+static void declared_indexes(store_t *st, colstmts *c);
+
+/* A collection's writer statements, its table made on first use (DDL: the
+ * writer makes them before the group's transaction, txn_prepare). */
+static colstmts *writer_col(store_t *st, const char *col)
+{
+    unsigned h = hash_str(col) % COLS_BUCKETS;
+    for (colstmts *c = st->cols[h]; c; c = c->next)
+        if (strcmp(c->name, col) == 0)
+            return c;
+    buf_t sql = {0};
+    buf_printf(&sql, "CREATE TABLE IF NOT EXISTS \"c_%s\"(id TEXT PRIMARY KEY,"
+                     " version INTEGER NOT NULL, created_at TEXT NOT NULL,"
+                     " updated_at TEXT NOT NULL, body TEXT NOT NULL) WITHOUT ROWID",
+               col);
+    if (sq_exec(st->wdb, sql.p, NULL)) {
+        buf_free(&sql);
+        return NULL;
+    }
+    colstmts *c = xcalloc(1, sizeof *c);
+    snprintf(c->name, sizeof c->name, "%s", col);
+    sql.len = 0;
+    buf_printf(&sql, "SELECT version, created_at, body FROM \"c_%s\" WHERE id=?1", col);
+    c->sel = sq_prepare(st->wdb, sql.p);
+    sql.len = 0;
+    buf_printf(&sql, "INSERT INTO \"c_%s\"(id,version,created_at,updated_at,body)"
+                     " VALUES(?1,?2,?3,?4,?5)", col);
+    c->ins = sq_prepare(st->wdb, sql.p);
+    sql.len = 0;
+    buf_printf(&sql, "UPDATE \"c_%s\" SET version=?2, updated_at=?4, body=?5 WHERE id=?1", col);
+    c->upd = sq_prepare(st->wdb, sql.p);
+    sql.len = 0;
+    buf_printf(&sql, "DELETE FROM \"c_%s\" WHERE id=?1", col);
+    c->del = sq_prepare(st->wdb, sql.p);
+    buf_free(&sql);
+    if (!c->sel || !c->ins || !c->upd || !c->del) {
+        sqlite3_finalize(c->sel);
+        sqlite3_finalize(c->ins);
+        sqlite3_finalize(c->upd);
+        sqlite3_finalize(c->del);
+        free(c);
+        return NULL;
+    }
+    char q[200];
+    snprintf(q, sizeof q, "SELECT count(*) FROM indexes WHERE col='%s'", col);
+    c->nindexes = (int)sq_query_i64(st->wdb, q, 0);
+    c->next = st->cols[h];
+    st->cols[h] = c;
+    declared_indexes(st, c);
+    return c;
+}
+
+/* An expression index on col.field (unique: a unique one, named after
+ * the field's place in the schema so that a violation can name it). DDL
+ * outside the group transaction. */
+static int create_index(store_t *st, colstmts *c, const char *field, int unique_slot,
+                        err_t *err)
+{
+    buf_t sql = {0};
+    int rc;
+    if (unique_slot >= 0) {
+        buf_printf(&sql, "CREATE UNIQUE INDEX IF NOT EXISTS \"ux_%s_%d\" ON \"c_%s\"(", c->name,
+                   unique_slot, c->name);
+        sqlq_field_expr(&sql, field);
+        buf_puts(&sql, ")");
+        rc = sq_exec(st->wdb, sql.p, err);
+        buf_free(&sql);
+        return rc;
+    }
+    if (sq_query_i64_text2(st->wdb, "SELECT count(*) FROM indexes WHERE col=?1 AND field=?2", c->name,
+                        field) > 0) {
+        buf_free(&sql);
+        return 0;
+    }
+    buf_printf(&sql, "SAVEPOINT ix; CREATE INDEX IF NOT EXISTS \"ix_%s_%d\" ON \"c_%s\"(", c->name,
+               c->nindexes + 1, c->name);
+    sqlq_field_expr(&sql, field);
+    buf_printf(&sql, "); INSERT OR IGNORE INTO indexes VALUES('%s','%s','ix_%s_%d'); RELEASE ix;",
+               c->name, field, c->name, c->nindexes + 1);
+    uint64_t t0 = time_mono_ns();
+    rc = sq_exec(st->wdb, sql.p, err);
+    if (rc == 0) {
+        c->nindexes++;
+        log_msg(LOG_INFO, "created index on %s.%s in %.1f ms", c->name, field,
+                (double)(time_mono_ns() - t0) / 1e6);
+    } else {
+        sq_exec(st->wdb, "ROLLBACK TO ix; RELEASE ix;", NULL);
+    }
+    buf_free(&sql);
+    return rc;
+}
+
+/* What an app declares for a collection: its unique fields and indexes. */
+static void declared_indexes(store_t *st, colstmts *c)
+{
+    const col_spec *spec = apps_col(c->name);
+    if (!spec)
+        return;
+    for (int i = 0; i < spec->nfields; i++) {
+        err_t e = {0};
+        if (spec->fields[i].unique && create_index(st, c, spec->fields[i].name, i, &e))
+            log_msg(LOG_WARN, "%s.%s is declared unique but is not: %s; not enforced",
+                    c->name, spec->fields[i].name, e.msg);
+        err_clear(&e);
+    }
+    for (int i = 0; i < spec->nindexes; i++) {
+        err_t e = {0};
+        create_index(st, c, spec->indexes[i], -1, &e);
+        err_clear(&e);
+    }
+}
+
+static colstmts *col_or_err(store_t *st, const char *col, err_t *err)
+{
+    colstmts *c = writer_col(st, col);
+    if (!c)
+        err_set(err, E_INTERNAL, "cannot open collection %s", col);
+    return c;
+}
+
+/* Runs a bound statement that returns no rows, and clears it. */
+static int step_done(store_t *st, sqlite3_stmt *q, err_t *err, const char *what)
+{
+    int rc = sqlite3_step(q);
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    return rc == SQLITE_DONE ? 0 : sq_err(err, st->wdb, rc, what);
+}
+
+static int step_ok(store_t *st, sqlite3_stmt *q, err_t *err, const char *what)
+{
+    int rc = sq_step(q);
+    return rc == SQLITE_OK ? 0 : sq_err(err, st->wdb, rc, what);
+}
+
+static int m_begin(void *s, err_t *err) { return step_ok(s, ((store_t *)s)->begin, err, "begin"); }
+static int m_commit(void *s, err_t *err) { return step_ok(s, ((store_t *)s)->commit, err, "commit"); }
+static void m_rollback(void *s) { sq_step(((store_t *)s)->rollback); }
+static void m_release(void *s) { sq_step(((store_t *)s)->release); }
+static bool m_in_tx(void *s) { return !sqlite3_get_autocommit(((store_t *)s)->wdb); }
+
+static int m_savepoint(void *s, err_t *err)
+{
+    return step_ok(s, ((store_t *)s)->savepoint, err, "savepoint");
+}
+
+static void m_rollback_to(void *s)
+{
+    store_t *st = s;
+    sq_step(st->rollback_to);
+    sq_step(st->release);
+}
+
+static int m_ensure_col(void *s, const char *col, err_t *err)
+{
+    return writer_col(s, col) ? 0 : err_set(err, E_INTERNAL, "cannot create collection table");
+}
+
+static int m_auto_index(void *s, const char *col, const char *field, err_t *err)
+{
+    store_t *st = s;
+    colstmts *c = col_or_err(st, col, err);
+    if (!c)
+        return -1;
+    if (c->nindexes >= st->opts.auto_index_max)
+        return 0;
+    return create_index(st, c, field, -1, err);
+}
+
+static int m_get(void *s, const char *col, const char *id, txn_row *row, err_t *err)
+{
+    store_t *st = s;
+    colstmts *c = col_or_err(st, col, err);
+    if (!c)
+        return -1;
+    sqlite3_stmt *q = c->sel;
+    sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    int found = 0;
+    if (rc == SQLITE_ROW) {
+        found = TXN_FOUND;
+        row->version = sqlite3_column_int64(q, 0);
+        row->created = xstrdup((const char *)sqlite3_column_text(q, 1));
+        buf_put(&row->body, sqlite3_column_text(q, 2), (size_t)sqlite3_column_bytes(q, 2));
+    } else if (rc != SQLITE_DONE) {
+        found = sq_err(err, st->wdb, rc, "read");
+    }
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    return found;
+}
+
+/* "UNIQUE constraint failed: index 'ux_COL_N'": field N of COL's schema. */
+static int unique_slot(store_t *st)
+{
+    const char *msg = sqlite3_errmsg(st->wdb);
+    const char *ix = strstr(msg, "'ux_");
+    const char *us = ix ? strrchr(ix, '_') : NULL;
+    return us && us > ix + 3 ? atoi(us + 1) : -1;
+}
+
+static int m_put(void *s, const char *col, const char *id, int64_t version, const char *created,
+                 const char *now, const char *body, size_t len, int *slot, err_t *err)
+{
+    store_t *st = s;
+    colstmts *c = col_or_err(st, col, err);
+    if (!c)
+        return -1;
+    sqlite3_stmt *q = created ? c->ins : c->upd;
+    sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, version);
+    if (created)
+        sqlite3_bind_text(q, 3, created, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 4, now, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 5, body, (int)len, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    if (rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+        return TXN_EXISTS;
+    if (rc == SQLITE_CONSTRAINT_UNIQUE) {
+        *slot = unique_slot(st);
+        return TXN_UNIQUE;
+    }
+    return rc == SQLITE_DONE ? 0 : sq_err(err, st->wdb, rc, "write");
+}
+
+static int m_del(void *s, const char *col, const char *id, err_t *err)
+{
+    store_t *st = s;
+    colstmts *c = col_or_err(st, col, err);
+    if (!c)
+        return -1;
+    sqlite3_bind_text(c->del, 1, id, -1, SQLITE_STATIC);
+    return step_done(st, c->del, err, "delete");
+}
+
+static json_t *m_find(void *s, const char *col, const query_t *q)
+{
+    store_t *st = s;
+    json_t *out = json_array();
+    if (!writer_col(st, col))
+        return out;
+    sqlq sq;
+    sqlq_build_list(&sq, q, col);
+    sqlite3_stmt *stmt = NULL;
+    if (sqlite3_prepare_v2(st->wdb, sq.sql.p, -1, &stmt, NULL) == SQLITE_OK) {
+        sqlq_bind(stmt, &sq);
+        int n = 0;
+        while (sqlite3_step(stmt) == SQLITE_ROW && (q->limit <= 0 || n++ < q->limit))
+            json_array_append_new(out, json_loadb((const char *)sqlite3_column_text(stmt, 0),
+                                                  (size_t)sqlite3_column_bytes(stmt, 0), 0, NULL));
+    }
+    sqlite3_finalize(stmt);
+    sqlq_free(&sq);
+    return out;
+}
+
+static void bind_text_or_null(sqlite3_stmt *q, int i, const char *p, size_t len)
+{
+    if (p)
+        sqlite3_bind_text(q, i, p, (int)len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(q, i);
+}
+
+static int m_append_change(void *s, const change_t *ch, err_t *err)
+{
+    store_t *st = s;
+    sqlite3_stmt *q = st->ins_change;
+    sqlite3_bind_int64(q, 1, ch->seq);
+    sqlite3_bind_text(q, 2, ch->col, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 3, ch->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 4, change_op_name(ch->op), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 5, ch->version);
+    sqlite3_bind_text(q, 6, ch->at, -1, SQLITE_STATIC);
+    bind_text_or_null(q, 7, ch->doc, ch->doc_len);
+    bind_text_or_null(q, 8, ch->prev, ch->prev_len);
+    return step_done(st, q, err, "change insert");
+}
+
+static int m_append_activity(void *s, int64_t seq, int64_t at_ms, const char *account,
+                             const char *action, const char *entry, size_t len,
+                             const char hash_hex[64], err_t *err)
+{
+    store_t *st = s;
+    sqlite3_stmt *q = st->ins_activity;
+    sqlite3_bind_int64(q, 1, seq);
+    sqlite3_bind_int64(q, 2, at_ms);
+    sqlite3_bind_text(q, 3, account, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 4, action, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 5, entry, (int)len, SQLITE_STATIC);
+    sqlite3_bind_text(q, 6, hash_hex, 64, SQLITE_STATIC);
+    return step_done(st, q, err, "activity");
+}
+
+static int m_idem_get(void *s, const char *account, const char *key, int64_t since_ms,
+                      int *status, int64_t *version, buf_t *body)
+{
+    sqlite3_stmt *q = ((store_t *)s)->idem_get;
+    sqlite3_bind_text(q, 1, account, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 3, since_ms);
+    int found = 0;
+    if (sqlite3_step(q) == SQLITE_ROW) {
+        found = TXN_FOUND;
+        *status = sqlite3_column_int(q, 0);
+        *version = sqlite3_column_int64(q, 1);
+        buf_put(body, sqlite3_column_text(q, 2), (size_t)sqlite3_column_bytes(q, 2));
+    }
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    return found;
+}
+
+static int m_idem_put(void *s, const char *account, const char *key, int64_t at_ms, int status,
+                      int64_t version, const char *body, size_t len, err_t *err)
+{
+    store_t *st = s;
+    sqlite3_stmt *q = st->idem_put;
+    sqlite3_bind_text(q, 1, account, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 3, at_ms);
+    sqlite3_bind_int(q, 4, status);
+    sqlite3_bind_int64(q, 5, version);
+    sqlite3_bind_text(q, 6, body, (int)len, SQLITE_STATIC);
+    return step_done(st, q, err, "idempotency");
+}
+
+static int m_cred_put(void *s, const char *account, const char *hash, err_t *err)
+{
+    store_t *st = s;
+    sqlite3_bind_text(st->cred_put, 1, account, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st->cred_put, 2, hash, -1, SQLITE_STATIC);
+    return step_done(st, st->cred_put, err, "account");
+}
+
+static int m_session_put(void *s, const char *token_hash, const char *session,
+                         const char *account, int64_t created_ms, int64_t expires_ms, err_t *err)
+{
+    store_t *st = s;
+    sqlite3_stmt *q = st->sess_put;
+    sqlite3_bind_text(q, 1, token_hash, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, session, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 3, account, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 4, created_ms);
+    sqlite3_bind_int64(q, 5, expires_ms);
+    return step_done(st, q, err, "account");
+}
+
+static int m_session_del(void *s, const char *token_hash, err_t *err)
+{
+    store_t *st = s;
+    sqlite3_bind_text(st->sess_del, 1, token_hash, -1, SQLITE_STATIC);
+    return step_done(st, st->sess_del, err, "account");
+}
+
+static int m_sessions_del(void *s, const char *account, err_t *err)
+{
+    store_t *st = s;
+    sqlite3_bind_text(st->sess_del_account, 1, account, -1, SQLITE_STATIC);
+    return step_done(st, st->sess_del_account, err, "account");
+}
+
+static int m_probe(void *s, int64_t now_ms, err_t *err)
+{
+    store_t *st = s;
+    sqlite3_bind_int64(st->probe, 1, now_ms);
+    return step_ok(st, st->probe, err, "health probe");
+}
+
+static bool m_write_fault(void *s)
+{
+    (void)s;
+    return vfs_fault(3, 'W'); /* the test seam, vfs.h */
+}
+
+const txn_methods sqlite_txn_methods = {
+    .begin = m_begin,
+    .commit = m_commit,
+    .rollback = m_rollback,
+    .savepoint = m_savepoint,
+    .release = m_release,
+    .rollback_to = m_rollback_to,
+    .in_tx = m_in_tx,
+    .ensure_col = m_ensure_col,
+    .auto_index = m_auto_index,
+    .get = m_get,
+    .put = m_put,
+    .del = m_del,
+    .find = m_find,
+    .append_change = m_append_change,
+    .append_activity = m_append_activity,
+    .idem_get = m_idem_get,
+    .idem_put = m_idem_put,
+    .cred_put = m_cred_put,
+    .session_put = m_session_put,
+    .session_del = m_session_del,
+    .sessions_del = m_sessions_del,
+    .probe = m_probe,
+    .write_fault = m_write_fault,
+};

@@ -3,10 +3,11 @@
  *
  * The store is one object (struct store) split across files by what a
  * reader looks for:
- *   sqlite.c   errors, opening, the schema, closing
- *   writer.c   the writer's queue, groups (group commit), the thread, pruning
- *   apply.c    what one write job does to the rows: ops, access and schema
- *              checks, the activity hash chain, idempotency, server functions
+ *   sqlite.c   errors, opening, the schema, the txn_methods of core/txn.h
+ *              (rows, the feed, the log, savepoints: prepared statements),
+ *              closing
+ *   writer.c   the writer's queue, groups (group commit), the thread, pruning;
+ *              what a job means is core's (core/txn.c)
  *   reads.c    read jobs on the reader pool, and the accounts loaded at start
  *   offline.c  work on a database with a connection of its own: verify,
  *              the activity log for the command line, export
@@ -42,7 +43,6 @@
 #include "vfs.h"
 
 #define MAX_GROUP 1024          /* jobs in one transaction */
-#define IDEMPOTENCY_MS (24LL * 3600 * 1000)
 #define COLS_BUCKETS 256
 
 /* Writer-side statements of one collection. */
@@ -69,22 +69,13 @@ struct store {
     sqlite3 *wdb;
     sqlite3_stmt *ins_change, *idem_get, *idem_put, *probe;
     sqlite3_stmt *ins_activity, *cred_put, *sess_put, *sess_del, *sess_del_account;
-    int64_t next_aseq;            /* the next activity entry's seq */
-    unsigned char last_hash[32];  /* the newest entry's hash (zeros: none) */
     /* Transaction control, prepared once: compiling "SAVEPOINT job" for
      * every request cost more than the request's inserts. */
     sqlite3_stmt *begin, *commit, *rollback, *savepoint, *release, *rollback_to;
-    bool tx_broken; /* a write failed half-way: the whole group must go */
-    err_code broken_code;
-    /* Server functions run without a savepoint of their own (its
-     * sub-journal copies every page a call touches: 7-15% of the writer's
-     * time under place_order). One that fails after a write cannot be
-     * undone alone: the group is rolled back and run again, carefully,
-     * with a savepoint per call. */
-    bool careful; /* this run of the group gives each call a savepoint */
-    bool rerun;   /* a call failed after a write: run the group carefully */
     colstmts *cols[COLS_BUCKETS];
-    int64_t next_seq;
+    /* Core's side of the writer: the next seqs, the log's last hash, the
+     * group's state; its methods are this store's (sqlite.c). */
+    txn_t txn;
     int64_t last_prune_check;
 
     /* Queue into the writer. */
@@ -144,14 +135,9 @@ int64_t sq_query_i64_text2(sqlite3 *db, const char *sql, const char *a, const ch
 /* writer.c */
 void *writer_main(void *arg);
 void on_done_async(uv_async_t *h);
-void activity_free(activity_rec *a);
-void free_changes(change_t *ch);
 
-/* apply.c: a collection's writer statements (made on first use), an index
- * job, and one job run inside the group's transaction. */
-colstmts *writer_col(store_t *st, const char *col);
-void writer_index(store_t *st, wjob *job);
-void run_job(store_t *st, wjob *job);
+/* sqlite.c: the methods core's writes go through. */
+extern const txn_methods sqlite_txn_methods;
 
 /* reads.c: whether a read failed because the table is not there (yet). */
 bool no_table(sqlite3 *db);

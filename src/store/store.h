@@ -28,18 +28,10 @@
 #include "../core/err.h"
 #include "../core/feed.h"
 #include "../core/query.h"
+#include "../core/txn.h"
 #include "../util/util.h"
 
 typedef struct store store_t;
-
-/* An activity-log entry, as committed: the JSON text of the entry (with
- * its seq and hash), for the `_activity` subscribers. */
-typedef struct activity_rec {
-    int64_t seq;
-    char *json;
-    size_t len;
-    struct activity_rec *next;
-} activity_rec;
 
 /* Activity entries (newest first) matching the filters, as JSON objects
  * appended to out with commas; a read on the caller's thread with its own
@@ -81,101 +73,9 @@ void store_close(store_t *st);
 
 /* ------------------------------------------------------------------ writes */
 
-/* Document ops, and ops on the private tables the API never shows:
- * W_CRED sets account id's password hash (doc {"hash"}); W_SESSION_ADD
- * stores a session under a token's hash (id; doc {"session","account",
- * "expires_at"}); W_SESSION_DEL forgets one (id: the token hash);
- * W_SESSIONS_DEL forgets every session of account id. */
-typedef enum wop_kind {
-    W_CREATE, W_PUT, W_PATCH, W_DELETE,
-    W_CRED, W_SESSION_ADD, W_SESSION_DEL, W_SESSIONS_DEL,
-} wop_kind;
+/* The write jobs (wjob, wop) and server functions (fn_tx) are core's:
+ * core/txn.h. */
 
-typedef struct wop {
-    wop_kind kind;
-    char col[65];
-    char *id;           /* owned; NULL for a create that wants an id made */
-    json_t *doc;        /* owned; the client object (create/put) or patch */
-    int64_t if_version; /* -1: no precondition; -2: must exist */
-    bool skip_unchanged; /* W_PUT: no write when the stored members are equal */
-} wop;
-
-typedef enum wjob_kind { WJ_OPS, WJ_PROBE, WJ_INDEX, WJ_FN } wjob_kind;
-
-/* ------------------------------------------------------------------ server functions */
-
-/* A server function runs on the writer thread, inside the group's
- * transaction and its own savepoint: nothing else writes between what it
- * reads and what it writes, so a check like "stock >= qty" holds until the
- * commit, and a failure undoes all of it. Its writes take the same path as
- * requests (schemas, the change feed, the activity log) but not the
- * collections' rules: the function decides who may do what. */
-typedef struct fn_tx fn_tx;
-typedef int (*fn_impl)(fn_tx *t, const json_t *args, json_t **result);
-
-/* The stored document (a new reference), or NULL when there is none. */
-json_t *fn_get(fn_tx *t, const char *col, const char *id);
-/* The documents of col matching q (at most q->limit, 0: all), as an array. */
-json_t *fn_find(fn_tx *t, const char *col, const query_t *q);
-/* Creates (id may be NULL: one is made), puts, patches or deletes a
- * document; takes doc. Returns the document written (a new reference), or
- * NULL with the error set (the function then returns -1). */
-json_t *fn_write(fn_tx *t, wop_kind kind, const char *col, const char *id, json_t *doc);
-const actor_t *fn_actor(fn_tx *t);
-/* The transaction's time, RFC 3339. */
-const char *fn_now(fn_tx *t);
-/* Fails the call with code and message (details taken, may be NULL); -1. */
-int fn_fail(fn_tx *t, err_code code, json_t *details, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-
-typedef struct wjob {
-    wjob_kind kind;
-    /* WJ_OPS: one op (a single request) or many (a batch: all or none). */
-    wop *ops;
-    int nops;
-    bool is_batch;
-    /* Idempotency: when key is set, the first successful answer for
-     * (account, key) is stored with the writes and given again. */
-    char *idem_account;
-    char *idem_key;
-    /* WJ_INDEX */
-    char *index_col, *index_field;
-    /* WJ_FN: the function, its name and arguments (owned). The answer is
-     * its result; a refusal of the function is in fn_err (the job itself
-     * commits: the call is logged either way). */
-    fn_impl fn;
-    char fn_name[65];
-    json_t *fn_args;
-    err_t fn_err;
-    /* Who asks: rules apply to it (unless system or admin), and every
-     * write is logged under its name. */
-    actor_t actor;
-    /* An activity entry the job adds besides its writes (login, logout,
-     * a client's event...): action and data (owned, may be NULL). */
-    char log_action[33];
-    json_t *log_data;
-
-    /* Filled by the writer. On success: status and answer (the document,
-     * {"id","version"} for delete, or {"results":[..],"seq":S} for a
-     * batch); on failure: err (with details.index for a batch). */
-    err_t err;
-    int status;
-    buf_t answer;
-    int64_t version; /* of the single op's document (for ETag) */
-    int64_t seq;     /* feed position after this job */
-    bool replayed;   /* answered from the idempotency table */
-    change_t *changes; /* list in seq order, owned until delivered */
-    activity_rec *activity; /* the entries it logged, owned */
-
-    void (*done)(struct wjob *job);
-    void *ctx;
-    struct wjob *next;
-    uint64_t t_queued;
-} wjob;
-
-wjob *wjob_new(wjob_kind kind, int nops);
-void wjob_free(wjob *job);
 /* Queues a job for the writer; job->done runs later on the loop thread.
  * After store_drain began, the job fails at once with 503. */
 void store_submit(store_t *st, wjob *job);

@@ -2,68 +2,11 @@
  * writer.c: the writer's queue and groups (group commit) and its thread.
  *
  * The loop thread queues jobs (store_submit); the writer takes every job
- * queued, runs them in one transaction (apply.c runs each), commits, and
- * hands them back through the done queue and a uv_async_t, in commit order.
- * A COMMIT that fails fails the whole group, and group_undo gives back the
- * seqs and activity entries it took, so the feed stays gapless.
+ * queued and has core run them in one transaction (core/txn.c: what each
+ * job means, the commit, the undo that keeps the feed gapless), then hands
+ * them back through the done queue and a uv_async_t, in commit order.
  */
 #include "sqlite_int.h"
-
-/* ------------------------------------------------------------------ jobs */
-
-wjob *wjob_new(wjob_kind kind, int nops)
-{
-    wjob *job = xcalloc(1, sizeof *job);
-    job->kind = kind;
-    job->nops = nops;
-    job->ops = nops ? xcalloc((size_t)nops, sizeof *job->ops) : NULL;
-    for (int i = 0; i < nops; i++)
-        job->ops[i].if_version = -1;
-    return job;
-}
-
-void activity_free(activity_rec *a)
-{
-    while (a) {
-        activity_rec *next = a->next;
-        free(a->json);
-        free(a);
-        a = next;
-    }
-}
-
-void free_changes(change_t *ch)
-{
-    while (ch) {
-        change_t *next = ch->next;
-        ch->next = NULL;
-        change_unref(ch);
-        ch = next;
-    }
-}
-
-void wjob_free(wjob *job)
-{
-    if (!job)
-        return;
-    for (int i = 0; i < job->nops; i++) {
-        free(job->ops[i].id);
-        json_decref(job->ops[i].doc);
-    }
-    free(job->ops);
-    free(job->idem_account);
-    free(job->idem_key);
-    free(job->index_col);
-    free(job->index_field);
-    err_clear(&job->err);
-    buf_free(&job->answer);
-    free_changes(job->changes);
-    activity_free(job->activity);
-    json_decref(job->log_data);
-    json_decref(job->fn_args);
-    err_clear(&job->fn_err);
-    free(job);
-}
 
 void store_submit(store_t *st, wjob *job)
 {
@@ -121,7 +64,7 @@ uint64_t store_writer_heartbeat(store_t *st, bool *busy)
 
 static void prune(store_t *st)
 {
-    int64_t last = st->next_seq - 1;
+    int64_t last = st->txn.next_seq - 1;
     int64_t first = atomic_load(&st->first_seq);
     int64_t keep = st->opts.retain_changes;
     /* Prune in steps of a tenth of the window (at least 1), so the cost is
@@ -138,31 +81,8 @@ static void prune(store_t *st)
     if (now - st->last_prune_check > 600000) {
         st->last_prune_check = now;
         snprintf(sql, sizeof sql, "DELETE FROM idempotency WHERE at < %lld",
-                 (long long)(now - IDEMPOTENCY_MS));
+                 (long long)(now - TXN_IDEMPOTENCY_MS));
         sq_exec(st->wdb, sql, NULL);
-    }
-}
-
-/* The group's transaction was rolled back: the feed and the log go back
- * to where they were, and every job to before it ran. */
-static void group_undo(store_t *st, wjob *jobs, int64_t seq, int64_t aseq,
-                       const unsigned char hash[32])
-{
-    st->next_seq = seq;
-    st->next_aseq = aseq;
-    memcpy(st->last_hash, hash, sizeof st->last_hash);
-    for (wjob *j = jobs; j; j = j->next) {
-        free_changes(j->changes);
-        j->changes = NULL;
-        activity_free(j->activity);
-        j->activity = NULL;
-        j->answer.len = 0;
-        err_clear(&j->err);
-        err_clear(&j->fn_err);
-        j->status = 0;
-        j->version = 0;
-        j->seq = 0;
-        j->replayed = false;
     }
 }
 
@@ -170,75 +90,24 @@ static void group_undo(store_t *st, wjob *jobs, int64_t seq, int64_t aseq,
 static void commit_group(store_t *st, wjob *jobs, int n)
 {
     uint64_t t0 = time_mono_ns();
-    /* DDL first, each committing alone: tables of new collections and
-     * requested indexes. Then the group transaction holds only data. */
-    for (wjob *j = jobs; j; j = j->next) {
-        if (j->kind == WJ_INDEX)
-            writer_index(st, j);
-        for (int i = 0; i < j->nops; i++)
-            if (j->ops[i].kind < W_CRED) /* private ops have no collection */
-                writer_col(st, j->ops[i].col);
-    }
-    int64_t seq_before = st->next_seq, aseq_before = st->next_aseq;
-    unsigned char hash_before[32];
-    memcpy(hash_before, st->last_hash, sizeof hash_before);
-    err_t txerr = {0};
+    int64_t seq_before = st->txn.next_seq;
     uint64_t sync_failures = vfs_thread_sync_failures();
-    int rc = atomic_load(&st->failed) ? SQLITE_IOERR_FSYNC : sq_step(st->begin);
     if (atomic_load(&st->failed)) {
-        err_set(&txerr, E_UNAVAILABLE,
-                "writes are stopped: the disk failed to confirm a write (fsync); check the disk,"
-                " then restart livedb");
-    } else if (rc != SQLITE_OK) {
-        sq_err(&txerr, st->wdb, rc, "begin");
+        txn_refuse_group(jobs, E_UNAVAILABLE,
+                         "writes are stopped: the disk failed to confirm a write (fsync); check"
+                         " the disk, then restart livedb");
     } else {
-        st->careful = false;
-        for (;;) {
-            st->tx_broken = false;
-            st->rerun = false;
-            for (wjob *j = jobs; j && !st->rerun; j = j->next) /* rerun: the rest is undone */
-                if (j->kind != WJ_INDEX)
-                    run_job(st, j);
-            if (!st->rerun || st->careful)
-                break;
-            /* A call failed after a write: all again, a savepoint each. */
-            sq_step(st->rollback);
-            group_undo(st, jobs, seq_before, aseq_before, hash_before);
-            st->careful = true;
-            metrics_add(M_GROUP_RERUNS, 1);
-            rc = sq_step(st->begin);
-            if (rc != SQLITE_OK) {
-                sq_err(&txerr, st->wdb, rc, "begin");
-                break;
-            }
-        }
-        if (!txerr.code) {
-            rc = st->tx_broken ? SQLITE_ABORT : sq_step(st->commit);
-            if (rc != SQLITE_OK) {
-                if (st->tx_broken)
-                    err_set(&txerr, st->broken_code, "a write failed; nothing of its group was kept");
-                else
-                    sq_err(&txerr, st->wdb, rc, "commit");
-                if (!sqlite3_get_autocommit(st->wdb))
-                    sq_step(st->rollback);
-            }
-        }
+        /* DDL first, each committing alone: tables of new collections and
+         * requested indexes. Then the group transaction holds only data. */
+        txn_prepare(&st->txn, jobs);
+        txn_run_group(&st->txn, jobs);
     }
-    if (txerr.code) {
-        /* Nothing of this group is durable: every job fails. */
-        group_undo(st, jobs, seq_before, aseq_before, hash_before);
-        for (wjob *j = jobs; j; j = j->next) {
-            j->err.code = txerr.code;
-            snprintf(j->err.msg, sizeof j->err.msg, "%s", txerr.msg);
-        }
-    }
-    err_clear(&txerr);
     if (vfs_thread_sync_failures() != sync_failures && !atomic_load(&st->failed)) {
         atomic_store(&st->failed, true);
         log_msg(LOG_ERROR, "an fsync failed: writes are stopped until livedb is restarted"
                            " (what was acknowledged before is safe; check the disk)");
     }
-    int64_t committed = st->next_seq - 1;
+    int64_t committed = st->txn.next_seq - 1;
     atomic_store(&st->committed_seq, committed);
     uint64_t t1 = time_mono_ns();
     metrics_observe(M_COMMIT_SECONDS, (double)(t1 - t0) / 1e9);
@@ -252,8 +121,11 @@ void *writer_main(void *arg)
     store_t *st = arg;
     /* The apps' collections exist before any job: a server function never
      * creates a table inside its transaction. */
-    for (int i = 0; st->opts.app_collections && i < apps_count(); i++)
-        writer_col(st, apps_at(i)->name);
+    for (int i = 0; st->opts.app_collections && i < apps_count(); i++) {
+        err_t e = {0};
+        sqlite_txn_methods.ensure_col(st, apps_at(i)->name, &e);
+        err_clear(&e);
+    }
     for (;;) {
         pthread_mutex_lock(&st->mu);
         while (!st->q_head && !st->exit_writer)

@@ -68,4 +68,20 @@ void random_id(char *out, size_t n);
  * order documents were made. n >= 16. */
 void time_ordered_id(char *out, size_t n);
 
+/* Invariants, in the spirit of SQLite's assert, ALWAYS and NEVER: checked
+ * in debug builds (-DLIVEDB_DEBUG, which the ASan build sets), free in a
+ * release build. INVARIANT(x): x holds here, or the code is wrong.
+ * ALWAYS(x) / NEVER(x): a condition believed always true / never true that
+ * the code still handles; a debug build stops where the belief fails. */
+#ifdef LIVEDB_DEBUG
+#include <assert.h>
+#define INVARIANT(x) assert(x)
+#define ALWAYS(x) ((x) ? 1 : (assert(!"ALWAYS(" #x ")"), 0))
+#define NEVER(x) ((x) ? (assert(!"NEVER(" #x ")"), 1) : 0)
+#else
+#define INVARIANT(x) ((void)0)
+#define ALWAYS(x) (x)
+#define NEVER(x) (x)
+#endif
+
 #endif
