@@ -152,7 +152,7 @@ static int m_put(void *s, const char *col, const char *id, int64_t version, cons
     if (*slot >= 0)
         return TXN_UNIQUE;
     const char *c = created ? created : json_string_value(json_object_get(r, "c"));
-    json_object_set_new(rows, id, json_pack("{sIsssss#}", "v", (json_int_t)version, "c", c, "u",
+    json_object_set_new(rows, id, json_pack("{sIssssss#}", "v", (json_int_t)version, "c", c, "u",
                                             now, "b", body, (int)len));
     return 0;
 }
@@ -201,7 +201,7 @@ static int m_append_activity(void *s, int64_t seq, int64_t at_ms, const char *ac
                              const char hash_hex[64], err_t *err)
 {
     json_array_append_new(part(s, "activity"),
-                          json_pack("{sIsss#ss#}", "seq", (json_int_t)seq, "action", action,
+                          json_pack("{sIssss#ss#}", "seq", (json_int_t)seq, "action", action,
                                     "entry", entry, (int)len, "hash", hash_hex, 64));
     return 0;
 }
