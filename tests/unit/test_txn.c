@@ -61,7 +61,11 @@ static void fx_close(fx *f)
     if (f->mem)
         memstore_free(f->mem);
     if (f->st) {
+        /* The loop's handle first (store_close leaves it to the drain). */
+        uv_close((uv_handle_t *)&f->st->async, NULL);
+        uv_run(&f->loop, UV_RUN_DEFAULT);
         store_close(f->st);
+        uv_loop_close(&f->loop);
         nftw(f->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
     }
 }
