@@ -867,7 +867,9 @@ sdkTest('activity: page_view once, report(), uncaught errors and rejections, bat
 sdkTest('activity: events still buffered when the page goes away are sent with keepalive', async (srv, ctx) => {
   const page = await sdkPage(ctx, srv, { as: PARTNER, opts: { reportEveryMs: 60_000 } });
   await page.evaluate(() => db.report('checkout.left', { step: 2 }));
-  await page.goto('about:blank');
+  // Away to another page of the same site (about:blank would swap the
+  // renderer, whose unload handlers a loaded machine may never run).
+  await page.goto(`${srv.url}/favicon.svg`);
   let got = [];
   for (let i = 0; i < 50 && !got.length; i++) {
     await sleep(100);
@@ -877,6 +879,23 @@ sdkTest('activity: events still buffered when the page goes away are sent with k
   assert.deepEqual(got[0].data, { step: 2 });
   assert.equal(got[0].account, srv.partnerId);
   assert.equal((await activity(srv, 'action=page_view')).length, 1);
+});
+
+sdkTest('activity: a batch half sent when the page goes away is finished with keepalive', async (srv, ctx) => {
+  const page = await sdkPage(ctx, srv, { as: PARTNER, opts: { reportBatch: 2, reportEveryMs: 60_000 } });
+  // The second event starts a flush of [page_view, left.a] that sends one
+  // at a time; the page leaves while the first is on its way.
+  await page.evaluate(() => { for (const a of ['left.a', 'left.b', 'left.c']) db.report(a); });
+  await page.goto(`${srv.url}/favicon.svg`);
+  const seen = async () => (await activity(srv, `actor=${srv.partnerId}`)).map((e) => e.action).filter((a) => a.startsWith('left.'));
+  let got = [];
+  for (let i = 0; i < 50 && got.length < 3; i++) {
+    await sleep(100);
+    got = await seen();
+  }
+  assert.deepEqual(got.sort(), ['left.a', 'left.b', 'left.c']);
+  await sleep(300);
+  assert.equal((await seen()).length, 3, 'none twice');
 });
 
 // ---------------------------------------------------------------- odds and ends

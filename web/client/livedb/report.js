@@ -47,6 +47,7 @@ export class Reporter {
     this.timer = null;
     this.sending = false;
     this.holdUntil = 0;
+    this.inflight = null; // { batch, at }: the batch flush() is sending, one fetch at a time
   }
 
   add(action, data) {
@@ -89,7 +90,9 @@ export class Reporter {
         const log = this._readLog();
         const budget = this.db.opts.reportPerMinute - log.times.length;
         const batch = this.buf.splice(0, Math.max(0, budget));
+        this.inflight = { batch, at: 0 };
         for (let i = 0; i < batch.length; i++) {
+          this.inflight.at = i;
           try {
             // keepalive: an event on its way when the page goes survives it.
             await this.db._http('POST', '/v1/activity', batch[i], { keepalive: true });
@@ -109,6 +112,7 @@ export class Reporter {
         storageSet(this._logKey, log);
       });
     } finally {
+      this.inflight = null;
       this.sending = false;
       if (this.buf.length) {
         const log = this._readLog();
@@ -119,11 +123,16 @@ export class Reporter {
   }
 
   // The page is going away: what fits in the budget goes with keepalive.
+  // Events of a batch flush() has not reached yet go now too (the loop
+  // would never get to them: its page is gone); the one on its way
+  // already has keepalive.
   pagehide() {
+    const rest = this.inflight ? this.inflight.batch.splice(this.inflight.at + 1) : [];
+    this.buf.unshift(...rest);
     if (!this.buf.length || !this.db._token) return;
     const log = this._readLog();
     const budget = this.db.opts.reportPerMinute - log.times.length;
-    const batch = this.buf.splice(0, Math.max(0, budget));
+    const batch = this.buf.splice(0, Math.max(rest.length, budget));
     for (const ev of batch) {
       log.times.push(Date.now());
       try {
