@@ -13,6 +13,7 @@ import path from 'node:path';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
+import { before, after } from 'node:test';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BIN = path.resolve(ROOT, process.env.LIVEDB_BIN || 'build/livedb');
@@ -218,6 +219,18 @@ export async function startServer({ args = [], env, dataDir, auth = true } = {})
   await spawnServer(handle);
   if (auth) handle.token = (await login(handle, ADMIN.email, ADMIN.password)).token;
   return handle;
+}
+
+// One server for the tests of a file (or of a describe block, when called
+// inside one): started before them with startServer(opts) and handed to
+// set; after them stopped, and its exit code must be 0.
+export function serverForTests(set, opts) {
+  let srv;
+  before(async () => { srv = await startServer(opts); set(srv); });
+  after(async () => {
+    if (!srv) return;
+    assert.equal(await srv.stop(), 0, srv.stderrTail());
+  });
 }
 
 // ---------------------------------------------------------------------------
