@@ -233,6 +233,24 @@ export function serverForTests(set, opts) {
   });
 }
 
+// The temporary directories and servers of a test file, gone after its
+// tests: tmp() makes a directory named prefix + random; a server pushed on
+// servers is killed (when still running) before the directories go.
+export function scratch(prefix) {
+  const dirs = [];
+  const servers = [];
+  after(async () => {
+    for (const s of servers) if (!s.exited) await s.kill();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+  function tmp() {
+    const d = mkdtempSync(path.join(tmpdir(), prefix));
+    dirs.push(d);
+    return d;
+  }
+  return { tmp, servers };
+}
+
 // ---------------------------------------------------------------------------
 // HTTP helpers
 
