@@ -251,6 +251,18 @@ export function scratch(prefix) {
   return { tmp, servers };
 }
 
+// A seeded random number generator (mulberry32): mulberry32(seed)() gives
+// the next number in [0, 1), the same sequence for the same seed, so that a
+// failing random run can be replayed from the seed it printed.
+export function mulberry32(a) {
+  return () => {
+    a |= 0; a = (a + 0x6D2B79F5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 // ---------------------------------------------------------------------------
 // HTTP helpers
 
