@@ -2,17 +2,13 @@
 // writes nothing, adds no change-feed entry, and names its index), bounds,
 // and Idempotency-Key.
 
-import { test, before, after, describe } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, assertError, snapshot, lastSeq, userFields, DOC_ID_RE } from './lib.mjs';
+import { serverForTests, assertError, snapshot, lastSeq, userFields, DOC_ID_RE } from './lib.mjs';
 
 let srv;
 const r = (...a) => srv.req(...a);
-before(async () => { srv = await startServer(); });
-after(async () => {
-  if (!srv) return;
-  assert.equal(await srv.stop(), 0, srv.stderrTail());
-});
+serverForTests((s) => { srv = s; });
 
 const batch = (ops, headers) => r('POST', '/v1/batch', { body: { ops }, headers });
 

@@ -4,15 +4,11 @@
 
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, assertError, lastSeq, sleep, TIME_RE } from './lib.mjs';
+import { serverForTests, startServer, assertError, lastSeq, sleep, TIME_RE } from './lib.mjs';
 
 let srv;
 const r = (...a) => srv.req(...a);
-before(async () => { srv = await startServer(); });
-after(async () => {
-  if (!srv) return;
-  assert.equal(await srv.stop(), 0, srv.stderrTail());
-});
+serverForTests((s) => { srv = s; });
 
 // Opens an SSE stream with fetch. take(n) resolves with the next n events
 // ({id, data, event}); comments (": ping") are counted in `comments`.

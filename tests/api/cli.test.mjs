@@ -1,24 +1,13 @@
 // Command line: exit codes (0 success, 1 run-time failure, 2 bad usage),
 // --version and help, --demo, and export/import round trips.
 
-import { test, after, describe } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { startServer, runBin, listAll, lastSeq } from './lib.mjs';
+import { startServer, runBin, listAll, lastSeq, scratch } from './lib.mjs';
 
-const dirs = [];
-function tmp() {
-  const d = mkdtempSync(path.join(tmpdir(), 'livedb-cli-'));
-  dirs.push(d);
-  return d;
-}
-const servers = [];
-after(async () => {
-  for (const s of servers) if (!s.exited) await s.kill();
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const { tmp, servers } = scratch('livedb-cli-');
 
 const run = (args, opts = {}) => runBin(args, { timeout: 20000, ...opts });
 

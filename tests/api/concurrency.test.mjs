@@ -3,17 +3,13 @@
 // order. Also concurrent writes to one document (versions never repeat) and
 // optimistic read-modify-write with If-Match (no lost update).
 
-import { test, before, after, describe } from 'node:test';
+import { test, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, listAll, lastSeq, workers, sleep } from './lib.mjs';
+import { serverForTests, listAll, lastSeq, workers, sleep } from './lib.mjs';
 
 let srv;
 const r = (...a) => srv.req(...a);
-before(async () => { srv = await startServer({ args: ['--no-access-log'] }); });
-after(async () => {
-  if (!srv) return;
-  assert.equal(await srv.stop(), 0, srv.stderrTail());
-});
+serverForTests((s) => { srv = s; }, { args: ['--no-access-log'] });
 
 const CLIENTS = 50;
 const PER_CLIENT = 200;

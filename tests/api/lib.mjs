@@ -13,6 +13,7 @@ import path from 'node:path';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
+import { before, after } from 'node:test';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BIN = path.resolve(ROOT, process.env.LIVEDB_BIN || 'build/livedb');
@@ -218,6 +219,48 @@ export async function startServer({ args = [], env, dataDir, auth = true } = {})
   await spawnServer(handle);
   if (auth) handle.token = (await login(handle, ADMIN.email, ADMIN.password)).token;
   return handle;
+}
+
+// One server for the tests of a file (or of a describe block, when called
+// inside one): started before them with startServer(opts) and handed to
+// set; after them stopped, and its exit code must be 0.
+export function serverForTests(set, opts) {
+  let srv;
+  before(async () => { srv = await startServer(opts); set(srv); });
+  after(async () => {
+    if (!srv) return;
+    assert.equal(await srv.stop(), 0, srv.stderrTail());
+  });
+}
+
+// The temporary directories and servers of a test file, gone after its
+// tests: tmp() makes a directory named prefix + random; a server pushed on
+// servers is killed (when still running) before the directories go.
+export function scratch(prefix) {
+  const dirs = [];
+  const servers = [];
+  after(async () => {
+    for (const s of servers) if (!s.exited) await s.kill();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+  function tmp() {
+    const d = mkdtempSync(path.join(tmpdir(), prefix));
+    dirs.push(d);
+    return d;
+  }
+  return { tmp, servers };
+}
+
+// A seeded random number generator (mulberry32): mulberry32(seed)() gives
+// the next number in [0, 1), the same sequence for the same seed, so that a
+// failing random run can be replayed from the seed it printed.
+export function mulberry32(a) {
+  return () => {
+    a |= 0; a = (a + 0x6D2B79F5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
 }
 
 // ---------------------------------------------------------------------------

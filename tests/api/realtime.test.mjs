@@ -16,6 +16,15 @@ const upgradeReq = (extra = '', host = 't') =>
   `GET /v1/realtime HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
   `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${KEY}\r\n${AUTH}${extra}\r\n`;
 
+// Runs body on a server of the test's own (opts as startServer's; AUTH set
+// for raw requests); after body the server must stop with exit code 0.
+async function onOwnServer(opts, body) {
+  const srv = await startServer(opts);
+  AUTH = srv.authLine();
+  await body(srv);
+  assert.equal(await srv.stop(), 0, srv.stderrTail());
+}
+
 describe('handshake', () => {
   let srv;
   before(async () => { srv = await startServer({ args: ['--allow-origin', 'https://portal.example'] }); AUTH = srv.authLine(); });
@@ -323,9 +332,7 @@ describe('presence', () => {
 });
 
 describe('heartbeat and slow readers', () => {
-  test('the server pings; a client that answers stays; a silent one is closed', async () => {
-    const srv = await startServer({ args: ['--ws-ping', '1'] });
-    AUTH = srv.authLine();
+  test('the server pings; a client that answers stays; a silent one is closed', () => onOwnServer({ args: ['--ws-ping', '1'] }, async (srv) => {
     const c = await open(srv);
     let pings = 0;
     c.ws.on('ping', () => { pings++; });
@@ -340,13 +347,10 @@ describe('heartbeat and slow readers', () => {
     assert.ok(body.includes(Buffer.from([0x89, 0x00])), body.toString('hex'));
     assert.ok(body.includes(Buffer.from([0x88])), 'close frame');
     await c.close();
-    assert.equal(await srv.stop(), 0, srv.stderrTail());
-  });
+  }));
 
-  test('a ping goes out when its timer fires, not at the next I/O', async () => {
+  test('a ping goes out when its timer fires, not at the next I/O', () => onOwnServer({ args: ['--ws-ping', '2'] }, async (srv) => {
     // Output queued by a timer must not wait for the loop's next event.
-    const srv = await startServer({ args: ['--ws-ping', '2'] });
-    AUTH = srv.authLine();
     const net = await import('node:net');
     const sock = net.connect({ port: srv.port, host: '127.0.0.1' });
     const t0 = Date.now();
@@ -361,12 +365,9 @@ describe('heartbeat and slow readers', () => {
     });
     sock.destroy();
     assert.ok(pingAt >= 1500 && pingAt < 3000, `first ping after ${pingAt} ms (interval 2000)`);
-    assert.equal(await srv.stop(), 0, srv.stderrTail());
-  });
+  }));
 
-  test('a reader that stops reading is closed with 4008 and resumes losslessly', async () => {
-    const srv = await startServer({ args: ['--ws-max-pending', '65536'] });
-    AUTH = srv.authLine();
+  test('a reader that stops reading is closed with 4008 and resumes losslessly', () => onOwnServer({ args: ['--ws-max-pending', '65536'] }, async (srv) => {
     const slow = await open(srv);
     const snap = await subscribe(slow, { id: 's', col: 'flood' });
     slow.ws._socket.pause(); // stop reading: the server's output piles up
@@ -394,14 +395,11 @@ describe('heartbeat and slow readers', () => {
     const metrics = (await srv.req('GET', '/metrics')).text;
     assert.match(metrics, /livedb_realtime_slow_closed_total [1-9]/);
     await again.close();
-    assert.equal(await srv.stop(), 0, srv.stderrTail());
-  });
+  }));
 });
 
 describe('feeds agree', () => {
-  test('SSE, long poll and WebSocket see the same sequence', async () => {
-    const srv = await startServer();
-    AUTH = srv.authLine();
+  test('SSE, long poll and WebSocket see the same sequence', () => onOwnServer({}, async (srv) => {
     const c = await open(srv);
     const start = await subscribe(c, { id: 'all', col: 'agree' });
     const ac = new AbortController();
@@ -443,14 +441,11 @@ describe('feeds agree', () => {
     assert.deepEqual(wsSeqs, pollSeqs);
     assert.deepEqual(sseSeqs.slice(0, 40), pollSeqs);
     await c.close();
-    assert.equal(await srv.stop(), 0, srv.stderrTail());
-  });
+  }));
 });
 
 describe('interoperability', () => {
-  test("Debian's python3-websockets client subscribes and sees a change", async () => {
-    const srv = await startServer();
-    AUTH = srv.authLine();
+  test("Debian's python3-websockets client subscribes and sees a change", () => onOwnServer({}, async (srv) => {
     await srv.req('PUT', '/v1/c/py/a', { body: { n: 1 } });
     const script = `
 import asyncio, json, sys, urllib.request
@@ -476,6 +471,5 @@ asyncio.run(main())
     const r = spawnSync('/usr/bin/python3', ['-c', script], { encoding: 'utf8', timeout: 20_000 });
     assert.equal(r.status, 0, r.stderr + r.stdout);
     assert.equal(r.stdout.trim(), 'ok');
-    assert.equal(await srv.stop(), 0, srv.stderrTail());
-  });
+  }));
 });

@@ -6,12 +6,12 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, readFileSync, rmSync, existsSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, readFileSync, existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   startServer, addAccount, login, BIN, ADMIN, listAll, lastSeq, sleep, assertError, userFields, runBin,
+  scratch,
 } from './lib.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -21,22 +21,12 @@ const LEGACY = JSON.parse(SAMPLE_TEXT);
 const APPS = ['--apps', 'wholesale,studio'];
 const PW = 'password-12345';
 
-const dirs = [];
-function tmp() {
-  const d = mkdtempSync(path.join(tmpdir(), 'livedb-studio-'));
-  dirs.push(d);
-  return d;
-}
-const servers = [];
+const { tmp, servers } = scratch('livedb-studio-');
 async function serve(opts) {
   const s = await startServer({ ...opts, args: [...APPS, ...(opts?.args || [])] });
   servers.push(s);
   return s;
 }
-after(async () => {
-  for (const s of servers) if (!s.exited) await s.kill();
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
 
 const run = runBin;
 

@@ -101,6 +101,13 @@ export function noProblems(...pages) {
   for (const p of pages) assert.deepEqual(p.problems, [], `console errors on ${p.url()}`);
 }
 
+// The end of a test: none of pages had a problem (noProblems), then each of
+// contexts is closed, in order.
+export async function finish(pages, ...contexts) {
+  noProblems(...pages);
+  for (const c of contexts) await c.close();
+}
+
 // Opens path in ctx and signs in as who through the page's sign-in form
 // (shot(page), when given, first: the form's screenshots); resolves once
 // #app shows.

@@ -93,6 +93,17 @@ async function sdkPage(ctx, srv, { as = ADMIN, name = 'test', transports, opts =
   return page;
 }
 
+// What restore() gives a new LiveDB named name in page (closed after).
+function restoreIn(page, name) {
+  return page.evaluate(async (n) => {
+    const { LiveDB } = await import('/client/livedb.js');
+    const other = new LiveDB({ name: n });
+    const r = await other.restore();
+    other.close();
+    return r;
+  }, name);
+}
+
 // Waits until fn(arg), run in the page, is truthy.
 async function until(page, fn, timeout = 10_000, arg = null) {
   try {
@@ -129,13 +140,7 @@ sdkTest('login, restore and logout', async (srv, ctx) => {
   await until(page, () => db.state === 'live');
 
   // Another name is another namespace: no session there.
-  assert.equal(await page.evaluate(async () => {
-    const { LiveDB } = await import('/client/livedb.js');
-    const other = new LiveDB({ name: 'elsewhere' });
-    const r = await other.restore();
-    other.close();
-    return r;
-  }), null);
+  assert.equal(await restoreIn(page, 'elsewhere'), null);
 
   // Something cached for this account...
   await page.evaluate(() => {
@@ -159,13 +164,7 @@ sdkTest('login, restore and logout', async (srv, ctx) => {
   assert.equal(await page.evaluate(async () => (await db._store.all('cache')).length), 0);
   const me = await srv.req('GET', '/v1/auth/me', { headers: { Authorization: `Bearer ${token}` } });
   assert.equal(me.status, 401);
-  assert.equal(await page.evaluate(async () => {
-    const { LiveDB } = await import('/client/livedb.js');
-    const again = new LiveDB({ name: 'test' });
-    const r = await again.restore();
-    again.close();
-    return r;
-  }), null);
+  assert.equal(await restoreIn(page, 'test'), null);
 
   // A wrong password is a LiveDBError with the server's code.
   const err = await page.evaluate(async () => {

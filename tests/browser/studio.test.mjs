@@ -35,7 +35,7 @@ import { mkdtempSync, readFileSync, writeFileSync, existsSync, statSync, rmSync 
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import {
-  launch, openPage, screenshots, startServer, sleep, ADMIN, DESKTOP, freePort, ok, within, noProblems, signInPage,
+  launch, openPage, screenshots, startServer, sleep, ADMIN, DESKTOP, freePort, ok, within, finish, signInPage,
 } from './lib.mjs';
 import { BIN } from '../api/lib.mjs';
 
@@ -196,9 +196,7 @@ test('a creator added in one browser shows in another within 1 s, and is still t
   await a.click('#tab-jobs');
   await a.waitForSelector(jobRow('job-001'));
   await shots(a, 'jobs');
-  noProblems(a, b);
-  await actx.close();
-  await bctx.close();
+  await finish([a, b], actx, bctx);
 });
 
 test('usersDataChanged and jobsDataChanged fire on document for every change, with {users|jobs, changes, source}', async () => {
@@ -245,8 +243,7 @@ test('usersDataChanged and jobsDataChanged fire on document for every change, wi
   assert.equal((await page.evaluate(() => window.__events.length)) - mark, 5, 'five changes, five events');
   assert.equal(u.version, 1);
   await page.waitForSelector(userRow('ev-user'), { state: 'detached' });
-  noProblems(page);
-  await ctx.close();
+  await finish([page], ctx);
 });
 
 test('search, filters and counts by status, on both tables', async () => {
@@ -313,8 +310,7 @@ test('search, filters and counts by status, on both tables', async () => {
   const top = Math.max(...jobs.map((j) => j.budget_cents || 0));
   const firstId = await page.getAttribute('#jobs-body tr', 'data-id');
   assert.equal(jobs.find((j) => j.id === firstId).budget_cents, top);
-  noProblems(page);
-  await ctx.close();
+  await finish([page], ctx);
 });
 
 test('editing: admins edit creators and jobs, staff only jobs; a 403 and an edit that crossed another are explained', async () => {
@@ -486,9 +482,7 @@ test('assigning a job: an open job to an active creator; an inactive creator or 
   await ok(await srv.req('PATCH', '/v1/c/users/c-012', { body: { status: 'active' } }), 'reactivate');
   // The server's refusals of assign_job appear in the console as nothing:
   // they are answers over the WebSocket, shown in the dialog.
-  noProblems(staff, admin);
-  await sctx.close();
-  await actx.close();
+  await finish([staff, admin], sctx, actx);
 });
 
 // The bad records `livedb import --dry-run` names, as {col, index}.
@@ -613,8 +607,7 @@ test('the import page loads the legacy file in slices with progress, names every
   await page.waitForSelector('#file-error:not([hidden])');
   assert.match(await page.textContent('#file-error'), /broken\.json is not JSON/);
   assert.equal(await page.isDisabled('#import'), true);
-  noProblems(page);
-  await ctx.close();
+  await finish([page], ctx);
 
   const sctx = await browser.newContext();
   const sp = await openPage(sctx, srv, '/studio/migrate.html', { viewport: DESKTOP });
@@ -626,8 +619,7 @@ test('the import page loads the legacy file in slices with progress, names every
   assert.equal(await sp.isHidden('#app'), true);
   assert.match(await sp.textContent('#forbidden'), /Sam Staff \(staff\)/);
   await shots(sp, 'migrate-staff');
-  noProblems(sp);
-  await sctx.close();
+  await finish([sp], sctx);
 });
 
 // A record the server refuses takes no id: the page, which sees the whole
@@ -697,8 +689,7 @@ test('the import page: a bad record does not take its id, so a good copy after i
   assert.deepEqual(got('mix-a'), ['Ann', 'active', 1], 'the fixed copy of a bad record loads');
   assert.deepEqual(got('mix-b'), ['Bo', 'active', 1], 'the first of two good copies loads, once');
   assert.deepEqual(got('mix-c'), ['Cy', 'inactive', 1], 'a fixed copy slices after the bad one loads');
-  noProblems(page);
-  await ctx.close();
+  await finish([page], ctx);
 });
 
 test('the system test page: every check passes for an admin (the snapshot check is for static hosts)', async () => {
@@ -724,8 +715,7 @@ test('the system test page: every check passes for an admin (the snapshot check 
   await page.click('#run-all');
   await page.waitForSelector('#summary[data-result="running"]', { timeout: 2000 }).catch(() => {});
   await page.waitForSelector('#summary >> text=All checks passed', { timeout: 20_000 });
-  noProblems(page);
-  await ctx.close();
+  await finish([page], ctx);
 });
 
 test('the server stopped: a reload shows the saved copy with its age; older than 5 minutes it says it is out of date; back live after', async () => {
@@ -805,8 +795,7 @@ test('no saved copy and the server down: a static host serves the pages and the 
   await sp.click('#login-submit');
   await waitLive(sp);
   await sp.waitForSelector(userRow('c-001'));
-  noProblems(sp);
-  await live.close();
+  await finish([sp], live);
 
   // A change, so that the snapshot is written after everything above.
   await ok(await srv.req('POST', '/v1/c/users', { body: { id: 'snap-user', name: 'Sol Snapshot', status: 'active', city: 'Tulsa' } }), 'create');

@@ -12,7 +12,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  launch, openPage, screenshot, screenshots, startServer, login, sleep, DESKTOP, PHONE, freePort, ok, within, noProblems,
+  launch, openPage, screenshot, screenshots, startServer, login, sleep, DESKTOP, PHONE, freePort, ok, within, noProblems, finish,
   signInPage,
 } from './lib.mjs';
 
@@ -146,9 +146,7 @@ test('sign-in pages, and a partner order reaches the admin within 1 s with the c
   await shots(wrong, 'partner-not-partner');
   noProblems(wrong);
 
-  noProblems(admin, partner);
-  await actx.close();
-  await pctx.close();
+  await finish([admin, partner], actx, pctx);
 });
 
 test('an admin price change shows on the partner page within 1 s, highlighted; stock edits too', async (t) => {
@@ -196,9 +194,7 @@ test('an admin price change shows on the partner page within 1 s, highlighted; s
   assert.equal(await stockOf('AVO-048'), 4);
   await shots(admin, 'admin-inventory');
 
-  noProblems(admin, partner);
-  await actx.close();
-  await pctx.close();
+  await finish([admin, partner], actx, pctx);
 });
 
 test('the admin moves an order to shipped; the partner sees the status and a notification', async () => {
@@ -233,9 +229,7 @@ test('the admin moves an order to shipped; the partner sees the status and a not
   const r = await srv.req('POST', '/v1/fn/set_order_status', { body: { order_id: first, status: 'pending' } });
   assert.equal(r.status, 409);
 
-  noProblems(admin, partner);
-  await actx.close();
-  await pctx.close();
+  await finish([admin, partner], actx, pctx);
 });
 
 test('two partner tabs stay in step: orders, stock and the cart', async () => {
@@ -267,8 +261,7 @@ test('two partner tabs stay in step: orders, stock and the cart', async () => {
   await a.waitForSelector('.toast >> text=is cancelled');
   assert.equal(await stockOf('MLK-012'), stock);
 
-  noProblems(a, b);
-  await ctx.close();
+  await finish([a, b], ctx);
 });
 
 test('checkout that asks for more than there is says "only N left" and offers to fix it', async () => {
@@ -306,8 +299,7 @@ test('checkout that asks for more than there is says "only N left" and offers to
   assert.equal(await stockOf('CRO-040'), 0);
   await partner.waitForSelector(`${card('CRO-040')} .p-stock >> text=Out of stock`);
 
-  noProblems(partner);
-  await ctx.close();
+  await finish([partner], ctx);
 });
 
 test('a partner cannot see the admin portal or its data', async () => {
@@ -336,8 +328,7 @@ test('a partner cannot see the admin portal or its data', async () => {
   const mine = await srv.req('GET', '/v1/c/orders', auth);
   const me = (await srv.req('GET', '/v1/auth/me', auth)).json.account.id;
   assert.ok(mine.json.docs.length > 0 && mine.json.docs.every((o) => o.partner_id === me), 'only its own orders');
-  noProblems(page);
-  await ctx.close();
+  await finish([page], ctx);
 });
 
 test('a partner whose account is disabled is signed out of the open page', async () => {
@@ -392,9 +383,7 @@ test('the admin dashboard: charts, partners online, live activity, system health
   await admin.waitForFunction(() => /Backup age\s*\d+ s/.test(document.querySelector('#health').textContent), null, { timeout: 8000 });
   assert.notEqual(await admin.textContent('#kpi-orders'), '0');
   await shots(admin, 'admin-dashboard');
-  noProblems(admin, partner);
-  await actx.close();
-  await pctx.close();
+  await finish([admin, partner], actx, pctx);
 });
 
 test('offline: a reload without the server shows cached data marked stale; an order placed offline is sent once', async () => {

@@ -38,21 +38,12 @@ import {
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { BIN, ADMIN, startServer, listAll, req, assertError } from '../api/lib.mjs';
+import { BIN, ADMIN, startServer, listAll, req, assertError, mulberry32 } from '../api/lib.mjs';
 
 const SEEDS = Number(process.env.CORRUPT_SEEDS || 20);
 const SEED = Number(process.env.CORRUPT_SEED || (Date.now() % 2 ** 31));
 const COLS = ['ca', 'cb', 'cc'];
 const ARGS = ['--backup-interval', '0', '--no-access-log', '--apps', 'none'];
-
-function mulberry32(a) {
-  return () => {
-    a |= 0; a = (a + 0x6D2B79F5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const dirs = [];
 function tmp(prefix = 'livedb-corrupt-') {
@@ -383,16 +374,23 @@ describe('a damaged database that is not recovered', () => {
     flip(db, [{ off: 2048, x: 0x40 }, { off: 5 * 4096 + 1234, x: 0x01 }]); // page 1 is always read
     return db;
   };
+  // Damages dir's database and starts the server on it (with args): it must
+  // not start, and exit 1. Returns the handle, the database and its hash
+  // once damaged.
+  const damagedStart = async (dir, args, notStarted) => {
+    const db = damage(dir);
+    const before = sha(db);
+    const h = await launch(dir, args);
+    assert.equal(h.listening, false, notStarted);
+    assert.equal(h.code, 1, h.stderr());
+    return { h, db, before };
+  };
 
   test('--no-auto-recover: exit 1 naming livedb restore; nothing moved; then a plain start recovers', async () => {
     try {
       const dir = copyTemplate();
-      const db = damage(dir);
-      const before = sha(db);
       const manifest = readFileSync(path.join(dir, 'backups', 'manifest.json'), 'utf8');
-      const h = await launch(dir, ['--no-auto-recover']);
-      assert.equal(h.listening, false, 'it must not start');
-      assert.equal(h.code, 1, h.stderr());
+      const { h, db, before } = await damagedStart(dir, ['--no-auto-recover'], 'it must not start');
       assert.match(h.stderr(), /livedb restore --data/);
       assert.match(h.stderr(), /--no-auto-recover/);
       assert.equal(sha(db), before, 'the damaged database is left exactly as it was');
@@ -411,11 +409,7 @@ describe('a damaged database that is not recovered', () => {
     try {
       const dir = copyTemplate();
       rmSync(path.join(dir, 'backups'), { recursive: true });
-      const db = damage(dir);
-      const before = sha(db);
-      const h = await launch(dir);
-      assert.equal(h.listening, false);
-      assert.equal(h.code, 1, h.stderr());
+      const { h, db, before } = await damagedStart(dir);
       assert.match(h.stderr(), /no backup that passes its check/);
       assert.match(h.stderr(), /left as it is/);
       assert.equal(sha(db), before);
@@ -431,11 +425,7 @@ describe('a damaged database that is not recovered', () => {
         const f = path.join(dir, 'backups', b.name);
         flip(f, randomFlips(rng, statSync(f).size, 1, 0));
       }
-      const db = damage(dir);
-      const before = sha(db);
-      const h = await launch(dir);
-      assert.equal(h.listening, false);
-      assert.equal(h.code, 1, h.stderr());
+      const { h, db, before } = await damagedStart(dir);
       assert.match(h.stderr(), /no backup that passes its check/);
       assert.equal(sha(db), before);
       assert.deepEqual(corruptDirs(dir), []);

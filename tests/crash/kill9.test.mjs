@@ -38,7 +38,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, readdirSync, copyFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { BIN, startServer, listAll, sleep, userFields } from '../api/lib.mjs';
+import { BIN, startServer, listAll, sleep, userFields, mulberry32 } from '../api/lib.mjs';
 
 const CYCLES = Number(process.env.CRASH_CYCLES || 200);
 const WRITERS = Number(process.env.CRASH_WRITERS || 8);
@@ -48,15 +48,6 @@ const IDS = 40; // ids per collection: writers collide on them
 const LOG = 'log'; // POSTs without an id land here
 
 // ------------------------------------------------------------------ helpers
-
-function mulberry32(a) {
-  return () => {
-    a |= 0; a = (a + 0x6D2B79F5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // RFC 7396.
 function mergePatch(target, patch) {

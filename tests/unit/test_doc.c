@@ -8,24 +8,34 @@
 #include "../../src/core/doc.h"
 #include "harness.h"
 
-static int coll_ok(const char *s, size_t n)
+/* Whether check (doc_check_collection or doc_check_id) takes s; a refusal
+ * must be a bad request. */
+static int name_ok(int (*check)(const char *, size_t, err_t *), const char *s, size_t n)
 {
     err_t e = {0};
-    int rc = doc_check_collection(s, n, &e);
+    int rc = check(s, n, &e);
     if (rc)
         CHECK_INT(e.code, E_BAD_REQUEST);
     err_clear(&e);
     return rc == 0;
 }
 
-static int id_ok(const char *s, size_t n)
+static int coll_ok(const char *s, size_t n) { return name_ok(doc_check_collection, s, n); }
+static int id_ok(const char *s, size_t n) { return name_ok(doc_check_id, s, n); }
+
+/* A name, its length and whether it is taken. */
+typedef struct name_case {
+    const char *s;
+    size_t n;
+    bool ok;
+} name_case;
+
+/* One check a case; a failure names the case. */
+static void names_are(int (*ok)(const char *, size_t), const name_case *cases, size_t ncases)
 {
-    err_t e = {0};
-    int rc = doc_check_id(s, n, &e);
-    if (rc)
-        CHECK_INT(e.code, E_BAD_REQUEST);
-    err_clear(&e);
-    return rc == 0;
+    for (size_t i = 0; i < ncases; i++)
+        if (!CHECK(ok(cases[i].s, cases[i].n) == cases[i].ok))
+            FAILF("case %zu: \"%.*s\" (%zu bytes)", i, (int)cases[i].n, cases[i].s, cases[i].n);
 }
 
 static char *repeat(char c, size_t n)
@@ -38,54 +48,59 @@ static char *repeat(char c, size_t n)
 
 TEST(collection_names)
 {
-    char *s = repeat('a', 200);
-    CHECK(!coll_ok("", 0));
-    CHECK(coll_ok("a", 1));
-    CHECK(coll_ok(s, 63));
-    CHECK(coll_ok(s, 64));
-    CHECK(!coll_ok(s, 65));
-    CHECK(!coll_ok(s, 128));
-    CHECK(coll_ok("a_b9", 4));
-    CHECK(coll_ok("z0", 2));
-    CHECK(!coll_ok("_a", 2));   /* reserved */
-    CHECK(!coll_ok("_", 1));
-    CHECK(!coll_ok("A", 1));
-    CHECK(!coll_ok("aB", 2));
-    CHECK(!coll_ok("1a", 2));
-    CHECK(!coll_ok("a-b", 3));
-    CHECK(!coll_ok("a.b", 3));
-    CHECK(!coll_ok("a b", 3));
-    CHECK(!coll_ok("a/b", 3));
-    CHECK(!coll_ok("a\"", 2));
-    CHECK(!coll_ok("\xc3\xa9", 2));
-    CHECK(!coll_ok("a\0b", 3));
-    /* Only n bytes are looked at. */
-    CHECK(coll_ok("ab/", 2));
-    free(s);
+    static char s[200]; /* long names: the first n bytes of s */
+    memset(s, 'a', sizeof s);
+    static const name_case cases[] = {
+        {s, 63, true},
+        {s, 64, true},
+        {s, 65, false},
+        {s, 128, false},
+        {"", 0, false},
+        {"a", 1, true},
+        {"a_b9", 4, true},
+        {"z0", 2, true},
+        {"_a", 2, false}, /* reserved */
+        {"_", 1, false},
+        {"A", 1, false},
+        {"aB", 2, false},
+        {"1a", 2, false},
+        {"a-b", 3, false},
+        {"a.b", 3, false},
+        {"a b", 3, false},
+        {"a/b", 3, false},
+        {"a\"", 2, false},
+        {"\xc3\xa9", 2, false},
+        {"a\0b", 3, false},
+        {"ab/", 2, true}, /* only n bytes are looked at */
+    };
+    names_are(coll_ok, cases, ARRAY_LEN(cases));
 }
 
 TEST(doc_ids)
 {
-    char *s = repeat('x', 200);
-    CHECK(!id_ok("", 0));
-    CHECK(id_ok("x", 1));
-    CHECK(id_ok(s, 64));
-    CHECK(id_ok(s, 65));
-    CHECK(id_ok(s, 128));
-    CHECK(!id_ok(s, 129));
-    CHECK(id_ok("Az09_.-", 7));
-    CHECK(id_ok(".", 1));
-    CHECK(id_ok("-", 1));
-    CHECK(!id_ok("a b", 3));
-    CHECK(!id_ok("a/b", 3));
-    CHECK(!id_ok("a%2F", 4));
-    CHECK(!id_ok("a:b", 3));
-    CHECK(!id_ok("a\"b", 3));
-    CHECK(!id_ok("a+b", 3));
-    CHECK(!id_ok("\xc3\xa9", 2));
-    CHECK(!id_ok("a\0", 2));
-    CHECK(!id_ok("a\n", 2));
-    free(s);
+    static char s[200]; /* long names: the first n bytes of s */
+    memset(s, 'x', sizeof s);
+    static const name_case cases[] = {
+        {"", 0, false},
+        {"x", 1, true},
+        {"Az09_.-", 7, true},
+        {".", 1, true},
+        {"-", 1, true},
+        {"a b", 3, false},
+        {"a/b", 3, false},
+        {"a%2F", 4, false},
+        {"a:b", 3, false},
+        {"a\"b", 3, false},
+        {"a+b", 3, false},
+        {"\xc3\xa9", 2, false},
+        {"a\0", 2, false},
+        {"a\n", 2, false},
+        {s, 64, true},
+        {s, 65, true},
+        {s, 128, true},
+        {s, 129, false},
+    };
+    names_are(id_ok, cases, ARRAY_LEN(cases));
 }
 
 /* "[[[...]]]" nested depth deep, with optional text in the middle. */
@@ -172,38 +187,55 @@ static bool parses(const char *text) /* NUL-terminated text */
     return v != NULL;
 }
 
+/* A text and whether it parses. */
+typedef struct parse_case {
+    const char *text;
+    bool ok;
+} parse_case;
+
+/* One check a case; a failure names the case. */
+static void parses_are(const parse_case *cases, size_t ncases)
+{
+    for (size_t i = 0; i < ncases; i++)
+        if (!CHECK(parses(cases[i].text) == cases[i].ok))
+            FAILF("case %zu: %s", i, cases[i].text);
+}
+
 TEST(json_strict)
 {
-    CHECK(parses("{\"a\":1,\"b\":2}"));
-    CHECK(parses("1"));
-    CHECK(parses("\"x\""));
-    CHECK(parses("null"));
-    CHECK(parses("[1,2.5,\"\\u00e9\",\"\xc3\xa9\",\"\xf0\x9f\x98\x80\"]"));
-    CHECK(!parses(""));
-    CHECK(!parses("{"));
-    CHECK(!parses("{\"a\":1,}"));
-    CHECK(!parses("{\"a\":1} x"));
-    CHECK(!parses("NaN"));
-    CHECK(!parses("Infinity"));
-    CHECK(!parses("{'a':1}"));
-    /* Duplicates, at any depth. */
-    CHECK(!parses("{\"a\":1,\"a\":2}"));
-    CHECK(!parses("{\"x\":{\"a\":1,\"a\":1}}"));
-    CHECK(!parses("[{\"a\":1,\"b\":1,\"a\":3}]"));
-    CHECK(parses("[{\"a\":1},{\"a\":1}]"));
-    /* Bad UTF-8: a lone continuation byte, a truncated sequence, an
-     * overlong encoding, a surrogate encoded in UTF-8, 0xff. */
-    CHECK(!parses("\"\x80\""));
-    CHECK(!parses("\"\xc3\""));
-    CHECK(!parses("\"\xc0\xaf\""));
-    CHECK(!parses("\"\xed\xa0\x80\""));
-    CHECK(!parses("\"\xff\""));
-    CHECK(!parses("{\"\xff\":1}"));
-    /* A lone surrogate escape. */
-    CHECK(!parses("\"\\ud800\""));
-    /* NUL: escaped, raw inside a string, raw after the value. */
-    CHECK(!parses("\"a\\u0000b\""));
-    CHECK(!parses("{\"a\\u0000\":1}"));
+    static const parse_case texts[] = {
+        {"{\"a\":1,\"b\":2}", true},
+        {"1", true},
+        {"\"x\"", true},
+        {"null", true},
+        {"[1,2.5,\"\\u00e9\",\"\xc3\xa9\",\"\xf0\x9f\x98\x80\"]", true},
+        {"", false},
+        {"{", false},
+        {"{\"a\":1,}", false},
+        {"{\"a\":1} x", false},
+        {"NaN", false},
+        {"Infinity", false},
+        {"{'a':1}", false},
+        /* Duplicates, at any depth. */
+        {"{\"a\":1,\"a\":2}", false},
+        {"{\"x\":{\"a\":1,\"a\":1}}", false},
+        {"[{\"a\":1,\"b\":1,\"a\":3}]", false},
+        {"[{\"a\":1},{\"a\":1}]", true},
+        /* Bad UTF-8: a lone continuation byte, a truncated sequence, an
+         * overlong encoding, a surrogate encoded in UTF-8, 0xff. */
+        {"\"\x80\"", false},
+        {"\"\xc3\"", false},
+        {"\"\xc0\xaf\"", false},
+        {"\"\xed\xa0\x80\"", false},
+        {"\"\xff\"", false},
+        {"{\"\xff\":1}", false},
+        /* A lone surrogate escape. */
+        {"\"\\ud800\"", false},
+        /* NUL: escaped, raw inside a string, raw after the value. */
+        {"\"a\\u0000b\"", false},
+        {"{\"a\\u0000\":1}", false},
+    };
+    parses_are(texts, ARRAY_LEN(texts));
     err_code code;
     json_t *v = parse("\"a\0b\"", 5, &code);
     CHECK(v == NULL);
@@ -212,18 +244,21 @@ TEST(json_strict)
     CHECK(v == NULL);
     json_decref(v);
     /* Numbers. */
-    CHECK(!parses("1e400"));
-    CHECK(!parses("-1e400"));
-    CHECK(!parses("[1e400]"));
-    CHECK(parses("1e300"));
-    CHECK(parses("9223372036854775807"));
-    CHECK(parses("-9223372036854775808"));
-    CHECK(!parses("9223372036854775808"));
-    CHECK(!parses("-9223372036854775809"));
-    CHECK(!parses("{\"a\":18446744073709551616}"));
-    CHECK(!parses("01"));
-    CHECK(!parses("+1"));
-    CHECK(!parses(".5"));
+    static const parse_case numbers[] = {
+        {"1e400", false},
+        {"-1e400", false},
+        {"[1e400]", false},
+        {"1e300", true},
+        {"9223372036854775807", true},
+        {"-9223372036854775808", true},
+        {"9223372036854775808", false},
+        {"-9223372036854775809", false},
+        {"{\"a\":18446744073709551616}", false},
+        {"01", false},
+        {"+1", false},
+        {".5", false},
+    };
+    parses_are(numbers, ARRAY_LEN(numbers));
     v = parse("9223372036854775807", 19, &code);
     REQUIRE(v != NULL);
     CHECK(json_is_integer(v) && json_integer_value(v) == INT64_MAX);
@@ -448,29 +483,36 @@ TEST(merge_patch_rfc7396_appendix_a)
     }
 }
 
+/* got equals the JSON text want; a failure names the caller's line. */
+#define CHECK_JSON_IS(got, want) check_json_is((got), (want), __FILE__, __LINE__, #got)
+
+static void check_json_is(const json_t *got, const char *want, const char *file, int line,
+                          const char *egot)
+{
+    json_t *w = J(want);
+    test_check(json_equal(got, w), file, line, egot);
+    json_decref(w);
+}
+
 TEST(merge_patch_more)
 {
     /* A NULL target behaves as a missing one. */
     json_t *patch = J("{\"a\":{\"b\":null,\"c\":1}}");
     json_t *got = merge_patch(NULL, patch);
-    json_t *want = J("{\"a\":{\"c\":1}}");
-    CHECK(json_equal(got, want));
+    CHECK_JSON_IS(got, "{\"a\":{\"c\":1}}");
     json_decref(got);
-    json_decref(want);
     json_decref(patch);
 
     /* Deep merge keeps siblings, and patching with {} changes nothing. */
     json_t *t = J("{\"a\":{\"x\":1,\"y\":{\"z\":2}},\"b\":3}");
     patch = J("{\"a\":{\"y\":{\"w\":4}}}");
     got = merge_patch(t, patch);
-    want = J("{\"a\":{\"x\":1,\"y\":{\"z\":2,\"w\":4}},\"b\":3}");
-    CHECK(json_equal(got, want));
+    CHECK_JSON_IS(got, "{\"a\":{\"x\":1,\"y\":{\"z\":2,\"w\":4}},\"b\":3}");
     json_decref(patch);
     patch = J("{}");
     got = merge_patch(got, patch);
-    CHECK(json_equal(got, want));
+    CHECK_JSON_IS(got, "{\"a\":{\"x\":1,\"y\":{\"z\":2,\"w\":4}},\"b\":3}");
     json_decref(got);
-    json_decref(want);
     json_decref(patch);
 
     /* A target that is shared elsewhere: the caller's other reference sees

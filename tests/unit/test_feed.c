@@ -40,6 +40,35 @@ static void append_range(feed_t *f, int64_t from, int64_t to, int per, const cha
     }
 }
 
+/* One feed_collect checked: the number of changes it returns, the seq of the
+ * first (unless want_first is -1) and how far the answer covers (unless
+ * want_cov is -1). Returns the number; the changes are left in out for
+ * further checks, and a failure names the caller's line. */
+#define CHECK_COLLECT(f, since, col, limit, out, want_n, want_first, want_cov)                    \
+    check_collect((f), (since), (col), (limit), (out), (want_n), (want_first), (want_cov),        \
+                  __FILE__, __LINE__)
+
+static int check_collect(feed_t *f, int64_t since, const char *col, int limit, change_t **out,
+                          int want_n, int64_t want_first, int64_t want_cov, const char *file,
+                          int line)
+{
+    int64_t cov = -1;
+    int n = feed_collect(f, since, col, limit, out, &cov);
+    test_check_int(n, want_n, file, line, "feed_collect(...)", "want_n");
+    if (want_first != -1)
+        test_check_int(out[0]->seq, want_first, file, line, "out[0]->seq", "want_first");
+    if (want_cov != -1)
+        test_check_int(cov, want_cov, file, line, "cov", "want_cov");
+    return n;
+}
+
+/* The ring holds seqs first..last; a failure names the caller's line. */
+#define CHECK_HOLDS(f, first, last)                                                               \
+    do {                                                                                          \
+        test_check_int(feed_first(f), (first), __FILE__, __LINE__, "feed_first(" #f ")", #first); \
+        test_check_int(feed_last(f), (last), __FILE__, __LINE__, "feed_last(" #f ")", #last);     \
+    } while (0)
+
 TEST(change_records)
 {
     change_t *ch = change_new(12, "todos", "a\"b", CH_CREATE, 1, "{\"k\":[1,2]}", 11, AT);
@@ -73,40 +102,31 @@ TEST(ring_wraparound)
     CHECK_INT(feed_last(f), 0);
     CHECK_INT(feed_first(f), 1);
     change_t *out[16];
-    int64_t cov = -1;
-    CHECK_INT(feed_collect(f, 0, NULL, 16, out, &cov), 0);
-    CHECK_INT(cov, 0);
+    CHECK_COLLECT(f, 0, NULL, 16, out, 0, -1, 0);
 
     append_range(f, 1, 3, 1, cols, 1);
-    CHECK_INT(feed_first(f), 1);
-    CHECK_INT(feed_last(f), 3);
+    CHECK_HOLDS(f, 1, 3);
     /* Wrap around several times, with single and batched appends. */
     append_range(f, 4, 10, 1, cols, 1);
-    CHECK_INT(feed_first(f), 7);
-    CHECK_INT(feed_last(f), 10);
+    CHECK_HOLDS(f, 7, 10);
     append_range(f, 11, 17, 3, cols, 1);
-    CHECK_INT(feed_first(f), 14);
-    CHECK_INT(feed_last(f), 17);
+    CHECK_HOLDS(f, 14, 17);
     /* A batch longer than the ring keeps its newest. */
     append_range(f, 18, 27, 10, cols, 1);
-    CHECK_INT(feed_first(f), 24);
-    CHECK_INT(feed_last(f), 27);
+    CHECK_HOLDS(f, 24, 27);
 
-    int n = feed_collect(f, 23, NULL, 16, out, &cov);
-    CHECK_INT(n, 4);
+    int n = CHECK_COLLECT(f, 23, NULL, 16, out, 4, -1, 27);
     for (int i = 0; i < n; i++) {
         CHECK_INT(out[i]->seq, 24 + i);
         CHECK_INT(out[i]->refs, 1); /* only the ring holds them */
     }
-    CHECK_INT(cov, 27);
     feed_free(f);
 
     /* Capacity 1 (and 0, which means 1). */
     f = feed_new(0);
     append_range(f, 1, 5, 2, cols, 1);
     CHECK_INT(feed_first(f), 5);
-    CHECK_INT(feed_collect(f, 4, NULL, 16, out, &cov), 1);
-    CHECK_INT(out[0]->seq, 5);
+    CHECK_COLLECT(f, 4, NULL, 16, out, 1, 5, -1);
     feed_free(f);
     feed_free(NULL);
 }
@@ -119,49 +139,27 @@ TEST(collect_edges)
     CHECK_INT(feed_last(f), 100);
     CHECK_INT(feed_first(f), 101);
     change_t *out[16];
-    int64_t cov = -1;
     /* Empty ring at the start-up position. */
-    CHECK_INT(feed_collect(f, 100, NULL, 10, out, &cov), 0);
-    CHECK_INT(cov, 100);
+    CHECK_COLLECT(f, 100, NULL, 10, out, 0, -1, 100);
 
     append_range(f, 101, 110, 1, cols, 1); /* holds 103..110 */
     CHECK_INT(feed_first(f), 103);
     /* since = first - 1: everything held. */
-    int n = feed_collect(f, 102, NULL, 16, out, &cov);
-    CHECK_INT(n, 8);
-    CHECK_INT(out[0]->seq, 103);
+    CHECK_COLLECT(f, 102, NULL, 16, out, 8, 103, 110);
     CHECK_INT(out[7]->seq, 110);
-    CHECK_INT(cov, 110);
     /* since = first: all but the first. */
-    n = feed_collect(f, 103, NULL, 16, out, &cov);
-    CHECK_INT(n, 7);
-    CHECK_INT(out[0]->seq, 104);
+    CHECK_COLLECT(f, 103, NULL, 16, out, 7, 104, -1);
     /* since inside. */
-    n = feed_collect(f, 107, NULL, 16, out, &cov);
-    CHECK_INT(n, 3);
-    CHECK_INT(out[0]->seq, 108);
-    CHECK_INT(cov, 110);
+    CHECK_COLLECT(f, 107, NULL, 16, out, 3, 108, 110);
     /* since = last - 1, last, beyond. */
-    n = feed_collect(f, 109, NULL, 16, out, &cov);
-    CHECK_INT(n, 1);
-    CHECK_INT(out[0]->seq, 110);
-    CHECK_INT(cov, 110);
-    CHECK_INT(feed_collect(f, 110, NULL, 16, out, &cov), 0);
-    CHECK_INT(cov, 110);
-    CHECK_INT(feed_collect(f, 111, NULL, 16, out, &cov), 0);
-    CHECK_INT(cov, 111); /* covers only what was asked */
+    CHECK_COLLECT(f, 109, NULL, 16, out, 1, 110, 110);
+    CHECK_COLLECT(f, 110, NULL, 16, out, 0, -1, 110);
+    CHECK_COLLECT(f, 111, NULL, 16, out, 0, -1, 111); /* covers only what was asked */
     /* limit: the answer covers up to the last change returned. */
-    n = feed_collect(f, 102, NULL, 3, out, &cov);
-    CHECK_INT(n, 3);
+    CHECK_COLLECT(f, 102, NULL, 3, out, 3, -1, 105);
     CHECK_INT(out[2]->seq, 105);
-    CHECK_INT(cov, 105);
-    n = feed_collect(f, 105, NULL, 3, out, &cov);
-    CHECK_INT(n, 3);
-    CHECK_INT(out[0]->seq, 106);
-    CHECK_INT(cov, 108);
-    n = feed_collect(f, 108, NULL, 3, out, &cov);
-    CHECK_INT(n, 2);
-    CHECK_INT(cov, 110);
+    CHECK_COLLECT(f, 105, NULL, 3, out, 3, 106, 108);
+    CHECK_COLLECT(f, 108, NULL, 3, out, 2, -1, 110);
     feed_free(f);
 }
 
@@ -173,34 +171,18 @@ TEST(collect_col_filter)
     append_range(f, 1, 10, 4, cols, 3); /* holds 5..10: c a b c a b... */
     CHECK_INT(feed_first(f), 5);
     change_t *out[16];
-    int64_t cov = -1;
-    int n = feed_collect(f, 4, "a", 16, out, &cov);
-    CHECK_INT(n, 2);
-    CHECK_INT(out[0]->seq, 7);
+    CHECK_COLLECT(f, 4, "a", 16, out, 2, 7, 10);
     CHECK_INT(out[1]->seq, 10);
-    CHECK_INT(cov, 10);
     /* Changes of other collections after the last match are still covered. */
-    n = feed_collect(f, 4, "c", 16, out, &cov);
-    CHECK_INT(n, 2);
-    CHECK_INT(out[0]->seq, 5);
+    CHECK_COLLECT(f, 4, "c", 16, out, 2, 5, 10);
     CHECK_INT(out[1]->seq, 8);
-    CHECK_INT(cov, 10);
     /* With a limit, coverage stops at the last one returned. */
-    n = feed_collect(f, 4, "b", 1, out, &cov);
-    CHECK_INT(n, 1);
-    CHECK_INT(out[0]->seq, 6);
-    CHECK_INT(cov, 6);
-    n = feed_collect(f, 6, "b", 1, out, &cov);
-    CHECK_INT(n, 1);
-    CHECK_INT(out[0]->seq, 9);
-    CHECK_INT(cov, 9);
+    CHECK_COLLECT(f, 4, "b", 1, out, 1, 6, 6);
+    CHECK_COLLECT(f, 6, "b", 1, out, 1, 9, 9);
     /* No match at all: covered to the end anyway. */
-    n = feed_collect(f, 4, "zz", 16, out, &cov);
-    CHECK_INT(n, 0);
-    CHECK_INT(cov, 10);
+    CHECK_COLLECT(f, 4, "zz", 16, out, 0, -1, 10);
     /* A prefix of a name is another name. */
-    n = feed_collect(f, 4, "", 16, out, &cov);
-    CHECK_INT(n, 0);
+    CHECK_COLLECT(f, 4, "", 16, out, 0, -1, -1);
     feed_free(f);
 }
 

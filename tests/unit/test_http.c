@@ -121,32 +121,44 @@ static void drive(const char *data, size_t len, size_t piece, result *r)
 
 static const size_t pieces[] = {0, 1, 2, 3, 7, 64};
 
+/* Feeds req cut in each of the piece sizes above and hands each result to
+ * check (which sees the request text and the piece size too). */
+static void drive_each_piece(const char *req,
+                             void (*check)(const result *r, const char *req, size_t piece))
+{
+    for (size_t i = 0; i < ARRAY_LEN(pieces); i++) {
+        result r;
+        drive(req, strlen(req), pieces[i], &r);
+        check(&r, req, pieces[i]);
+        result_free(&r);
+    }
+}
+
+static void simple_get_is(const result *r, const char *req, size_t piece)
+{
+    if (!CHECK_INT(r->nreq, 1) || !CHECK_INT(r->status, 0)) {
+        FAILF("piece %zu", piece);
+        return;
+    }
+    const got *g = &r->req[0];
+    CHECK_INT(g->method, HTTP_GET);
+    CHECK_STR(g->path, "/v1/c/todos");
+    CHECK(g->has_query);
+    CHECK_STR(g->query, "where=a%3Aeq%3A1&limit=5");
+    CHECK_STR(g->host, "example.com");
+    CHECK_INT(g->nheaders, 3);
+    CHECK_INT(g->body_len, 0);
+    CHECK(g->keep_alive);
+    CHECK(!g->expect_continue);
+    CHECK_INT(r->heads, 1);
+    CHECK_INT(r->consumed, strlen(req));
+}
+
 TEST(http_simple_get)
 {
     const char *req = "GET /v1/c/todos?where=a%3Aeq%3A1&limit=5 HTTP/1.1\r\n"
                       "Host: example.com\r\nAccept: */*\r\nX-Empty:\r\n\r\n";
-    for (size_t i = 0; i < ARRAY_LEN(pieces); i++) {
-        result r;
-        drive(req, strlen(req), pieces[i], &r);
-        if (!CHECK_INT(r.nreq, 1) || !CHECK_INT(r.status, 0)) {
-            FAILF("piece %zu", pieces[i]);
-            result_free(&r);
-            continue;
-        }
-        got *g = &r.req[0];
-        CHECK_INT(g->method, HTTP_GET);
-        CHECK_STR(g->path, "/v1/c/todos");
-        CHECK(g->has_query);
-        CHECK_STR(g->query, "where=a%3Aeq%3A1&limit=5");
-        CHECK_STR(g->host, "example.com");
-        CHECK_INT(g->nheaders, 3);
-        CHECK_INT(g->body_len, 0);
-        CHECK(g->keep_alive);
-        CHECK(!g->expect_continue);
-        CHECK_INT(r.heads, 1);
-        CHECK_INT(r.consumed, strlen(req));
-        result_free(&r);
-    }
+    drive_each_piece(req, simple_get_is);
 }
 
 TEST(http_headers_lookup)
@@ -179,38 +191,40 @@ TEST(http_headers_lookup)
     CHECK_STR(http_status_text(599), "Unknown");
 }
 
+static void content_length_is(const result *r, const char *req, size_t piece)
+{
+    (void)piece;
+    if (CHECK_INT(r->nreq, 1)) {
+        CHECK_INT(r->req[0].method, HTTP_POST);
+        CHECK_STR(r->req[0].body, "hello world");
+        CHECK_INT(r->req[0].body_len, 11);
+        CHECK(!r->req[0].has_query);
+        CHECK_INT(r->head_done_at_req, 0);
+    }
+    CHECK_INT(r->status, 0);
+}
+
 TEST(http_body_content_length)
 {
     const char *req = "POST /v1/c/todos HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\nhello world";
-    for (size_t i = 0; i < ARRAY_LEN(pieces); i++) {
-        result r;
-        drive(req, strlen(req), pieces[i], &r);
-        if (CHECK_INT(r.nreq, 1)) {
-            CHECK_INT(r.req[0].method, HTTP_POST);
-            CHECK_STR(r.req[0].body, "hello world");
-            CHECK_INT(r.req[0].body_len, 11);
-            CHECK(!r.req[0].has_query);
-            CHECK_INT(r.head_done_at_req, 0);
-        }
-        CHECK_INT(r.status, 0);
-        result_free(&r);
+    drive_each_piece(req, content_length_is);
+}
+
+static void chunked_is(const result *r, const char *req, size_t piece)
+{
+    (void)piece;
+    if (CHECK_INT(r->nreq, 1)) {
+        CHECK_INT(r->req[0].method, HTTP_PUT);
+        CHECK_STR(r->req[0].body, "hello world0123456789");
     }
+    CHECK_INT(r->status, 0);
 }
 
 TEST(http_body_chunked)
 {
     const char *req = "PUT /v1/c/t/x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
                       "5\r\nhello\r\n6;ext=1\r\n world\r\nA\r\n0123456789\r\n0\r\n\r\n";
-    for (size_t i = 0; i < ARRAY_LEN(pieces); i++) {
-        result r;
-        drive(req, strlen(req), pieces[i], &r);
-        if (CHECK_INT(r.nreq, 1)) {
-            CHECK_INT(r.req[0].method, HTTP_PUT);
-            CHECK_STR(r.req[0].body, "hello world0123456789");
-        }
-        CHECK_INT(r.status, 0);
-        result_free(&r);
-    }
+    drive_each_piece(req, chunked_is);
 }
 
 static bool in_head(const http_in *in, const char *p, size_t n)
@@ -255,39 +269,38 @@ TEST(http_chunked_trailers)
     buf_free(&b);
 }
 
+static void pipelined_is(const result *r, const char *req, size_t piece)
+{
+    CHECK_INT(r->status, 0);
+    if (!CHECK_INT(r->nreq, 3)) {
+        FAILF("piece %zu", piece);
+        return;
+    }
+    CHECK_INT(r->req[0].method, HTTP_GET);
+    CHECK_STR(r->req[0].path, "/a");
+    CHECK_STR(r->req[0].query, "x=1");
+    CHECK_STR(r->req[0].host, "one");
+    CHECK_INT(r->req[0].body_len, 0);
+    CHECK_INT(r->req[1].method, HTTP_POST);
+    CHECK_STR(r->req[1].path, "/b");
+    CHECK(!r->req[1].has_query);
+    CHECK_STR(r->req[1].host, "two");
+    CHECK_STR(r->req[1].body, "body");
+    CHECK(r->req[1].keep_alive);
+    CHECK_INT(r->req[2].method, HTTP_DELETE);
+    CHECK_STR(r->req[2].path, "/c");
+    CHECK_STR(r->req[2].host, "three");
+    CHECK_INT(r->req[2].body_len, 0); /* not the previous body */
+    CHECK(!r->req[2].keep_alive);
+    CHECK_INT(r->heads, 3);
+}
+
 TEST(http_pipelined)
 {
     const char *req = "GET /a?x=1 HTTP/1.1\r\nHost: one\r\n\r\n"
                       "POST /b HTTP/1.1\r\nHost: two\r\nContent-Length: 4\r\n\r\nbody"
                       "DELETE /c HTTP/1.1\r\nHost: three\r\nConnection: close\r\n\r\n";
-    for (size_t i = 0; i < ARRAY_LEN(pieces); i++) {
-        result r;
-        drive(req, strlen(req), pieces[i], &r);
-        CHECK_INT(r.status, 0);
-        if (!CHECK_INT(r.nreq, 3)) {
-            FAILF("piece %zu", pieces[i]);
-            result_free(&r);
-            continue;
-        }
-        CHECK_INT(r.req[0].method, HTTP_GET);
-        CHECK_STR(r.req[0].path, "/a");
-        CHECK_STR(r.req[0].query, "x=1");
-        CHECK_STR(r.req[0].host, "one");
-        CHECK_INT(r.req[0].body_len, 0);
-        CHECK_INT(r.req[1].method, HTTP_POST);
-        CHECK_STR(r.req[1].path, "/b");
-        CHECK(!r.req[1].has_query);
-        CHECK_STR(r.req[1].host, "two");
-        CHECK_STR(r.req[1].body, "body");
-        CHECK(r.req[1].keep_alive);
-        CHECK_INT(r.req[2].method, HTTP_DELETE);
-        CHECK_STR(r.req[2].path, "/c");
-        CHECK_STR(r.req[2].host, "three");
-        CHECK_INT(r.req[2].body_len, 0); /* not the previous body */
-        CHECK(!r.req[2].keep_alive);
-        CHECK_INT(r.heads, 3);
-        result_free(&r);
-    }
+    drive_each_piece(req, pipelined_is);
 }
 
 TEST(http_keep_alive)
@@ -329,46 +342,77 @@ static void expect_status(int line, const char *what, const char *data, size_t l
 #define EXPECT_STATUS(s, st) expect_status(__LINE__, s, s, strlen(s), st)
 #define EXPECT_STATUS_N(what, p, n, st) expect_status(__LINE__, what, p, n, st)
 
+/* Request builders for the limit tests: the bytes are those the tests
+ * spelled out before, made in one place. */
+
+/* head, then n copies of c, then tail. */
+static void put_filled(buf_t *b, const char *head, char c, int n, const char *tail)
+{
+    buf_puts(b, head);
+    for (int i = 0; i < n; i++)
+        buf_putc(b, c);
+    buf_puts(b, tail);
+}
+
+/* "GET / HTTP/1.1", n header lines "X-<i>: <value>" (i zero-padded to
+ * digits), the blank line. */
+static void put_headers_req(buf_t *b, int n, int digits, const char *value)
+{
+    buf_puts(b, "GET / HTTP/1.1\r\n");
+    for (int i = 0; i < n; i++)
+        buf_printf(b, "X-%0*d: %s\r\n", digits, i, value);
+    buf_puts(b, "\r\n");
+}
+
+/* A chunked POST of n chunks of 64 KiB ('a', 'b', ... each), then the last
+ * chunk. */
+static void put_chunked_req(buf_t *b, int n)
+{
+    static char chunk[65536];
+    buf_puts(b, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for (int i = 0; i < n; i++) {
+        buf_puts(b, "10000\r\n");
+        memset(chunk, 'a' + i, sizeof chunk);
+        buf_put(b, chunk, sizeof chunk);
+        buf_puts(b, "\r\n");
+    }
+    buf_puts(b, "0\r\n\r\n");
+}
+
+/* n zeros, as "%0<n>d" of 0 printed them. */
+static const char *zeros(int n)
+{
+    static char z[256];
+    memset(z, '0', (size_t)n);
+    z[n] = '\0';
+    return z;
+}
+
 TEST(http_header_limit)
 {
     /* One header value making the section over 16 KiB: 431. */
     buf_t b = {0};
-    buf_puts(&b, "GET / HTTP/1.1\r\nHost: h\r\nX-Big: ");
-    for (int i = 0; i < 17000; i++)
-        buf_putc(&b, 'a');
-    buf_puts(&b, "\r\n\r\n");
+    put_filled(&b, "GET / HTTP/1.1\r\nHost: h\r\nX-Big: ", 'a', 17000, "\r\n\r\n");
     EXPECT_STATUS_N("17000-byte header", b.p, b.len, 431);
     buf_free(&b);
 
     /* Many small headers over 16 KiB in all: 431. */
-    buf_puts(&b, "GET / HTTP/1.1\r\n");
-    for (int i = 0; i < 90; i++)
-        buf_printf(&b, "X-%d: %0200d\r\n", i, 0);
-    buf_puts(&b, "\r\n");
+    put_headers_req(&b, 90, 1, zeros(200));
     EXPECT_STATUS_N("90 headers of 200 bytes", b.p, b.len, 431);
     buf_free(&b);
 
     /* A long URL: 431 too (the URL is in the header section). */
-    buf_puts(&b, "GET /");
-    for (int i = 0; i < 17000; i++)
-        buf_putc(&b, 'u');
-    buf_puts(&b, " HTTP/1.1\r\nHost: h\r\n\r\n");
+    put_filled(&b, "GET /", 'u', 17000, " HTTP/1.1\r\nHost: h\r\n\r\n");
     EXPECT_STATUS_N("17000-byte URL", b.p, b.len, 431);
     buf_free(&b);
 
     /* More than 100 header fields: 431. */
-    buf_puts(&b, "GET / HTTP/1.1\r\n");
-    for (int i = 0; i < 101; i++)
-        buf_printf(&b, "X-%d: v\r\n", i);
-    buf_puts(&b, "\r\n");
+    put_headers_req(&b, 101, 1, "v");
     EXPECT_STATUS_N("101 headers", b.p, b.len, 431);
     buf_free(&b);
 
     /* Just under the limit, and exactly 100 headers, pass. */
-    buf_puts(&b, "GET / HTTP/1.1\r\n");
-    for (int i = 0; i < 100; i++)
-        buf_printf(&b, "X-%02d: %0100d\r\n", i, 0);
-    buf_puts(&b, "\r\n");
+    put_headers_req(&b, 100, 2, zeros(100));
     result r;
     drive(b.p, b.len, 0, &r);
     CHECK_INT(r.status, 0);
@@ -388,16 +432,10 @@ TEST(http_header_limit_counts_skipped_bytes)
     /* The limit is on the bytes of the header section, not only on the
      * bytes the parser hands to callbacks: whitespace that llhttp skips
      * (before a value, between the URL and the version) counts too. */
-    buf_puts(&b, "GET / HTTP/1.1\r\nHost: h\r\nX:");
-    for (int i = 0; i < 17000; i++)
-        buf_putc(&b, ' ');
-    buf_puts(&b, "v\r\n\r\n");
+    put_filled(&b, "GET / HTTP/1.1\r\nHost: h\r\nX:", ' ', 17000, "v\r\n\r\n");
     EXPECT_STATUS_N("17000 spaces before a header value", b.p, b.len, 431);
     buf_free(&b);
-    buf_puts(&b, "GET /");
-    for (int i = 0; i < 17000; i++)
-        buf_putc(&b, ' ');
-    buf_puts(&b, "HTTP/1.1\r\nHost: h\r\n\r\n");
+    put_filled(&b, "GET /", ' ', 17000, "HTTP/1.1\r\nHost: h\r\n\r\n");
     EXPECT_STATUS_N("17000 spaces in the request line", b.p, b.len, 431);
     buf_free(&b);
 }
@@ -434,15 +472,7 @@ TEST(http_body_limits)
     buf_free(&b);
 
     /* A chunked body over 1 MiB: 413 while reading it. */
-    buf_puts(&b, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n");
-    char chunk[65536 + 16];
-    for (int i = 0; i < 17; i++) {
-        buf_puts(&b, "10000\r\n");
-        memset(chunk, 'a' + i, 65536);
-        buf_put(&b, chunk, 65536);
-        buf_puts(&b, "\r\n");
-    }
-    buf_puts(&b, "0\r\n\r\n");
+    put_chunked_req(&b, 17);
     EXPECT_STATUS_N("chunked 17 x 64 KiB", b.p, b.len, 413);
     drive(b.p, b.len, 0, &r);
     CHECK_INT(r.heads, 1); /* the headers were fine */
@@ -450,20 +480,20 @@ TEST(http_body_limits)
     buf_free(&b);
 
     /* A chunked body of exactly 1 MiB passes. */
-    buf_puts(&b, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n");
-    for (int i = 0; i < 16; i++) {
-        buf_puts(&b, "10000\r\n");
-        memset(chunk, 'a' + i, 65536);
-        buf_put(&b, chunk, 65536);
-        buf_puts(&b, "\r\n");
-    }
-    buf_puts(&b, "0\r\n\r\n");
+    put_chunked_req(&b, 16);
     drive(b.p, b.len, 777, &r);
     CHECK_INT(r.status, 0);
     if (CHECK_INT(r.nreq, 1))
         CHECK_INT(r.req[0].body_len, HTTP_MAX_BODY);
     result_free(&r);
     buf_free(&b);
+}
+
+static void second_fails(const result *r, const char *req, size_t piece)
+{
+    (void)piece;
+    CHECK_INT(r->nreq, 1);
+    CHECK_INT(r->status, 400);
 }
 
 TEST(http_framing_errors)
@@ -515,11 +545,5 @@ TEST(http_framing_errors)
                   400);
     /* A bare LF after a good first request fails the second one only. */
     const char *two = "GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\nHost: h\r\n\r\n";
-    for (size_t i = 0; i < ARRAY_LEN(pieces); i++) {
-        result r;
-        drive(two, strlen(two), pieces[i], &r);
-        CHECK_INT(r.nreq, 1);
-        CHECK_INT(r.status, 400);
-        result_free(&r);
-    }
+    drive_each_piece(two, second_fails);
 }

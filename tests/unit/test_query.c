@@ -35,6 +35,28 @@ static bool where_ok(const char *s)
     return rc == 0;
 }
 
+/* Whether "a:in:[0,1,...]" with n values is taken. */
+static bool in_list_ok(int n)
+{
+    buf_t b = {0};
+    buf_puts(&b, "a:in:[");
+    for (int i = 0; i < n; i++)
+        buf_printf(&b, "%s%d", i ? "," : "", i);
+    buf_puts(&b, "]");
+    bool ok = where_ok(b.p);
+    buf_free(&b);
+    return ok;
+}
+
+/* Whether "fff...:eq:1" with a field of n bytes is taken. */
+static bool long_field_ok(size_t n)
+{
+    char f[200];
+    memset(f, 'f', n);
+    strcpy(f + n, ":eq:1");
+    return where_ok(f);
+}
+
 TEST(where_parse_good)
 {
     query_t q;
@@ -73,19 +95,10 @@ TEST(where_parse_good)
             FAILF("refused %s", good[i]);
 
     /* 100 values is the most for in. */
-    buf_t b = {0};
-    buf_puts(&b, "a:in:[");
-    for (int i = 0; i < 100; i++)
-        buf_printf(&b, "%s%d", i ? "," : "", i);
-    buf_puts(&b, "]");
-    CHECK(where_ok(b.p));
-    buf_free(&b);
+    CHECK(in_list_ok(100));
 
     /* The longest field (128) passes. */
-    char f[200];
-    memset(f, 'f', 128);
-    strcpy(f + 128, ":eq:1");
-    CHECK(where_ok(f));
+    CHECK(long_field_ok(128));
 }
 
 TEST(where_parse_bad)
@@ -108,20 +121,11 @@ TEST(where_parse_bad)
         if (!CHECK(!where_ok(bad[i])))
             FAILF("accepted %s", bad[i]);
 
-    buf_t b = {0};
-    buf_puts(&b, "a:in:[");
-    for (int i = 0; i < 101; i++)
-        buf_printf(&b, "%s%d", i ? "," : "", i);
-    buf_puts(&b, "]");
-    CHECK(!where_ok(b.p));
-    buf_free(&b);
-
-    char f[200];
-    memset(f, 'f', 129);
-    strcpy(f + 129, ":eq:1");
-    CHECK(!where_ok(f));
+    CHECK(!in_list_ok(101));
+    CHECK(!long_field_ok(129));
 
     /* Deep values are refused by the depth check, not the stack. */
+    buf_t b = {0};
     buf_puts(&b, "a:in:");
     for (int i = 0; i < 100000; i++)
         buf_putc(&b, '[');
@@ -151,25 +155,20 @@ TEST(where_parse_bad)
     query_free(&q);
 }
 
-static int set_order(query_t *q, const char *s)
+/* Calls a query_set_* with s; a refusal must be a bad request. */
+static int set_with(int (*set)(query_t *, const char *, size_t, err_t *), query_t *q,
+                    const char *s)
 {
     err_t e = {0};
-    int rc = query_set_order(q, s, strlen(s), &e);
+    int rc = set(q, s, strlen(s), &e);
     if (rc)
         CHECK_INT(e.code, E_BAD_REQUEST);
     err_clear(&e);
     return rc;
 }
 
-static int set_limit(query_t *q, const char *s)
-{
-    err_t e = {0};
-    int rc = query_set_limit(q, s, strlen(s), &e);
-    if (rc)
-        CHECK_INT(e.code, E_BAD_REQUEST);
-    err_clear(&e);
-    return rc;
-}
+static int set_order(query_t *q, const char *s) { return set_with(query_set_order, q, s); }
+static int set_limit(query_t *q, const char *s) { return set_with(query_set_limit, q, s); }
 
 TEST(order_and_limit)
 {
@@ -215,15 +214,7 @@ TEST(order_and_limit)
     query_free(&q);
 }
 
-static int set_after(query_t *q, const char *s)
-{
-    err_t e = {0};
-    int rc = query_set_after(q, s, strlen(s), &e);
-    if (rc)
-        CHECK_INT(e.code, E_BAD_REQUEST);
-    err_clear(&e);
-    return rc;
-}
+static int set_after(query_t *q, const char *s) { return set_with(query_set_after, q, s); }
 
 static char *b64(const char *text)
 {

@@ -85,6 +85,23 @@ TEST(rules_refuse_bad_text)
     buf_free(&b);
 }
 
+/* How many list conditions the residual of text for auth gives, and in
+ * exact whether they say all that the rule does. */
+static int residual_conds(const char *text, const json_t *auth, bool *exact)
+{
+    err_t e = {0};
+    bool constant = false;
+    rule_t *r = rule_parse(text, strlen(text), &e);
+    rule_t *res = rule_partial(r, auth, &constant);
+    query_t q;
+    query_init(&q);
+    int n = rule_residual_conds(res, &q, exact);
+    query_free(&q);
+    rule_free(res);
+    rule_free(r);
+    return n;
+}
+
 TEST(rules_partial_and_conditions)
 {
     err_t e = {0};
@@ -106,25 +123,11 @@ TEST(rules_partial_and_conditions)
     query_free(&q);
     rule_free(res);
     /* A residual with more than equalities is not exact. */
-    const char *t2 = "doc.owner == auth.id && doc.n > 3";
-    rule_t *r2 = rule_parse(t2, strlen(t2), &e);
-    res = rule_partial(r2, alice, &constant);
-    query_init(&q);
-    CHECK_INT(rule_residual_conds(res, &q, &exact), 1);
+    CHECK_INT(residual_conds("doc.owner == auth.id && doc.n > 3", alice, &exact), 1);
     CHECK(!exact);
-    query_free(&q);
-    rule_free(res);
-    rule_free(r2);
     /* `null` is never a condition (a missing field is null to rules, not to lists). */
-    const char *t3 = "doc.owner == auth.nothing";
-    rule_t *r3 = rule_parse(t3, strlen(t3), &e);
-    res = rule_partial(r3, alice, &constant);
-    query_init(&q);
-    CHECK_INT(rule_residual_conds(res, &q, &exact), 0);
+    CHECK_INT(residual_conds("doc.owner == auth.nothing", alice, &exact), 0);
     CHECK(!exact);
-    query_free(&q);
-    rule_free(res);
-    rule_free(r3);
     json_decref(admin);
     json_decref(alice);
     rule_free(r);

@@ -39,46 +39,38 @@ static void qfree(query_t *q)
     free(q);
 }
 
+/* The op a new change (see mk) is to e; the change is dropped after. */
+static sub_op op_of(const sub_entry *e, int64_t seq, const char *id, const char *prev,
+                    const char *doc)
+{
+    change_t *c = mk(seq, id, prev, doc);
+    sub_op op = sub_op_of(e, c);
+    change_unref(c);
+    return op;
+}
+
 TEST(subs_op_follows_before_and_after)
 {
     query_t *q = where1("s", "eq", "\"p\"");
     sub_entry e = {.col = "t", .where = q};
-    change_t *c;
-    c = mk(1, "a", NULL, "{\"id\":\"a\",\"s\":\"p\"}");
-    CHECK_INT(sub_op_of(&e, c), SUBOP_ADDED);
-    change_unref(c);
-    c = mk(2, "a", "{\"id\":\"a\",\"s\":\"p\"}", "{\"id\":\"a\",\"s\":\"p\",\"x\":1}");
-    CHECK_INT(sub_op_of(&e, c), SUBOP_MODIFIED);
-    change_unref(c);
-    c = mk(3, "a", "{\"id\":\"a\",\"s\":\"p\"}", "{\"id\":\"a\",\"s\":\"q\"}");
-    CHECK_INT(sub_op_of(&e, c), SUBOP_REMOVED);
-    change_unref(c);
-    c = mk(4, "a", "{\"id\":\"a\",\"s\":\"q\"}", "{\"id\":\"a\",\"s\":\"r\"}");
-    CHECK_INT(sub_op_of(&e, c), SUBOP_NONE);
-    change_unref(c);
-    c = mk(5, "a", "{\"id\":\"a\",\"s\":\"p\"}", NULL);
-    CHECK_INT(sub_op_of(&e, c), SUBOP_REMOVED);
-    change_unref(c);
-    c = mk(6, "a", "{\"id\":\"a\",\"s\":\"q\"}", NULL);
-    CHECK_INT(sub_op_of(&e, c), SUBOP_NONE);
-    change_unref(c);
+    CHECK_INT(op_of(&e, 1, "a", NULL, "{\"id\":\"a\",\"s\":\"p\"}"), SUBOP_ADDED);
+    CHECK_INT(op_of(&e, 2, "a", "{\"id\":\"a\",\"s\":\"p\"}", "{\"id\":\"a\",\"s\":\"p\",\"x\":1}"),
+              SUBOP_MODIFIED);
+    CHECK_INT(op_of(&e, 3, "a", "{\"id\":\"a\",\"s\":\"p\"}", "{\"id\":\"a\",\"s\":\"q\"}"),
+              SUBOP_REMOVED);
+    CHECK_INT(op_of(&e, 4, "a", "{\"id\":\"a\",\"s\":\"q\"}", "{\"id\":\"a\",\"s\":\"r\"}"),
+              SUBOP_NONE);
+    CHECK_INT(op_of(&e, 5, "a", "{\"id\":\"a\",\"s\":\"p\"}", NULL), SUBOP_REMOVED);
+    CHECK_INT(op_of(&e, 6, "a", "{\"id\":\"a\",\"s\":\"q\"}", NULL), SUBOP_NONE);
     qfree(q);
     /* No filter: create, update, delete map straight to the ops. */
     sub_entry all = {.col = "t"};
-    c = mk(7, "b", NULL, "{}");
-    CHECK_INT(sub_op_of(&all, c), SUBOP_ADDED);
-    change_unref(c);
-    c = mk(8, "b", "{}", "{}");
-    CHECK_INT(sub_op_of(&all, c), SUBOP_MODIFIED);
-    change_unref(c);
-    c = mk(9, "b", "{}", NULL);
-    CHECK_INT(sub_op_of(&all, c), SUBOP_REMOVED);
-    change_unref(c);
+    CHECK_INT(op_of(&all, 7, "b", NULL, "{}"), SUBOP_ADDED);
+    CHECK_INT(op_of(&all, 8, "b", "{}", "{}"), SUBOP_MODIFIED);
+    CHECK_INT(op_of(&all, 9, "b", "{}", NULL), SUBOP_REMOVED);
     /* One document. */
     sub_entry one = {.col = "t", .doc_id = "b"};
-    c = mk(10, "a", NULL, "{}");
-    CHECK_INT(sub_op_of(&one, c), SUBOP_NONE);
-    change_unref(c);
+    CHECK_INT(op_of(&one, 10, "a", NULL, "{}"), SUBOP_NONE);
 }
 
 typedef struct hits {

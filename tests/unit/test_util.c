@@ -27,18 +27,26 @@ static void json_str_is(const char *in, size_t n, const char *want)
 
 TEST(json_string_escaping)
 {
-    json_str_is("", 0, "\"\"");
-    json_str_is("plain", 5, "\"plain\"");
-    json_str_is("a\"b\\c", 5, "\"a\\\"b\\\\c\"");
-    json_str_is("\n\r\t", 3, "\"\\n\\r\\t\"");
-    json_str_is("\b\f", 2, "\"\\u0008\\u000c\"");
-    json_str_is("\x01\x1f", 2, "\"\\u0001\\u001f\"");
-    json_str_is("a\0b", 3, "\"a\\u0000b\"");
-    json_str_is("/ \x7f", 3, "\"/ \x7f\"");
-    json_str_is("\xc3\xa9\xf0\x9f\x98\x80", 6, "\"\xc3\xa9\xf0\x9f\x98\x80\"");
-    json_str_is("\"\"", 2, "\"\\\"\\\"\"");
-    json_str_is("end\\", 4, "\"end\\\\\"");
-    /* Only n bytes are read. */
+    /* in, its length, the JSON string it must give */
+    static const struct {
+        const char *in;
+        size_t n;
+        const char *want;
+    } cases[] = {
+        {"", 0, "\"\""},
+        {"plain", 5, "\"plain\""},
+        {"a\"b\\c", 5, "\"a\\\"b\\\\c\""},
+        {"\n\r\t", 3, "\"\\n\\r\\t\""},
+        {"\b\f", 2, "\"\\u0008\\u000c\""},
+        {"\x01\x1f", 2, "\"\\u0001\\u001f\""},
+        {"a\0b", 3, "\"a\\u0000b\""},
+        {"/ \x7f", 3, "\"/ \x7f\""},
+        {"\xc3\xa9\xf0\x9f\x98\x80", 6, "\"\xc3\xa9\xf0\x9f\x98\x80\""},
+        {"\"\"", 2, "\"\\\"\\\"\""},
+        {"end\\", 4, "\"end\\\\\""},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++)
+        json_str_is(cases[i].in, cases[i].n, cases[i].want);
     json_str_is("abc", 2, "\"ab\"");
     /* Appends to what is there. */
     buf_t b = {0};
