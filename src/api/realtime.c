@@ -380,6 +380,8 @@ static void on_ping(uv_timer_t *t)
 
 /* ------------------------------------------------------------------ life */
 
+static const hub_listener realtime_listener = {realtime_on_commit, realtime_revoke};
+
 void realtime_init(app_t *app, const realtime_opts *o)
 {
     struct realtime *rt = xcalloc(1, sizeof *rt);
@@ -391,6 +393,7 @@ void realtime_init(app_t *app, const realtime_opts *o)
     rt->ping.data = app;
     uv_timer_start(&rt->ping, on_ping, rt->ping_ms, rt->ping_ms);
     uv_unref((uv_handle_t *)&rt->ping);
+    hub_listen(app, &realtime_listener);
 }
 
 void realtime_shutdown(app_t *app)

@@ -93,7 +93,8 @@ struct realtime {
 /* The frames of one change, shared among its subscribers (rt_fanout.c). */
 typedef struct frame_cache frame_cache;
 
-/* rt_fanout.c */
+/* rt_fanout.c: the hub's realtime listener (hub.h) */
+void realtime_on_commit(app_t *app, change_t *list, activity_rec *activity);
 void rt_send_change(rt_sub *u, change_t *ch, sub_op op, frame_cache *fc);
 
 /* realtime.c: sessions and sending */
