@@ -32,8 +32,7 @@ typedef struct realtime_opts {
 
 typedef struct app {
     /* hub.c: who hears of commits and revocations, in order */
-    const hub_listener *listeners[HUB_LISTENERS_MAX];
-    int nlisteners;
+    hub_t hub;
 
     uv_loop_t *loop;
     store_t *store;

@@ -448,7 +448,7 @@ static const hub_listener changes_listener = {changes_commit, changes_revoke};
 
 void changes_init(app_t *app)
 {
-    hub_listen(app, &changes_listener);
+    hub_listen(&app->hub, &changes_listener);
     feed_set_last(app->feed, store_committed_seq(app->store));
     metrics_gauge_set(M_FEED_LAST_SEQ, feed_last(app->feed));
     uv_timer_init(app->loop, &app->ping_timer);

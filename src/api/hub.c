@@ -4,26 +4,24 @@
  */
 #include "hub.h"
 
-#include "api.h"
-
-void hub_listen(app_t *app, const hub_listener *l)
+void hub_listen(hub_t *h, const hub_listener *l)
 {
-    if (NEVER(app->nlisteners == HUB_LISTENERS_MAX))
+    if (NEVER(h->n == HUB_LISTENERS_MAX))
         return;
-    app->listeners[app->nlisteners++] = l;
+    h->l[h->n++] = l;
 }
 
-void hub_commit(void *appv, change_t *list, activity_rec *activity)
+void hub_commit(void *hub, change_t *list, activity_rec *activity)
 {
-    app_t *app = appv;
-    for (int i = 0; i < app->nlisteners; i++)
-        if (app->listeners[i]->on_commit)
-            app->listeners[i]->on_commit(app, list, activity);
+    hub_t *h = hub;
+    for (int i = 0; i < h->n; i++)
+        if (h->l[i]->on_commit)
+            h->l[i]->on_commit(h->app, list, activity);
 }
 
-void hub_revoke(app_t *app, const actor_t *who)
+void hub_revoke(hub_t *h, const actor_t *who)
 {
-    for (int i = 0; i < app->nlisteners; i++)
-        if (app->listeners[i]->on_revoke)
-            app->listeners[i]->on_revoke(app, who);
+    for (int i = 0; i < h->n; i++)
+        if (h->l[i]->on_revoke)
+            h->l[i]->on_revoke(h->app, who);
 }

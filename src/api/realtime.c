@@ -393,7 +393,7 @@ void realtime_init(app_t *app, const realtime_opts *o)
     rt->ping.data = app;
     uv_timer_start(&rt->ping, on_ping, rt->ping_ms, rt->ping_ms);
     uv_unref((uv_handle_t *)&rt->ping);
-    hub_listen(app, &realtime_listener);
+    hub_listen(&app->hub, &realtime_listener);
 }
 
 void realtime_shutdown(app_t *app)

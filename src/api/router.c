@@ -259,7 +259,8 @@ void api_handle(void *appv, conn_t *c, http_req *req)
 
 void api_init(app_t *app)
 {
-    store_set_commit_cb(app->store, hub_commit, app);
+    app->hub.app = app;
+    store_set_commit_cb(app->store, hub_commit, &app->hub);
     changes_init(app);
     health_init(app);
 }

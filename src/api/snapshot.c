@@ -186,7 +186,7 @@ int snapshot_init(app_t *app, const char *dir, err_t *err)
     uv_timer_init(app->loop, &s->timer);
     s->timer.data = s;
     app->snapshots = s;
-    hub_listen(app, &snapshot_listener);
+    hub_listen(&app->hub, &snapshot_listener);
     if (s->napps == 0)
         log_msg(LOG_WARN, "--snapshot-dir %s: no app served here has collections to snapshot",
                 dir);
