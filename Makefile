@@ -45,7 +45,7 @@ obj = $(patsubst %.c,$(1)/obj/%.o,$(2)) $(patsubst %.c,$(1)/obj/llhttp/%.o,$(LLS
 # Keep the objects of chained rules (the fuzzers), so a rebuild is incremental.
 .SECONDARY:
 
-.PHONY: FORCE all asan unit fuzz-build fuzz fuzz-smoke test test-unit test-api test-crash test-browser run deps bench clean
+.PHONY: FORCE check-layers all asan unit fuzz-build fuzz fuzz-smoke test test-unit test-api test-crash test-browser run deps bench clean
 
 all: build/livedb
 
@@ -156,7 +156,13 @@ test-crash: build/livedb build/asan/livedb
 test-browser: build/livedb
 	node --test --test-concurrency=1 tests/browser/
 
+# The shape of the code: every include points down a layer, and no circle
+# between the files of a folder (scripts/check-layers.mjs).
+check-layers:
+	node scripts/check-layers.mjs
+
 test: deps
+	$(MAKE) check-layers
 	$(MAKE) test-unit
 	$(MAKE) test-api
 	$(MAKE) test-crash

@@ -521,16 +521,18 @@ static int cmd_serve(int argc, char **argv)
         log_recovery(app, &rec);
     app->feed = feed_new((size_t)o.feed_memory);
     api_init(app);
+    app->origins = o.origins;
+    app->norigins = o.norigins;
+    /* The hub's listeners in the order they hear of a commit: the feed
+     * (api_init), realtime, snapshots. */
+    realtime_opts ro = {.ping_seconds = o.ws_ping, .max_pending = (size_t)o.ws_max_pending};
+    realtime_init(app, &ro);
     backups_init(app, o.backup_interval, o.backup_keep, o.backup_max_age);
     if (snapshot_init(app, o.snapshot_dir, &e)) {
         fprintf(stderr, "livedb: %s\n", e.msg);
         err_clear(&e);
         o.snapshot_dir = NULL; /* serve anyway: the live data matters more */
     }
-    app->origins = o.origins;
-    app->norigins = o.norigins;
-    realtime_opts ro = {.ping_seconds = o.ws_ping, .max_pending = (size_t)o.ws_max_pending};
-    realtime_init(app, &ro);
     log_access_start(loop, o.access_log);
 
     server_opts sv = {.host = o.host, .port = o.port, .header_timeout = o.header_timeout,

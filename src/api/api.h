@@ -17,6 +17,8 @@
 #include "../core/feed.h"
 #include "../net/server.h"
 #include "../store/store.h"
+#include "hub.h"
+#include "respond.h"
 
 
 typedef struct sse_stream sse_stream;
@@ -29,6 +31,9 @@ typedef struct realtime_opts {
 } realtime_opts;
 
 typedef struct app {
+    /* hub.c: who hears of commits and revocations, in order */
+    hub_t hub;
+
     uv_loop_t *loop;
     store_t *store;
     feed_t *feed;
@@ -59,19 +64,6 @@ typedef struct app {
     int norigins;
 } app_t;
 
-/* Parsed query string: decoded key/value pairs. */
-#define PARAMS_MAX 64
-typedef struct params {
-    int n;
-    struct {
-        char *key, *value;
-        size_t value_len;
-    } kv[PARAMS_MAX];
-} params_t;
-
-int params_parse(params_t *p, const http_req *r, err_t *err);
-void params_free(params_t *p);
-
 void api_init(app_t *app);
 /* Ends long polls and event streams; the store drains after this. */
 void api_shutdown(app_t *app);
@@ -92,7 +84,6 @@ void docs_batch(app_t *app, conn_t *c, http_req *req);
 void changes_get(app_t *app, conn_t *c, http_req *req);
 void changes_init(app_t *app);
 void changes_shutdown(app_t *app);
-void changes_on_commit(void *app, change_t *list, activity_rec *activity);
 /* Ends the event streams and long polls of an account (or a session). */
 void changes_revoke(app_t *app, const actor_t *who);
 void health_get(app_t *app, conn_t *c, http_req *req);
@@ -101,7 +92,6 @@ void health_init(app_t *app);
 void health_shutdown(app_t *app);
 void realtime_init(app_t *app, const realtime_opts *o);
 void realtime_upgrade(app_t *app, conn_t *c, http_req *req);
-void realtime_on_commit(app_t *app, change_t *list, activity_rec *activity);
 /* Closes the realtime connections of an account (or one session). */
 void realtime_revoke(app_t *app, const actor_t *who);
 /* Closes every WebSocket with 1001; realtime_free after the loop ends. */
@@ -164,14 +154,7 @@ void backups_metrics(app_t *app, buf_t *out);
 
 /* snapshot.c: --snapshot-dir (dir NULL: off). */
 int snapshot_init(app_t *app, const char *dir, err_t *err);
-void snapshot_note(app_t *app, const change_t *list);
 void snapshot_shutdown(app_t *app);
 void snapshot_free(app_t *app);
-
-/* Shared helpers. */
-void respond_err(conn_t *c, err_t *e);
-void respond_simple(conn_t *c, err_code code, const char *msg);
-/* 405 with the Allow header. */
-void respond_method(conn_t *c, const char *allow);
 
 #endif

@@ -871,8 +871,7 @@ void auth_accounts(app_t *app, conn_t *c, http_req *req, const char *id)
 
 void auth_revoked(app_t *app, const actor_t *who)
 {
-    realtime_revoke(app, who);
-    changes_revoke(app, who);
+    hub_revoke(&app->hub, who);
 }
 
 /* ------------------------------------------------------------------ committed account writes */

@@ -433,19 +433,22 @@ void changes_revoke(app_t *app, const actor_t *who)
     }
 }
 
-void changes_on_commit(void *appv, change_t *list, activity_rec *activity)
+/* Committed changes into the ring: long polls and event streams wait on
+ * it (feed waiters), and so does realtime catch-up. First of the hub's
+ * listeners, so that every later one finds the ring up to date. */
+static void changes_commit(app_t *app, change_t *list, activity_rec *activity)
 {
-    app_t *app = appv;
     if (list) {
         feed_append(app->feed, list);
         metrics_gauge_set(M_FEED_LAST_SEQ, feed_last(app->feed));
     }
-    realtime_on_commit(app, list, activity);
-    snapshot_note(app, list);
 }
+
+static const hub_listener changes_listener = {changes_commit, changes_revoke};
 
 void changes_init(app_t *app)
 {
+    hub_listen(&app->hub, &changes_listener);
     feed_set_last(app->feed, store_committed_seq(app->store));
     metrics_gauge_set(M_FEED_LAST_SEQ, feed_last(app->feed));
     uv_timer_init(app->loop, &app->ping_timer);

@@ -1,7 +1,11 @@
 /*
  * realtime.c: GET /v1/realtime, the WebSocket protocol of docs/API.md
- * "Realtime": subscriptions with snapshots and exact resume, presence,
- * heartbeats, and the fan-out of every committed change.
+ * "Realtime": the upgrade, a session's life (its connection, heartbeats),
+ * sending, and the dispatch of each client message. The rest lives beside
+ * it, sharing realtime_int.h:
+ *   rt_subs.c      subscriptions and their states (snapshot, catch-up, live)
+ *   rt_fanout.c    each committed change to the live subscribers, framed once
+ *   rt_presence.c  who is here (_presence)
  *
  * A subscription moves through these states:
  *   SNAPSHOT  its documents at one seq are read (reader pool) and sent in
@@ -18,102 +22,13 @@
  * past --ws-max-pending is closed with 4008, and the client resumes from
  * its last seq.
  *
- * Frames: each message is one text frame. A change to many subscribers is
- * framed per subscriber (the envelope names the subscription and the op),
- * but the document's bytes, encoded once by the writer, are shared.
- *
  * Lifetime: a session lives while its connection is open, and a
  * subscription while it is subscribed; a read in flight holds a reference
  * to both, so that its answer finds them even after they ended.
  */
-#include "api.h"
+#include "realtime_int.h"
 
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "../core/doc.h"
-#include "../core/rtproto.h"
-#include "../core/subs.h"
-#include "../net/ws.h"
-#include "../util/log.h"
-
-#define SUBS_PER_CONN 100
-#define CATCHUP_PAGE 1000        /* changes per step of catch-up */
-#define SNAP_CHUNK_BYTES (128 * 1024)
-#define PACE_BYTES (1024 * 1024)  /* snapshots and catch-up wait above this */
-#define PRESENCE_CHUNK 500
-
-typedef struct rt_session rt_session;
-typedef struct rt_sub rt_sub;
-
-typedef enum { SUB_SNAPSHOT, SUB_CATCHUP, SUB_READING, SUB_LIVE } sub_state;
-
-struct rt_sub {
-    sub_entry e;            /* first: the index hands back sub_entry* */
-    rt_session *s;
-    char id[RT_ID_MAX + 1];
-    query_t *where;         /* owned */
-    char *doc_id;           /* owned */
-    query_t *rule_where;    /* owned: the read rule's conditions for this caller */
-    rule_t *rule_post;      /* owned: what else the rule checks, or NULL */
-    sub_state state;
-    int64_t pos;
-    bool since_given;       /* send `synced` when caught up */
-    bool presence;          /* on _presence */
-    bool activity;          /* on _activity */
-    bool indexed;
-    bool dead;              /* unsubscribed or its session ended */
-    int refs;
-    rjob *snap;             /* SNAPSHOT: the read, and the next chunk to send */
-    int snap_next;
-    rt_sub *next;           /* in the session */
-};
-
-struct rt_session {
-    app_t *app;
-    conn_t *c;
-    ws_t *ws;
-    /* Who it is, kept small (an idle connection should cost little):
-     * who() rebuilds the actor when one is needed. */
-    char *who_id, *who_role, *who_email;
-    char who_session[17];
-    bool who_admin;
-    json_t *auth;           /* who as rules see it, made on first use */
-    rt_sub *subs;
-    int nsubs;
-    uint64_t last_rx;       /* loop time (ms) of the last bytes from the client */
-    bool in_feed;
-    bool slow_noted;        /* in rt->slow */
-    bool closed;            /* the connection is gone */
-    bool ending;            /* a close was sent: nothing more goes out */
-    int refs;
-    char pid[17];           /* presence document id */
-    json_t *pstate;
-    char since[TIME_RFC3339_LEN + 1];
-    rt_session *prev, *next;
-};
-
-struct realtime {
-    subs_t index;
-    rt_session *sessions;
-    int nsessions;
-    rt_sub **psubs;         /* the _presence subscriptions: few, an array */
-    int npsubs, cap_psubs;
-    rt_sub **asubs;         /* the _activity subscriptions, alike */
-    int nasubs, cap_asubs;
-    int64_t last_aseq;      /* the newest activity entry committed */
-    rt_session **slow;      /* sessions past --ws-max-pending in this fan-out */
-    int nslow, cap_slow;
-    int64_t presence_seq;
-    uv_timer_t ping;
-    uint64_t ping_ms;
-    size_t max_pending;
-};
-
-static void sub_advance(rt_sub *u);
-
-static void session_actor(const rt_session *s, actor_t *a)
+void rt_session_actor(const rt_session *s, actor_t *a)
 {
     memset(a, 0, sizeof *a);
     snprintf(a->id, sizeof a->id, "%s", s->who_id);
@@ -122,23 +37,22 @@ static void session_actor(const rt_session *s, actor_t *a)
     snprintf(a->session, sizeof a->session, "%s", s->who_session);
 }
 
-static const json_t *session_auth(rt_session *s)
+const json_t *rt_session_auth(rt_session *s)
 {
     if (!s->auth) {
         actor_t a;
-        session_actor(s, &a);
+        rt_session_actor(s, &a);
         s->auth = actor_auth(&a);
     }
     return s->auth;
 }
-static void session_unref(rt_session *s);
 
 /* ------------------------------------------------------------------ sending */
 
-static bool can_send(rt_session *s) { return !s->closed && !s->ending; }
+bool rt_can_send(rt_session *s) { return !s->closed && !s->ending; }
 
 /* One text frame whose payload is head + body + tail (copied). */
-static void send_frame(rt_session *s, const char *head, size_t hlen, const char *body,
+void rt_send_frame(rt_session *s, const char *head, size_t hlen, const char *body,
                        size_t blen, const char *tail, size_t tlen)
 {
     unsigned char fh[10];
@@ -152,18 +66,18 @@ static void send_frame(rt_session *s, const char *head, size_t hlen, const char 
 
 static void send_text(rt_session *s, const char *msg, size_t len)
 {
-    if (can_send(s))
-        send_frame(s, msg, len, NULL, 0, NULL, 0);
+    if (rt_can_send(s))
+        rt_send_frame(s, msg, len, NULL, 0, NULL, 0);
 }
 
-static void send_buf(rt_session *s, buf_t *b)
+void rt_send_buf(rt_session *s, buf_t *b)
 {
     send_text(s, b->p, b->len);
     buf_free(b);
 }
 
 /* {"t":"error","sub":ID,"error":{...}} (sub omitted when id is NULL). */
-static void send_error(rt_session *s, const char *type_key, const char *id, const err_t *e)
+void rt_send_error(rt_session *s, const char *type_key, const char *id, const err_t *e)
 {
     buf_t b = {0};
     buf_puts(&b, "{\"t\":\"error\"");
@@ -174,649 +88,10 @@ static void send_error(rt_session *s, const char *type_key, const char *id, cons
     buf_puts(&b, ",\"error\":");
     err_body(&b, e);
     buf_putc(&b, '}');
-    send_buf(s, &b);
+    rt_send_buf(s, &b);
 }
 
 /* A whole frame, shared by every connection it goes to. */
-typedef struct frame_blob {
-    int refs;
-    size_t len;
-    char data[];
-} frame_blob;
-
-static void blob_unref(void *p)
-{
-    frame_blob *b = p;
-    if (--b->refs == 0)
-        free(b);
-}
-
-/* The frames of one change, by (subscription id, op): subscribers that
- * named their subscriptions alike (apps mostly do) get the very same bytes,
- * so a change is encoded once per distinct envelope, not per subscriber. */
-#define FRAME_CACHE 8
-typedef struct frame_cache {
-    struct {
-        const char *sub;
-        sub_op op;
-        frame_blob *blob;
-    } e[FRAME_CACHE];
-    int n;
-} frame_cache;
-
-static void frame_cache_clear(frame_cache *fc)
-{
-    for (int i = 0; i < fc->n; i++)
-        blob_unref(fc->e[i].blob);
-    fc->n = 0;
-}
-
-static frame_blob *change_frame(const char *sub, change_t *ch, sub_op op)
-{
-    buf_t b = {0};
-    buf_reserve(&b, 128 + ch->doc_len);
-    buf_puts(&b, "{\"t\":\"change\",\"sub\":");
-    buf_put_json_str(&b, sub, strlen(sub));
-    buf_puts(&b, ",\"seq\":");
-    buf_put_i64(&b, ch->seq);
-    buf_puts(&b, ",\"op\":\"");
-    buf_puts(&b, sub_op_name(op));
-    buf_puts(&b, "\",\"id\":");
-    buf_put_json_str(&b, ch->id, strlen(ch->id));
-    if (op == SUBOP_REMOVED) {
-        buf_putc(&b, '}');
-    } else {
-        buf_puts(&b, ",\"doc\":");
-        buf_put(&b, ch->doc, ch->doc_len);
-        buf_putc(&b, '}');
-    }
-    unsigned char fh[10];
-    size_t fl = ws_text_header(fh, b.len);
-    frame_blob *f = xmalloc(sizeof *f + fl + b.len);
-    f->refs = 1;
-    f->len = fl + b.len;
-    memcpy(f->data, fh, fl);
-    memcpy(f->data + fl, b.p, b.len);
-    buf_free(&b);
-    return f;
-}
-
-/* The change message for u. fc (may be NULL) shares frames between the
- * subscribers of one change. */
-static void send_change(rt_sub *u, change_t *ch, sub_op op, frame_cache *fc)
-{
-    rt_session *s = u->s;
-    if (!can_send(s))
-        return;
-    frame_blob *f = NULL;
-    for (int i = 0; fc && i < fc->n && !f; i++)
-        if (fc->e[i].op == op && strcmp(fc->e[i].sub, u->id) == 0)
-            f = fc->e[i].blob;
-    if (!f) {
-        f = change_frame(u->id, ch, op);
-        if (fc && fc->n < FRAME_CACHE) {
-            fc->e[fc->n].sub = u->id; /* lives while the change is fanned out */
-            fc->e[fc->n].op = op;
-            fc->e[fc->n++].blob = f;
-            f->refs++;
-        }
-    } else {
-        f->refs++;
-    }
-    conn_out_ref(s->c, f->data, f->len, blob_unref, f);
-    metrics_add(M_WS_MESSAGES_OUT, 1);
-}
-
-/* ------------------------------------------------------------------ subscriptions */
-
-static rt_sub *sub_ref(rt_sub *u)
-{
-    u->refs++;
-    return u;
-}
-
-static void sub_unref(rt_sub *u)
-{
-    if (--u->refs > 0)
-        return;
-    rjob_free(u->snap);
-    if (u->where) {
-        query_free(u->where);
-        free(u->where);
-    }
-    if (u->rule_where) {
-        query_free(u->rule_where);
-        free(u->rule_where);
-    }
-    rule_free(u->rule_post);
-    free(u->doc_id);
-    free(u);
-}
-
-/* The small arrays of system subscriptions (and slow sessions). */
-static void list_add(void ***v, int *n, int *cap, void *x)
-{
-    if (*n == *cap) {
-        *cap = *cap ? *cap * 2 : 8;
-        *v = xrealloc(*v, (size_t)*cap * sizeof **v);
-    }
-    (*v)[(*n)++] = x;
-}
-
-static void list_remove(void **v, int *n, void *x)
-{
-    for (int i = 0; i < *n; i++)
-        if (v[i] == x) {
-            v[i] = v[--*n];
-            return;
-        }
-}
-
-/* Ends a subscription: out of the index and the session's list. */
-static void sub_end(rt_sub *u)
-{
-    if (u->dead)
-        return;
-    u->dead = true;
-    app_t *app = u->s->app;
-    if (u->indexed)
-        subs_remove(&app->rt->index, &u->e);
-    if (u->presence)
-        list_remove((void **)app->rt->psubs, &app->rt->npsubs, u);
-    if (u->activity)
-        list_remove((void **)app->rt->asubs, &app->rt->nasubs, u);
-    for (rt_sub **p = &u->s->subs; *p; p = &(*p)->next)
-        if (*p == u) {
-            *p = u->next;
-            break;
-        }
-    u->s->nsubs--;
-    metrics_gauge_add(M_WS_SUBS, -1);
-    sub_unref(u);
-}
-
-/* Ends u and tells the client why. */
-static void sub_fail(rt_sub *u, err_t *e)
-{
-    send_error(u->s, "sub", u->id, e);
-    err_clear(e);
-    sub_end(u);
-}
-
-static void go_live(rt_sub *u)
-{
-    u->state = SUB_LIVE;
-    if (u->since_given) {
-        u->since_given = false;
-        buf_t b = {0};
-        buf_puts(&b, "{\"t\":\"synced\",\"sub\":");
-        buf_put_json_str(&b, u->id, strlen(u->id));
-        buf_printf(&b, ",\"seq\":%lld}", (long long)u->pos);
-        send_buf(u->s, &b);
-    }
-}
-
-/* Sends c to u if it concerns u, and moves u past it. */
-static void offer(rt_sub *u, change_t *ch)
-{
-    if (ch->seq <= u->pos)
-        return;
-    if (strcmp(ch->col, u->e.col) == 0) {
-        sub_op op = sub_op_of(&u->e, ch);
-        if (op != SUBOP_NONE)
-            send_change(u, ch, op, NULL);
-    }
-    u->pos = ch->seq;
-}
-
-static void on_catchup_page(rjob *job)
-{
-    rt_sub *u = job->ctx;
-    if (!u->dead) {
-        if (job->err.code) {
-            sub_fail(u, &job->err);
-        } else {
-            for (change_t *ch = job->recs; ch; ch = ch->next)
-                offer(u, ch);
-            if (job->seq > u->pos)
-                u->pos = job->seq;
-            u->state = SUB_CATCHUP;
-            sub_advance(u);
-        }
-    }
-    rt_session *s = u->s;
-    sub_unref(u);
-    session_unref(s);
-    rjob_free(job);
-}
-
-static void send_snapshot_chunk(rt_sub *u)
-{
-    rjob *job = u->snap;
-    snap_chunk *ck = &job->chunks[u->snap_next++];
-    bool more = u->snap_next < job->nchunks;
-    buf_t b = {0};
-    buf_puts(&b, "{\"t\":\"snapshot\",\"sub\":");
-    buf_put_json_str(&b, u->id, strlen(u->id));
-    buf_printf(&b, ",\"seq\":%lld,\"docs\":[", (long long)job->seq);
-    const char *tail = more ? "],\"more\":true}" : "],\"more\":false}";
-    send_frame(u->s, b.p, b.len, job->out.p + ck->off, ck->len, tail, strlen(tail));
-    buf_free(&b);
-}
-
-/* Moves u forward as far as the connection's output allows. */
-static void sub_advance(rt_sub *u)
-{
-    rt_session *s = u->s;
-    app_t *app = s->app;
-    while (!u->dead && can_send(s)) {
-        if (conn_out_pending(s->c) >= PACE_BYTES)
-            return; /* on_drain calls again */
-        if (u->state == SUB_SNAPSHOT) {
-            if (!u->snap)
-                return; /* the read is in flight */
-            send_snapshot_chunk(u);
-            if (u->snap_next == u->snap->nchunks) {
-                rjob_free(u->snap);
-                u->snap = NULL;
-                u->state = SUB_CATCHUP;
-            }
-            continue;
-        }
-        if (u->state != SUB_CATCHUP)
-            return;
-        if (u->presence) {
-            go_live(u);
-            return;
-        }
-        if (u->pos >= feed_last(app->feed)) {
-            go_live(u);
-            return;
-        }
-        if (u->pos >= feed_first(app->feed) - 1) {
-            change_t *chs[CATCHUP_PAGE];
-            int64_t covered;
-            int n = feed_collect(app->feed, u->pos, u->e.col, CATCHUP_PAGE, chs, &covered);
-            for (int i = 0; i < n; i++)
-                offer(u, chs[i]);
-            if (covered > u->pos)
-                u->pos = covered;
-            continue;
-        }
-        if (u->pos < store_first_seq(app->store) - 1) {
-            err_t e = {0};
-            err_set(&e, E_RESYNC_REQUIRED,
-                    "changes after %lld are no longer retained; subscribe again without since",
-                    (long long)u->pos);
-            sub_fail(u, &e);
-            return;
-        }
-        rjob *job = rjob_new(R_CHANGES);
-        /* Every change of the collection: what was visible and is no
-         * longer is a `removed` the subscriber must hear. */
-        job->actor.system = true;
-        job->since = u->pos;
-        job->limit = CATCHUP_PAGE;
-        job->col_filter = true;
-        job->want_recs = true;
-        snprintf(job->col, sizeof job->col, "%s", u->e.col);
-        job->done = on_catchup_page;
-        job->ctx = sub_ref(u);
-        s->refs++;
-        u->state = SUB_READING;
-        store_read(app->store, job);
-        return;
-    }
-}
-
-static void on_snapshot(rjob *job)
-{
-    rt_sub *u = job->ctx;
-    rt_session *s = u->s;
-    if (!u->dead) {
-        if (job->err.code) {
-            sub_fail(u, &job->err);
-            rjob_free(job);
-        } else {
-            u->pos = job->seq;
-            u->snap = job;
-            u->snap_next = 0;
-            sub_advance(u);
-        }
-    } else {
-        rjob_free(job);
-    }
-    sub_unref(u);
-    session_unref(s);
-}
-
-/* ------------------------------------------------------------------ presence */
-
-static void presence_doc(buf_t *b, rt_session *s)
-{
-    buf_puts(b, "{\"id\":\"");
-    buf_puts(b, s->pid);
-    buf_puts(b, "\",\"account\":");
-    buf_put_json_str(b, s->who_id, strlen(s->who_id));
-    buf_puts(b, ",\"role\":");
-    buf_put_json_str(b, s->who_role, strlen(s->who_role));
-    buf_puts(b, ",\"state\":");
-    if (s->pstate) {
-        char *t = json_dumps(s->pstate, JSON_COMPACT | JSON_ENCODE_ANY);
-        buf_puts(b, t);
-        free(t);
-    } else {
-        buf_puts(b, "null");
-    }
-    buf_puts(b, ",\"since\":\"");
-    buf_puts(b, s->since);
-    buf_puts(b, "\"}");
-}
-
-static bool presence_visible(rt_sub *u, const char *doc, size_t len)
-{
-    if (!u->where)
-        return true;
-    json_t *j = json_loadb(doc, len, 0, NULL);
-    bool ok = j && sub_matches(&u->e, j);
-    json_decref(j);
-    return ok;
-}
-
-/* Tells every _presence subscriber that s came, changed or went. */
-static void presence_broadcast(app_t *app, rt_session *s, sub_op op)
-{
-    struct realtime *rt = app->rt;
-    if (!rt->npsubs)
-        return;
-    int64_t seq = ++rt->presence_seq;
-    buf_t doc = {0};
-    presence_doc(&doc, s);
-    for (int i = 0; i < rt->npsubs; i++) {
-        rt_sub *u = rt->psubs[i];
-        if (u->state != SUB_LIVE || u->s == s || !presence_visible(u, doc.p, doc.len))
-            continue;
-        buf_t b = {0};
-        buf_puts(&b, "{\"t\":\"change\",\"sub\":");
-        buf_put_json_str(&b, u->id, strlen(u->id));
-        buf_printf(&b, ",\"seq\":%lld,\"op\":\"%s\",\"id\":\"%s\"", (long long)seq,
-                   sub_op_name(op), s->pid);
-        if (op != SUBOP_REMOVED) {
-            buf_puts(&b, ",\"doc\":");
-            buf_put(&b, doc.p, doc.len);
-        }
-        buf_putc(&b, '}');
-        send_buf(u->s, &b);
-        u->pos = seq;
-    }
-    buf_free(&doc);
-}
-
-static void presence_snapshot(rt_sub *u)
-{
-    app_t *app = u->s->app;
-    buf_t docs = {0};
-    int n = 0;
-    bool first = true;
-    for (rt_session *s = app->rt->sessions; s; s = s->next) {
-        buf_t d = {0};
-        presence_doc(&d, s);
-        if (presence_visible(u, d.p, d.len)) {
-            if (n)
-                buf_putc(&docs, ',');
-            buf_put(&docs, d.p, d.len);
-            n++;
-        }
-        buf_free(&d);
-        bool last = s->next == NULL;
-        if (n == PRESENCE_CHUNK || (last && (n || first))) {
-            buf_t b = {0};
-            buf_puts(&b, "{\"t\":\"snapshot\",\"sub\":");
-            buf_put_json_str(&b, u->id, strlen(u->id));
-            buf_printf(&b, ",\"seq\":%lld,\"docs\":[", (long long)app->rt->presence_seq);
-            buf_put(&b, docs.p, docs.len);
-            buf_printf(&b, "],\"more\":%s}", last ? "false" : "true");
-            send_buf(u->s, &b);
-            docs.len = 0;
-            n = 0;
-            first = false;
-        }
-    }
-    buf_free(&docs);
-    u->pos = app->rt->presence_seq;
-}
-
-/* ------------------------------------------------------------------ messages */
-
-/* The rest of the read rule, for subscribers whose rule is not only
- * equalities (see access_read_scope). */
-static bool rule_visible(const sub_entry *e, const json_t *doc)
-{
-    const rt_sub *u = e->owner;
-    return rule_eval(u->rule_post, session_auth(u->s), doc, NULL);
-}
-
-/* ------------------------------------------------------------------ _activity */
-
-static void activity_read(rt_sub *u, bool catch_up);
-
-static void send_activity(rt_sub *u, const char *entry, size_t len, int64_t seq)
-{
-    buf_t b = {0};
-    buf_puts(&b, "{\"t\":\"change\",\"sub\":");
-    buf_put_json_str(&b, u->id, strlen(u->id));
-    buf_printf(&b, ",\"seq\":%lld,\"op\":\"added\",\"id\":\"%lld\",\"doc\":", (long long)seq,
-               (long long)seq);
-    buf_put(&b, entry, len);
-    buf_putc(&b, '}');
-    send_buf(u->s, &b);
-    u->pos = seq;
-}
-
-/* The snapshot (newest first), or a catch-up page (oldest first): entries
- * committed while the subscription was being read were not fanned out to
- * it, so it reads on from where it is until it has them all. */
-static void on_activity_read(rjob *job)
-{
-    rt_sub *u = job->ctx;
-    rt_session *s = u->s;
-    struct realtime *rt = s->app->rt;
-    if (!u->dead && job->err.code) {
-        sub_fail(u, &job->err);
-    } else if (!u->dead && !job->aq.ascending) {
-        buf_t b = {0};
-        buf_puts(&b, "{\"t\":\"snapshot\",\"sub\":");
-        buf_put_json_str(&b, u->id, strlen(u->id));
-        buf_printf(&b, ",\"seq\":%lld,\"docs\":[", (long long)job->top_seq);
-        buf_put(&b, job->out.p, job->out.len);
-        buf_puts(&b, "],\"more\":false}");
-        send_buf(s, &b);
-        u->pos = job->top_seq;
-    } else if (!u->dead) {
-        buf_t arr = {0};
-        buf_printf(&arr, "[%.*s]", (int)job->out.len, job->out.p ? job->out.p : "");
-        json_t *list = json_loadb(arr.p, arr.len, 0, NULL);
-        buf_free(&arr);
-        for (size_t i = 0; i < json_array_size(list); i++) {
-            json_t *e = json_array_get(list, i);
-            char *text = json_dumps(e, JSON_COMPACT);
-            send_activity(u, text, strlen(text), json_integer_value(json_object_get(e, "seq")));
-            free(text);
-        }
-        json_decref(list);
-    }
-    if (!u->dead && !job->err.code) {
-        /* (A catch-up that found nothing has nothing more to find.) */
-        if (rt && rt->last_aseq > u->pos && (!job->aq.ascending || job->count))
-            activity_read(u, true);
-        else
-            u->state = SUB_LIVE;
-    }
-    rjob_free(job);
-    sub_unref(u);
-    session_unref(s);
-}
-
-static void activity_read(rt_sub *u, bool catch_up)
-{
-    rjob *job = rjob_new(R_ACTIVITY);
-    session_actor(u->s, &job->actor);
-    job->aq.limit = catch_up ? 500 : 100;
-    job->aq.ascending = catch_up;
-    job->aq.after_seq = u->pos;
-    job->done = on_activity_read;
-    job->ctx = sub_ref(u);
-    u->s->refs++;
-    store_read(u->s->app->store, job);
-}
-
-/* The newest 100 entries, then each new one as `added`. */
-static void activity_snapshot(rt_sub *u)
-{
-    u->state = SUB_SNAPSHOT;
-    activity_read(u, false);
-}
-
-static rt_sub *find_sub(rt_session *s, const char *id)
-{
-    for (rt_sub *u = s->subs; u; u = u->next)
-        if (strcmp(u->id, id) == 0)
-            return u;
-    return NULL;
-}
-
-static void handle_sub(rt_session *s, rt_msg *m)
-{
-    app_t *app = s->app;
-    err_t e = {0};
-    if (find_sub(s, m->id)) {
-        err_set(&e, E_BAD_REQUEST, "a subscription with id %s is open; unsub it first", m->id);
-        send_error(s, "sub", m->id, &e);
-        err_clear(&e);
-        return;
-    }
-    if (s->nsubs >= SUBS_PER_CONN) {
-        err_set(&e, E_BAD_REQUEST, "at most %d subscriptions per connection", SUBS_PER_CONN);
-        send_error(s, "sub", m->id, &e);
-        err_clear(&e);
-        return;
-    }
-    bool presence = strcmp(m->col, "_presence") == 0;
-    bool activity = strcmp(m->col, "_activity") == 0;
-    query_t *rule_where = NULL;
-    rule_t *post = NULL;
-    access_scope scope;
-    if (presence || activity) {
-        scope = s->who_admin ? ACCESS_ALL : ACCESS_NONE;
-    } else {
-        rule_where = xmalloc(sizeof *rule_where);
-        query_init(rule_where);
-        actor_t who;
-        session_actor(s, &who);
-        scope = access_read_scope(&who, m->col, rule_where, &post);
-        if (scope != ACCESS_SOME || rule_where->nconds == 0) {
-            query_free(rule_where);
-            free(rule_where);
-            rule_where = NULL;
-        }
-    }
-    if (scope == ACCESS_NONE) {
-        err_set(&e, E_FORBIDDEN, "not allowed to read %s", m->col);
-        send_error(s, "sub", m->id, &e);
-        err_clear(&e);
-        return;
-    }
-    if (m->has_since && !presence && !activity) {
-        int64_t committed = store_committed_seq(app->store);
-        if (m->since > committed) {
-            err_set(&e, E_RESYNC_REQUIRED,
-                    "since %lld is ahead of the feed (last seq %lld): subscribe without since",
-                    (long long)m->since, (long long)committed);
-        } else if (m->since < store_first_seq(app->store) - 1) {
-            err_set(&e, E_RESYNC_REQUIRED,
-                    "changes after %lld are no longer retained (oldest is %lld); subscribe"
-                    " without since",
-                    (long long)m->since, (long long)store_first_seq(app->store));
-        }
-        if (e.code) {
-            send_error(s, "sub", m->id, &e);
-            err_clear(&e);
-            return;
-        }
-    }
-
-    rt_sub *u = xcalloc(1, sizeof *u);
-    u->refs = 1;
-    u->s = s;
-    snprintf(u->id, sizeof u->id, "%s", m->id);
-    snprintf(u->e.col, sizeof u->e.col, "%s", m->col);
-    u->where = m->where;
-    m->where = NULL;
-    u->doc_id = m->doc;
-    m->doc = NULL;
-    u->e.where = u->where;
-    u->e.doc_id = u->doc_id;
-    u->rule_where = rule_where;
-    u->rule_post = post;
-    u->e.rule_where = rule_where;
-    u->e.visible = post ? rule_visible : NULL;
-    u->e.owner = u;
-    u->presence = presence;
-    u->activity = activity;
-    u->next = s->subs;
-    s->subs = u;
-    s->nsubs++;
-    metrics_gauge_add(M_WS_SUBS, 1);
-
-    if (presence) {
-        presence_snapshot(u);
-        u->state = SUB_LIVE;
-        struct realtime *rt = app->rt;
-        list_add((void ***)&rt->psubs, &rt->npsubs, &rt->cap_psubs, u);
-        return;
-    }
-    if (activity) {
-        struct realtime *rt = app->rt;
-        list_add((void ***)&rt->asubs, &rt->nasubs, &rt->cap_asubs, u);
-        activity_snapshot(u);
-        return;
-    }
-    subs_add(&app->rt->index, &u->e);
-    u->indexed = true;
-    if (m->has_since) {
-        u->pos = m->since;
-        u->since_given = true;
-        u->state = SUB_CATCHUP;
-        sub_advance(u);
-        return;
-    }
-    u->state = SUB_SNAPSHOT;
-    rjob *job = rjob_new(R_SNAPSHOT);
-    session_actor(s, &job->actor); /* the reader applies the read rule itself */
-    snprintf(job->col, sizeof job->col, "%s", u->e.col);
-    if (u->where) {
-        for (int i = 0; i < u->where->nconds; i++) {
-            qcond *c = &u->where->conds[i];
-            query_add_cond(&job->query, c->field, strlen(c->field), qop_name(c->op),
-                           strlen(qop_name(c->op)), c->value, &e);
-        }
-    }
-    if (u->doc_id) {
-        json_t *idv = json_string(u->doc_id);
-        query_add_cond(&job->query, "id", 2, "eq", 2, idv, &e);
-        json_decref(idv);
-    }
-    err_clear(&e); /* the conditions were checked when parsed; 17 of them at most */
-    job->chunk_bytes = SNAP_CHUNK_BYTES;
-    job->done = on_snapshot;
-    job->ctx = sub_ref(u);
-    s->refs++;
-    store_read(app->store, job);
-    /* A where on a field with no index gets one, as lists do. */
-    if (u->e.pin_field && strcmp(u->e.pin_field, "id") != 0)
-        store_want_index(app->store, u->e.col, u->e.pin_field);
-}
-
 typedef struct rt_call {
     rt_session *s;
     char id[RT_ID_MAX + 1];
@@ -831,8 +106,8 @@ static void on_call_done(void *ctx, err_code code, const char *text, size_t len)
     buf_puts(&b, code == E_OK ? ",\"ok\":true,\"data\":" : ",\"ok\":false,\"error\":");
     buf_put(&b, text, len);
     buf_putc(&b, '}');
-    send_buf(k->s, &b);
-    session_unref(k->s);
+    rt_send_buf(k->s, &b);
+    rt_session_unref(k->s);
     free(k);
 }
 
@@ -843,7 +118,7 @@ static void handle_call(rt_session *s, rt_msg *m)
     s->refs++;
     snprintf(k->id, sizeof k->id, "%s", m->id);
     actor_t who;
-    session_actor(s, &who);
+    rt_session_actor(s, &who);
     snprintf(who.remote, sizeof who.remote, "%s", conn_remote(s->c));
     json_t *args = m->args;
     m->args = NULL;
@@ -856,7 +131,7 @@ static void on_text(void *ctx, const char *text, size_t len)
     rt_msg m;
     err_t e = {0};
     if (rt_parse(text, len, &m, &e)) {
-        send_error(s, m.type == RT_CALL ? "id" : "sub", m.id, &e);
+        rt_send_error(s, m.type == RT_CALL ? "id" : "sub", m.id, &e);
         err_clear(&e);
         return;
     }
@@ -865,15 +140,15 @@ static void on_text(void *ctx, const char *text, size_t len)
         send_text(s, "{\"t\":\"pong\"}", 12);
         break;
     case RT_SUB:
-        handle_sub(s, &m);
+        rt_handle_sub(s, &m);
         break;
     case RT_UNSUB: {
-        rt_sub *u = find_sub(s, m.id);
+        rt_sub *u = rt_find_sub(s, m.id);
         if (u) {
-            sub_end(u);
+            rt_sub_end(u);
         } else {
             err_set(&e, E_NOT_FOUND, "no subscription %s", m.id);
-            send_error(s, "sub", m.id, &e);
+            rt_send_error(s, "sub", m.id, &e);
             err_clear(&e);
         }
         break;
@@ -884,7 +159,7 @@ static void on_text(void *ctx, const char *text, size_t len)
     case RT_PRESENCE:
         json_decref(s->pstate);
         s->pstate = json_incref(m.state);
-        presence_broadcast(s->app, s, SUBOP_MODIFIED);
+        rt_presence_broadcast(s->app, s, SUBOP_MODIFIED);
         break;
     }
     rt_msg_free(&m);
@@ -901,7 +176,7 @@ static void ws_send(void *ctx, const void *data, size_t len)
 
 static const ws_cb ws_callbacks = {.on_text = on_text, .send = ws_send};
 
-static void session_unref(rt_session *s)
+void rt_session_unref(rt_session *s)
 {
     if (--s->refs > 0)
         return;
@@ -927,7 +202,7 @@ static void on_data(conn_t *c, void *ctx, const char *data, size_t len)
         s->ending = true;
         conn_close_after_output(s->c);
     }
-    session_unref(s);
+    rt_session_unref(s);
 }
 
 static void on_drain(conn_t *c, void *ctx)
@@ -939,9 +214,9 @@ static void on_drain(conn_t *c, void *ctx)
     for (rt_sub *u = s->subs, *next; u; u = next) {
         next = u->next;
         if (u->state == SUB_SNAPSHOT || u->state == SUB_CATCHUP)
-            sub_advance(u);
+            rt_sub_advance(u);
     }
-    session_unref(s);
+    rt_session_unref(s);
 }
 
 static void on_close(conn_t *c, void *ctx)
@@ -951,7 +226,7 @@ static void on_close(conn_t *c, void *ctx)
     (void)c;
     s->closed = true;
     while (s->subs)
-        sub_end(s->subs);
+        rt_sub_end(s->subs);
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -960,16 +235,16 @@ static void on_close(conn_t *c, void *ctx)
         s->next->prev = s->prev;
     app->rt->nsessions--;
     metrics_gauge_add(M_WS_SESSIONS, -1);
-    presence_broadcast(app, s, SUBOP_REMOVED);
+    rt_presence_broadcast(app, s, SUBOP_REMOVED);
     conn_unref(s->c);
-    session_unref(s);
+    rt_session_unref(s);
 }
 
 static const conn_raw_cb raw_callbacks = {
     .on_data = on_data, .on_drain = on_drain, .on_close = on_close};
 
 /* Closes s with code, after what is queued. */
-static void session_close(rt_session *s, uint16_t code, const char *reason)
+void rt_session_close(rt_session *s, uint16_t code, const char *reason)
 {
     if (s->closed || s->ending)
         return;
@@ -1082,84 +357,7 @@ void realtime_upgrade(app_t *app, conn_t *c, http_req *req)
     snprintf(hdr, sizeof hdr,
              "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n", accept);
     conn_upgrade(c, hdr, &raw_callbacks, s);
-    presence_broadcast(app, s, SUBOP_ADDED);
-}
-
-/* ------------------------------------------------------------------ fan-out */
-
-static void note_if_slow(struct realtime *rt, rt_session *s)
-{
-    if (!s->slow_noted && conn_out_pending(s->c) > rt->max_pending) {
-        s->slow_noted = true;
-        list_add((void ***)&rt->slow, &rt->nslow, &rt->cap_slow, s);
-        s->refs++;
-    }
-}
-
-static void fan_one(sub_entry *e, change_t *ch, void *ctx)
-{
-    rt_sub *u = e->owner;
-    if (u->state != SUB_LIVE || ch->seq <= u->pos || !can_send(u->s))
-        return;
-    sub_op op = sub_op_of(e, ch);
-    if (op != SUBOP_NONE) {
-        send_change(u, ch, op, ctx);
-        note_if_slow(u->s->app->rt, u->s);
-    }
-    u->pos = ch->seq;
-}
-
-/* New activity entries to the admins subscribed to _activity. */
-static void fan_activity(struct realtime *rt, activity_rec *list)
-{
-    for (activity_rec *a = list; a; a = a->next) {
-        for (int i = 0; i < rt->nasubs; i++) {
-            rt_sub *u = rt->asubs[i];
-            if (u->state != SUB_LIVE || a->seq <= u->pos || !can_send(u->s))
-                continue;
-            send_activity(u, a->json, a->len, a->seq);
-            note_if_slow(rt, u->s);
-        }
-    }
-}
-
-void realtime_on_commit(app_t *app, change_t *list, activity_rec *activity)
-{
-    struct realtime *rt = app->rt;
-    for (activity_rec *a = activity; rt && a; a = a->next)
-        if (a->seq > rt->last_aseq)
-            rt->last_aseq = a->seq;
-    if (!rt || !rt->nsessions)
-        return;
-    frame_cache fc = {0};
-    for (change_t *ch = list; ch; ch = ch->next) {
-        subs_each(&rt->index, ch, fan_one, &fc);
-        frame_cache_clear(&fc);
-    }
-    if (rt->nasubs)
-        fan_activity(rt, activity);
-    /* Readers that fell too far behind resume instead of holding memory. */
-    for (int i = 0; i < rt->nslow; i++) {
-        rt_session *s = rt->slow[i];
-        s->slow_noted = false;
-        if (can_send(s)) {
-            metrics_add(M_WS_SLOW_CLOSED, 1);
-            session_close(s, WS_CLOSE_SLOW, "reading too slowly; resume with since");
-        }
-        session_unref(s);
-    }
-    rt->nslow = 0;
-}
-
-void realtime_revoke(app_t *app, const actor_t *who)
-{
-    struct realtime *rt = app->rt;
-    for (rt_session *s = rt->sessions, *next; s; s = next) {
-        next = s->next;
-        if (strcmp(s->who_id, who->id) == 0 &&
-            (!who->session[0] || strcmp(s->who_session, who->session) == 0))
-            session_close(s, WS_CLOSE_ACCESS, "access changed: log in or subscribe again");
-    }
+    rt_presence_broadcast(app, s, SUBOP_ADDED);
 }
 
 /* ------------------------------------------------------------------ heartbeat */
@@ -1170,10 +368,10 @@ static void on_ping(uv_timer_t *t)
     uint64_t now = uv_now(app->loop);
     for (rt_session *s = app->rt->sessions, *next; s; s = next) {
         next = s->next;
-        if (!can_send(s))
+        if (!rt_can_send(s))
             continue;
         if (now - s->last_rx >= 3 * app->rt->ping_ms) {
-            session_close(s, WS_CLOSE_GOING_AWAY, "no data for too long");
+            rt_session_close(s, WS_CLOSE_GOING_AWAY, "no data for too long");
             continue;
         }
         conn_out_copy(s->c, ws_ping_frame, sizeof ws_ping_frame);
@@ -1181,6 +379,8 @@ static void on_ping(uv_timer_t *t)
 }
 
 /* ------------------------------------------------------------------ life */
+
+static const hub_listener realtime_listener = {realtime_on_commit, realtime_revoke};
 
 void realtime_init(app_t *app, const realtime_opts *o)
 {
@@ -1193,14 +393,15 @@ void realtime_init(app_t *app, const realtime_opts *o)
     rt->ping.data = app;
     uv_timer_start(&rt->ping, on_ping, rt->ping_ms, rt->ping_ms);
     uv_unref((uv_handle_t *)&rt->ping);
+    hub_listen(&app->hub, &realtime_listener);
 }
 
 void realtime_shutdown(app_t *app)
 {
     struct realtime *rt = app->rt;
     for (rt_session *s = rt->sessions, *next; s; s = next) {
-        next = s->next; /* session_close may end s at once */
-        session_close(s, WS_CLOSE_GOING_AWAY, "the server is shutting down");
+        next = s->next; /* rt_session_close may end s at once */
+        rt_session_close(s, WS_CLOSE_GOING_AWAY, "the server is shutting down");
     }
     uv_close((uv_handle_t *)&rt->ping, NULL);
 }

@@ -128,7 +128,7 @@ static void start(snapshots *s)
 
 static void on_timer(uv_timer_t *t) { start(t->data); }
 
-void snapshot_note(app_t *app, const change_t *list)
+static void snapshot_note(app_t *app, change_t *list, activity_rec *activity)
 {
     snapshots *s = app->snapshots;
     if (!s)
@@ -151,6 +151,8 @@ void snapshot_note(app_t *app, const change_t *list)
     else if (any && !uv_is_active((uv_handle_t *)&s->timer))
         uv_timer_start(&s->timer, on_timer, SNAPSHOT_DELAY_MS, 0);
 }
+
+static const hub_listener snapshot_listener = {snapshot_note, NULL};
 
 int snapshot_init(app_t *app, const char *dir, err_t *err)
 {
@@ -184,6 +186,7 @@ int snapshot_init(app_t *app, const char *dir, err_t *err)
     uv_timer_init(app->loop, &s->timer);
     s->timer.data = s;
     app->snapshots = s;
+    hub_listen(&app->hub, &snapshot_listener);
     if (s->napps == 0)
         log_msg(LOG_WARN, "--snapshot-dir %s: no app served here has collections to snapshot",
                 dir);

@@ -1,0 +1,123 @@
+/*
+ * realtime_int.h: what the files of the realtime API share (private to
+ * realtime.c, rt_subs.c, rt_fanout.c and rt_presence.c): the session and
+ * subscription structs, and the functions one file gives the others.
+ */
+#ifndef LIVEDB_REALTIME_INT_H
+#define LIVEDB_REALTIME_INT_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/doc.h"
+#include "../core/rtproto.h"
+#include "../core/subs.h"
+#include "../net/ws.h"
+#include "../util/log.h"
+#include "api.h"
+
+#define SUBS_PER_CONN 100
+#define CATCHUP_PAGE 1000        /* changes per step of catch-up */
+#define SNAP_CHUNK_BYTES (128 * 1024)
+#define PACE_BYTES (1024 * 1024)  /* snapshots and catch-up wait above this */
+#define PRESENCE_CHUNK 500
+
+typedef struct rt_session rt_session;
+typedef struct rt_sub rt_sub;
+
+typedef enum { SUB_SNAPSHOT, SUB_CATCHUP, SUB_READING, SUB_LIVE } sub_state;
+
+struct rt_sub {
+    sub_entry e;            /* first: the index hands back sub_entry* */
+    rt_session *s;
+    char id[RT_ID_MAX + 1];
+    query_t *where;         /* owned */
+    char *doc_id;           /* owned */
+    query_t *rule_where;    /* owned: the read rule's conditions for this caller */
+    rule_t *rule_post;      /* owned: what else the rule checks, or NULL */
+    sub_state state;
+    int64_t pos;
+    bool since_given;       /* send `synced` when caught up */
+    bool presence;          /* on _presence */
+    bool activity;          /* on _activity */
+    bool indexed;
+    bool dead;              /* unsubscribed or its session ended */
+    int refs;
+    rjob *snap;             /* SNAPSHOT: the read, and the next chunk to send */
+    int snap_next;
+    rt_sub *next;           /* in the session */
+};
+
+struct rt_session {
+    app_t *app;
+    conn_t *c;
+    ws_t *ws;
+    /* Who it is, kept small (an idle connection should cost little):
+     * who() rebuilds the actor when one is needed. */
+    char *who_id, *who_role, *who_email;
+    char who_session[17];
+    bool who_admin;
+    json_t *auth;           /* who as rules see it, made on first use */
+    rt_sub *subs;
+    int nsubs;
+    uint64_t last_rx;       /* loop time (ms) of the last bytes from the client */
+    bool in_feed;
+    bool slow_noted;        /* in rt->slow */
+    bool closed;            /* the connection is gone */
+    bool ending;            /* a close was sent: nothing more goes out */
+    int refs;
+    char pid[17];           /* presence document id */
+    json_t *pstate;
+    char since[TIME_RFC3339_LEN + 1];
+    rt_session *prev, *next;
+};
+
+struct realtime {
+    subs_t index;
+    rt_session *sessions;
+    int nsessions;
+    rt_sub **psubs;         /* the _presence subscriptions: few, an array */
+    int npsubs, cap_psubs;
+    rt_sub **asubs;         /* the _activity subscriptions, alike */
+    int nasubs, cap_asubs;
+    int64_t last_aseq;      /* the newest activity entry committed */
+    rt_session **slow;      /* sessions past --ws-max-pending in this fan-out */
+    int nslow, cap_slow;
+    int64_t presence_seq;
+    uv_timer_t ping;
+    uint64_t ping_ms;
+    size_t max_pending;
+};
+
+/* The frames of one change, shared among its subscribers (rt_fanout.c). */
+typedef struct frame_cache frame_cache;
+
+/* rt_fanout.c: the hub's realtime listener (hub.h) */
+void realtime_on_commit(app_t *app, change_t *list, activity_rec *activity);
+void rt_send_change(rt_sub *u, change_t *ch, sub_op op, frame_cache *fc);
+
+/* realtime.c: sessions and sending */
+bool rt_can_send(rt_session *s);
+void rt_send_buf(rt_session *s, buf_t *b);
+void rt_send_error(rt_session *s, const char *type_key, const char *id, const err_t *e);
+void rt_send_frame(rt_session *s, const char *head, size_t hlen, const char *body,
+                       size_t blen, const char *tail, size_t tlen);
+void rt_session_actor(const rt_session *s, actor_t *a);
+const json_t *rt_session_auth(rt_session *s);
+void rt_session_close(rt_session *s, uint16_t code, const char *reason);
+void rt_session_unref(rt_session *s);
+
+/* rt_presence.c */
+void rt_presence_broadcast(app_t *app, rt_session *s, sub_op op);
+void rt_presence_snapshot(rt_sub *u);
+
+/* rt_subs.c */
+rt_sub *rt_find_sub(rt_session *s, const char *id);
+void rt_handle_sub(rt_session *s, rt_msg *m);
+void rt_list_add(void ***v, int *n, int *cap, void *x);
+void rt_send_activity(rt_sub *u, const char *entry, size_t len, int64_t seq);
+void rt_sub_advance(rt_sub *u);
+void rt_sub_end(rt_sub *u);
+
+#endif

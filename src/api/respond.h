@@ -1,0 +1,30 @@
+/*
+ * respond.h: error answers and the query string, for every handler
+ * (respond.c).
+ */
+#ifndef LIVEDB_RESPOND_H
+#define LIVEDB_RESPOND_H
+
+#include "../core/err.h"
+#include "../net/http.h"
+#include "../net/server.h"
+
+/* Parsed query string: decoded key/value pairs. */
+#define PARAMS_MAX 64
+typedef struct params {
+    int n;
+    struct {
+        char *key, *value;
+        size_t value_len;
+    } kv[PARAMS_MAX];
+} params_t;
+
+int params_parse(params_t *p, const http_req *r, err_t *err);
+void params_free(params_t *p);
+
+void respond_err(conn_t *c, err_t *e);
+void respond_simple(conn_t *c, err_code code, const char *msg);
+/* 405 with the Allow header. */
+void respond_method(conn_t *c, const char *allow);
+
+#endif
