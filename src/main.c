@@ -274,7 +274,7 @@ static void on_demo_done(wjob *job)
     if (job->err.code) {
         log_msg(LOG_ERROR, "demo data: %s", job->err.msg);
     } else {
-        auth_note_job(job->ctx, job); /* the accounts, for logins */
+        identity_note_job(((app_t *)job->ctx)->ident, job); /* the accounts, for logins */
         printf("livedb: demo data loaded; accounts (email / password):\n");
         for (size_t i = 0; i < ARRAY_LEN(demo_accounts); i++)
             if (demo_accounts[i].password[0])
@@ -506,13 +506,14 @@ static int cmd_serve(int argc, char **argv)
         apps_free();
         return 1;
     }
-    if (auth_init(app, (int64_t)(o.session_hours * 3600 * 1000), &e)) {
+    if (!(app->ident = identity_open(app->store, &e)) || auth_init(app, (int64_t)(o.session_hours * 3600 * 1000), &e)) {
         fprintf(stderr, "livedb: %s\n", e.msg);
         err_clear(&e);
         store_drain(app->store, NULL, NULL);
         uv_run(loop, UV_RUN_DEFAULT);
         store_close(app->store);
         auth_free(app);
+        identity_free(app->ident);
         free(rt);
         apps_free();
         return 1;
@@ -547,6 +548,7 @@ static int cmd_serve(int argc, char **argv)
         uv_run(loop, UV_RUN_NOWAIT);
         realtime_free(app);
         auth_free(app);
+        identity_free(app->ident);
         store_close(app->store);
         feed_free(app->feed);
         free(rt);
@@ -575,6 +577,7 @@ static int cmd_serve(int argc, char **argv)
 
     realtime_free(app);
     auth_free(app);
+    identity_free(app->ident);
     snapshot_free(app);
     activity_free_state();
     store_close(app->store);

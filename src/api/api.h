@@ -18,6 +18,7 @@
 #include "../net/server.h"
 #include "../store/store.h"
 #include "hub.h"
+#include "identity.h"
 #include "respond.h"
 
 
@@ -51,7 +52,8 @@ typedef struct app {
     /* realtime.c */
     struct realtime *rt;
 
-    /* auth.c */
+    /* identity.c: accounts and sessions; auth.c: logins */
+    identity_t *ident;
     struct auth_state *auth;
 
     /* backups.c */
@@ -69,11 +71,9 @@ void api_init(app_t *app);
 void api_shutdown(app_t *app);
 void api_handle(void *app, conn_t *c, http_req *req);
 
-/* Who is calling: the account of the request's token (Authorization:
- * Bearer, or ?token= where browsers cannot set headers). 401 without a
- * valid token. */
+/* Who is calling (identity_resolve on the app's cache): 401 without a
+ * valid token; _optional lets a request without one be anonymous. */
 int api_auth(app_t *app, conn_t *c, http_req *req, actor_t *who, err_t *err);
-/* The same, but a request without a token is anonymous (id ""). */
 int api_auth_optional(app_t *app, conn_t *c, http_req *req, actor_t *who, err_t *err);
 
 /* Handlers, by resource. */
@@ -98,20 +98,14 @@ void realtime_revoke(app_t *app, const actor_t *who);
 void realtime_shutdown(app_t *app);
 void realtime_free(app_t *app);
 
-/* auth.c */
+/* auth.c: login (throttled, argon2id on the thread pool), logout, me,
+ * the accounts API; identity.h is who a request is. */
 int auth_init(app_t *app, int64_t session_ttl_ms, err_t *err);
 void auth_free(app_t *app);
-int auth_account_count(app_t *app);
 void auth_login(app_t *app, conn_t *c, http_req *req);
 void auth_logout(app_t *app, conn_t *c, http_req *req);
 void auth_me(app_t *app, conn_t *c, http_req *req);
 void auth_accounts(app_t *app, conn_t *c, http_req *req, const char *id);
-/* Whether who's session, account and role still stand as they were. */
-bool auth_session_valid(app_t *app, const actor_t *who);
-/* A committed batch that wrote accounts (the demo, the accounts API):
- * its account documents and password hashes go to the cache. */
-struct wjob;
-void auth_note_job(app_t *app, struct wjob *job);
 /* argon2id of a password (the command line's `account add`). */
 int auth_hash_password(const char *password, char out[128]);
 /* What who (an account, or with who->session one session) may see has

@@ -1,5 +1,5 @@
 /*
- * auth.c: accounts, sessions, login and who a request is.
+ * auth.c: logging in and out, and the accounts API.
  *
  *   POST  /v1/auth/login    {"email","password"} -> {"token","account"}
  *   POST  /v1/auth/logout   -> 204
@@ -12,8 +12,8 @@
  * password hashes (argon2id) and sessions live in private tables the API
  * never shows. A session token is 256 random bits, given to the client
  * once and kept only as its BLAKE2b hash: a stolen database holds no
- * usable token. All three are cached here on the loop thread, so that
- * checking a request's token costs a hash and a lookup, no disk.
+ * usable token. identity.c caches all three on the loop thread and says
+ * who a request is; this file is what changes them.
  *
  * Hashing a password takes tens of milliseconds and 19 MiB: it runs on the
  * thread pool, at most HASH_MAX at once, with a bounded queue behind.
@@ -41,22 +41,6 @@
 #define FAIL_MAX_ADDR 20
 #define TOKEN_BYTES 32
 
-typedef struct account {
-    char id[DOC_ID_MAX + 1];
-    char email[255];
-    char role[33];
-    char name[201];
-    bool disabled;
-    char *hash;
-} account_t;
-
-typedef struct session {
-    char token_hash[65];
-    char id[17];
-    char account[DOC_ID_MAX + 1];
-    int64_t expires_at;
-} session_t;
-
 typedef struct failures {
     int count;
     int64_t since;
@@ -78,9 +62,6 @@ typedef struct hash_job {
 } hash_job;
 
 struct auth_state {
-    map_t accounts;  /* id -> account_t */
-    map_t by_email;  /* email -> account_t */
-    map_t sessions;  /* token hash -> session_t */
     map_t failures;  /* "e:EMAIL" / "a:ADDR" -> failures_t */
     int64_t ttl_ms;
     int hashing;
@@ -89,211 +70,16 @@ struct auth_state {
     char dummy_hash[crypto_pwhash_STRBYTES]; /* checked for unknown emails */
 };
 
-/* ------------------------------------------------------------------ helpers */
-
-static void token_hash(const char *token, size_t n, char out[65])
-{
-    unsigned char h[32];
-    crypto_generichash(h, sizeof h, (const unsigned char *)token, n, NULL, 0);
-    sodium_bin2hex(out, 65, h, sizeof h);
-}
-
-static void lower(char *s)
-{
-    for (; *s; s++)
-        if (*s >= 'A' && *s <= 'Z')
-            *s += 32;
-}
-
-static void account_json(buf_t *b, const account_t *a)
-{
-    buf_puts(b, "{\"id\":");
-    buf_put_json_str(b, a->id, strlen(a->id));
-    buf_puts(b, ",\"email\":");
-    buf_put_json_str(b, a->email, strlen(a->email));
-    buf_puts(b, ",\"role\":");
-    buf_put_json_str(b, a->role, strlen(a->role));
-    buf_puts(b, ",\"name\":");
-    buf_put_json_str(b, a->name, strlen(a->name));
-    buf_puts(b, a->disabled ? ",\"disabled\":true}" : ",\"disabled\":false}");
-}
-
-static account_t *account_by_id(app_t *app, const char *id)
-{
-    return map_get(&app->auth->accounts, id, strlen(id));
-}
-
-static account_t *account_by_email(app_t *app, const char *email)
-{
-    return map_get(&app->auth->by_email, email, strlen(email));
-}
-
-/* Takes an account document (the cache follows the feed of _accounts). */
-static void account_put(app_t *app, const json_t *doc)
-{
-    struct auth_state *as = app->auth;
-    const char *id = json_string_value(json_object_get(doc, "id"));
-    const char *email = json_string_value(json_object_get(doc, "email"));
-    if (!id || !email)
-        return;
-    account_t *a = account_by_id(app, id);
-    if (!a) {
-        a = xcalloc(1, sizeof *a);
-        snprintf(a->id, sizeof a->id, "%s", id);
-        map_put(&as->accounts, a->id, strlen(a->id), a);
-    } else {
-        map_del(&as->by_email, a->email, strlen(a->email));
-    }
-    snprintf(a->email, sizeof a->email, "%s", email);
-    lower(a->email);
-    const char *role = json_string_value(json_object_get(doc, "role"));
-    const char *name = json_string_value(json_object_get(doc, "name"));
-    snprintf(a->role, sizeof a->role, "%s", role ? role : "");
-    snprintf(a->name, sizeof a->name, "%s", name ? name : "");
-    a->disabled = json_is_true(json_object_get(doc, "disabled"));
-    map_put(&as->by_email, a->email, strlen(a->email), a);
-}
-
-static void account_drop(app_t *app, const char *id)
-{
-    account_t *a = map_del(&app->auth->accounts, id, strlen(id));
-    if (!a)
-        return;
-    map_del(&app->auth->by_email, a->email, strlen(a->email));
-    free(a->hash);
-    free(a);
-}
-
-static void set_hash(app_t *app, const char *id, const char *hash)
-{
-    account_t *a = account_by_id(app, id);
-    if (a) {
-        free(a->hash);
-        a->hash = xstrdup(hash);
-    }
-}
-
-static void session_add(app_t *app, const char *th, const char *sid, const char *account,
-                        int64_t expires)
-{
-    session_t *s = xcalloc(1, sizeof *s);
-    snprintf(s->token_hash, sizeof s->token_hash, "%s", th);
-    snprintf(s->id, sizeof s->id, "%s", sid);
-    snprintf(s->account, sizeof s->account, "%s", account);
-    s->expires_at = expires;
-    session_t *old = map_del(&app->auth->sessions, th, strlen(th));
-    free(old);
-    map_put(&app->auth->sessions, s->token_hash, strlen(s->token_hash), s);
-}
-
-/* Forgets the sessions of an account (disabled), or one (logout). */
-static void sessions_drop(app_t *app, const char *account, const char *only_th)
-{
-    map_t *m = &app->auth->sessions;
-    if (only_th) {
-        free(map_del(m, only_th, strlen(only_th)));
-        return;
-    }
-    size_t i = 0, kl;
-    const char *k;
-    void *v;
-    while (map_next(m, &i, &k, &kl, &v)) {
-        session_t *s = v;
-        if (strcmp(s->account, account) == 0) {
-            map_del(m, k, kl);
-            free(s);
-        }
-    }
-}
-
 /* ------------------------------------------------------------------ who is asking */
-
-static int bearer(const http_req *req, const char **tok, size_t *n)
-{
-    size_t hl;
-    const char *h = http_header_get(req, "authorization", &hl);
-    if (h) {
-        if (hl < 8 || ascii_casecmp_n(h, "bearer ", 7) != 0)
-            return -1;
-        *tok = h + 7;
-        *n = hl - 7;
-        while (*n && **tok == ' ') {
-            (*tok)++;
-            (*n)--;
-        }
-        return *n ? 1 : -1;
-    }
-    /* ?token=: browsers' WebSocket and EventSource cannot set headers. */
-    const char *q = req->query;
-    for (size_t i = 0; q && i + 6 <= req->query_len; i++) {
-        if ((i == 0 || q[i - 1] == '&') && memcmp(q + i, "token=", 6) == 0) {
-            const char *v = q + i + 6, *end = memchr(v, '&', req->query_len - i - 6);
-            *tok = v;
-            *n = end ? (size_t)(end - v) : req->query_len - i - 6;
-            return *n ? 1 : -1;
-        }
-    }
-    return 0;
-}
-
-static int resolve(app_t *app, conn_t *c, http_req *req, actor_t *who, bool required,
-                   err_t *err)
-{
-    memset(who, 0, sizeof *who);
-    snprintf(who->remote, sizeof who->remote, "%s", conn_remote(c));
-    const char *tok;
-    size_t n;
-    int has = bearer(req, &tok, &n);
-    if (has < 0)
-        return err_set(err, E_UNAUTHORIZED, "Authorization must be: Bearer TOKEN");
-    if (has == 0)
-        return required ? err_set(err, E_UNAUTHORIZED, "log in first (POST /v1/auth/login)")
-                        : 0;
-    if (n > 128)
-        return err_set(err, E_UNAUTHORIZED, "not a valid token");
-    char th[65];
-    token_hash(tok, n, th);
-    session_t *s = map_get(&app->auth->sessions, th, 64);
-    /* The lookup is by hash, so timing tells nothing about any token; the
-     * compare that follows is constant-time anyway. */
-    if (!s || sodium_memcmp(s->token_hash, th, 64) != 0)
-        return err_set(err, E_UNAUTHORIZED, "not a valid token (logged out?); log in again");
-    if (s->expires_at <= time_now_ms())
-        return err_set(err, E_UNAUTHORIZED, "the session has expired; log in again");
-    account_t *a = account_by_id(app, s->account);
-    if (!a || a->disabled)
-        return err_set(err, E_UNAUTHORIZED, "this account is disabled");
-    snprintf(who->id, sizeof who->id, "%s", a->id);
-    snprintf(who->role, sizeof who->role, "%s", a->role);
-    snprintf(who->email, sizeof who->email, "%s", a->email);
-    snprintf(who->session, sizeof who->session, "%s", s->id);
-    return 0;
-}
 
 int api_auth(app_t *app, conn_t *c, http_req *req, actor_t *who, err_t *err)
 {
-    return resolve(app, c, req, who, true, err);
+    return identity_resolve(app->ident, c, req, who, true, err);
 }
 
 int api_auth_optional(app_t *app, conn_t *c, http_req *req, actor_t *who, err_t *err)
 {
-    return resolve(app, c, req, who, false, err);
-}
-
-bool auth_session_valid(app_t *app, const actor_t *who)
-{
-    if (who->system || !who->session[0])
-        return true;
-    account_t *a = account_by_id(app, who->id);
-    if (!a || a->disabled || strcmp(a->role, who->role) != 0)
-        return false;
-    size_t i = 0, kl;
-    const char *k;
-    void *v;
-    while (map_next(&app->auth->sessions, &i, &k, &kl, &v))
-        if (strcmp(((session_t *)v)->id, who->session) == 0)
-            return ((session_t *)v)->expires_at > time_now_ms();
-    return false;
+    return identity_resolve(app->ident, c, req, who, false, err);
 }
 
 /* ------------------------------------------------------------------ throttling */
@@ -463,15 +249,15 @@ static void on_session_stored(wjob *job)
 {
     login_ctx *l = job->ctx;
     if (!job->err.code) {
-        session_add(l->app, l->th, l->sid, l->account, l->expires);
+        identity_session_add(l->app->ident, l->th, l->sid, l->account, l->expires);
         if (conn_open(l->c)) {
-            account_t *a = account_by_id(l->app, l->account);
+            const account_t *a = identity_account(l->app->ident, l->account);
             buf_t b = {0};
             buf_puts(&b, "{\"token\":\"");
             buf_puts(&b, l->token);
             buf_printf(&b, "\",\"expires_at\":%lld,\"account\":", (long long)l->expires);
             if (a)
-                account_json(&b, a);
+                identity_account_json(&b, a);
             else
                 buf_puts(&b, "null");
             buf_putc(&b, '}');
@@ -491,7 +277,7 @@ static void on_login_checked(hash_job *h)
     app_t *app = h->app;
     conn_t *c = h->c;
     const char *email = json_string_value(json_object_get(h->body, "email"));
-    account_t *a = h->target[0] ? account_by_id(app, h->target) : NULL;
+    const account_t *a = h->target[0] ? identity_account(app->ident, h->target) : NULL;
     if (!h->ok || !a || a->disabled) {
         record_failure(app, email, h->who.remote);
         log_event(app, &h->who, "login_failed", json_pack("{ss}", "email", email));
@@ -511,7 +297,7 @@ static void on_login_checked(hash_job *h)
     sodium_bin2base64(l->token, sizeof l->token, raw, sizeof raw,
                       sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     sodium_memzero(raw, sizeof raw);
-    token_hash(l->token, strlen(l->token), l->th);
+    identity_token_hash(l->token, strlen(l->token), l->th);
     random_id(l->sid, 16);
     snprintf(l->account, sizeof l->account, "%s", a->id);
     l->expires = time_now_ms() + app->auth->ttl_ms;
@@ -548,7 +334,7 @@ void auth_login(app_t *app, conn_t *c, http_req *req)
     }
     char email[255];
     snprintf(email, sizeof email, "%s", json_string_value(em));
-    lower(email);
+    ascii_lower(email);
     json_object_set_new(body, "email", json_string(email));
     int64_t wait = throttled(app, email, conn_remote(c));
     if (wait) {
@@ -560,7 +346,7 @@ void auth_login(app_t *app, conn_t *c, http_req *req)
         conn_respond_error(c, &e, hdr);
         return err_clear(&e);
     }
-    account_t *a = account_by_email(app, email);
+    const account_t *a = identity_account_by_email(app->ident, email);
     /* Unknown emails are checked against a dummy hash, so that answers
      * take as long whether the account exists or not. */
     const char *hash = a && a->hash && !a->disabled ? a->hash : app->auth->dummy_hash;
@@ -593,7 +379,7 @@ static void on_logged_out(wjob *job)
 {
     logout_ctx *l = job->ctx;
     if (!job->err.code) {
-        sessions_drop(l->app, NULL, l->th);
+        identity_sessions_drop(l->app->ident, NULL, l->th);
         auth_revoked(l->app, &l->who);
         if (conn_open(l->c))
             conn_respond(l->c, 204, NULL, NULL, NULL, 0);
@@ -613,12 +399,12 @@ void auth_logout(app_t *app, conn_t *c, http_req *req)
         return respond_err(c, &e);
     const char *tok;
     size_t n;
-    bearer(req, &tok, &n);
+    identity_bearer(req, &tok, &n);
     logout_ctx *l = xcalloc(1, sizeof *l);
     l->c = conn_ref(c);
     l->app = app;
     l->who = who;
-    token_hash(tok, n, l->th);
+    identity_token_hash(tok, n, l->th);
     wjob *job = wjob_new(WJ_OPS, 1);
     job->actor = who;
     job->ops[0].kind = W_SESSION_DEL;
@@ -635,10 +421,10 @@ void auth_me(app_t *app, conn_t *c, http_req *req)
     actor_t who;
     if (api_auth(app, c, req, &who, &e))
         return respond_err(c, &e);
-    account_t *a = account_by_id(app, who.id);
+    const account_t *a = identity_account(app->ident, who.id);
     buf_t b = {0};
     buf_puts(&b, "{\"account\":");
-    account_json(&b, a);
+    identity_account_json(&b, a);
     buf_printf(&b, ",\"session\":\"%s\"}", who.session);
     conn_respond_buf(c, 200, "application/json", NULL, &b);
 }
@@ -662,17 +448,7 @@ static int require_admin(app_t *app, conn_t *c, http_req *req, actor_t *who)
 static void accounts_list(app_t *app, conn_t *c)
 {
     buf_t b = {0};
-    buf_puts(&b, "{\"accounts\":[");
-    size_t i = 0, kl;
-    const char *k;
-    void *v;
-    int n = 0;
-    while (map_next(&app->auth->accounts, &i, &k, &kl, &v)) {
-        if (n++)
-            buf_putc(&b, ',');
-        account_json(&b, v);
-    }
-    buf_puts(&b, "]}");
+    identity_accounts_json(app->ident, &b);
     conn_respond_buf(c, 200, "application/json", NULL, &b);
 }
 
@@ -687,17 +463,17 @@ static void on_account_written(wjob *job)
 {
     acct_ctx *x = job->ctx;
     if (!job->err.code) {
-        account_t *a = account_by_id(x->app, x->id);
+        const account_t *a = identity_account(x->app->ident, x->id);
         char old_role[33] = "";
         bool was_disabled = a && a->disabled;
         if (a)
             snprintf(old_role, sizeof old_role, "%s", a->role);
-        auth_note_job(x->app, job);
-        a = account_by_id(x->app, x->id);
+        identity_note_job(x->app->ident, job);
+        a = identity_account(x->app->ident, x->id);
         /* A disabled account loses its sessions (the writer deleted them),
          * and one whose role changed what its connections may see. */
         if (a && a->disabled && !was_disabled)
-            sessions_drop(x->app, a->id, NULL);
+            identity_sessions_drop(x->app->ident, a->id, NULL);
         if (a && ((a->disabled && !was_disabled) ||
                   (old_role[0] && strcmp(old_role, a->role) != 0))) {
             actor_t who = {0};
@@ -707,7 +483,7 @@ static void on_account_written(wjob *job)
         if (conn_open(x->c)) {
             buf_t b = {0};
             if (a)
-                account_json(&b, a);
+                identity_account_json(&b, a);
             conn_respond_buf(x->c, x->create ? 201 : 200, "application/json", NULL, &b);
         }
     } else if (conn_open(x->c)) {
@@ -822,16 +598,16 @@ void auth_accounts(app_t *app, conn_t *c, http_req *req, const char *id)
     if (!id && m != HTTP_POST)
         return respond_simple(c, E_METHOD_NOT_ALLOWED, "this path takes GET, POST");
     if (id && m == HTTP_GET) {
-        account_t *a = account_by_id(app, id);
+        const account_t *a = identity_account(app->ident, id);
         if (!a)
             return respond_simple(c, E_NOT_FOUND, "no such account");
         buf_t b = {0};
-        account_json(&b, a);
+        identity_account_json(&b, a);
         return conn_respond_buf(c, 200, "application/json", NULL, &b);
     }
     if (id && m != HTTP_PATCH)
         return respond_simple(c, E_METHOD_NOT_ALLOWED, "this path takes GET, PATCH");
-    if (id && !account_by_id(app, id))
+    if (id && !identity_account(app->ident, id))
         return respond_simple(c, E_NOT_FOUND, "no such account");
     json_t *body = doc_parse_object(req->body, req->body_len, &e);
     if (!body || check_account_fields(body, !id, &e)) {
@@ -842,8 +618,8 @@ void auth_accounts(app_t *app, conn_t *c, http_req *req, const char *id)
     if (em) {
         char email[255];
         snprintf(email, sizeof email, "%s", json_string_value(em));
-        lower(email);
-        account_t *other = account_by_email(app, email);
+        ascii_lower(email);
+        const account_t *other = identity_account_by_email(app->ident, email);
         if (other && (!id || strcmp(other->id, id) != 0)) {
             json_decref(body);
             return respond_simple(c, E_CONFLICT, "an account with this email exists");
@@ -874,53 +650,11 @@ void auth_revoked(app_t *app, const actor_t *who)
     hub_revoke(&app->hub, who);
 }
 
-/* ------------------------------------------------------------------ committed account writes */
-
-/* After a batch that wrote accounts commits: the documents of _accounts
- * (from the batch's results) and the password hashes go to the cache. */
-void auth_note_job(app_t *app, wjob *job)
-{
-    json_t *ans = json_loadb(job->answer.p, job->answer.len, 0, NULL);
-    json_t *results = json_object_get(ans, "results");
-    for (int i = 0; i < job->nops; i++) {
-        wop *op = &job->ops[i];
-        if (op->kind == W_CRED)
-            set_hash(app, op->id, json_string_value(json_object_get(op->doc, "hash")));
-        else if (strcmp(op->col, "_accounts") == 0 && op->kind != W_DELETE)
-            account_put(app, json_array_get(results, (size_t)i));
-        else if (strcmp(op->col, "_accounts") == 0)
-            account_drop(app, op->id);
-    }
-    json_decref(ans);
-}
-
 /* ------------------------------------------------------------------ life */
-
-static void on_account_loaded(void *ctx, const char *doc, size_t len)
-{
-    json_t *d = json_loadb(doc, len, 0, NULL);
-    account_put(ctx, d);
-    json_decref(d);
-}
-
-static void on_credential_loaded(void *ctx, const char *account, const char *hash)
-{
-    set_hash(ctx, account, hash);
-}
-
-static void on_session_loaded(void *ctx, const char *th, const char *sid, const char *account,
-                              int64_t expires)
-{
-    if (expires > time_now_ms())
-        session_add(ctx, th, sid, account, expires);
-}
 
 int auth_init(app_t *app, int64_t session_ttl_ms, err_t *err)
 {
     struct auth_state *as = xcalloc(1, sizeof *as);
-    map_init(&as->accounts);
-    map_init(&as->by_email);
-    map_init(&as->sessions);
     map_init(&as->failures);
     as->ttl_ms = session_ttl_ms;
     app->auth = as;
@@ -930,12 +664,8 @@ int auth_init(app_t *app, int64_t session_ttl_ms, err_t *err)
     if (crypto_pwhash_str_alg(as->dummy_hash, (const char *)rnd, sizeof rnd, PW_OPS, PW_MEM,
                               crypto_pwhash_ALG_ARGON2ID13) != 0)
         return err_set(err, E_INTERNAL, "argon2id is not available (out of memory?)");
-    store_auth_cb cb = {.account = on_account_loaded, .credential = on_credential_loaded,
-                        .session = on_session_loaded, .ctx = app};
-    return store_load_auth(app->store, &cb, err);
+    return 0;
 }
-
-int auth_account_count(app_t *app) { return (int)app->auth->accounts.count; }
 
 void auth_free(app_t *app)
 {
@@ -945,19 +675,8 @@ void auth_free(app_t *app)
     size_t i = 0, kl;
     const char *k;
     void *v;
-    while (map_next(&as->accounts, &i, &k, &kl, &v)) {
-        free(((account_t *)v)->hash);
-        free(v);
-    }
-    i = 0;
-    while (map_next(&as->sessions, &i, &k, &kl, &v))
-        free(v);
-    i = 0;
     while (map_next(&as->failures, &i, &k, &kl, &v))
         free(v);
-    map_free(&as->accounts);
-    map_free(&as->by_email);
-    map_free(&as->sessions);
     map_free(&as->failures);
     free(as);
     app->auth = NULL;

@@ -296,6 +296,13 @@ int parse_i64(const char *s, size_t n, int64_t *out)
     return 0;
 }
 
+void ascii_lower(char *s)
+{
+    for (; *s; s++)
+        if (*s >= 'A' && *s <= 'Z')
+            *s += 32;
+}
+
 int ascii_casecmp_n(const char *a, const char *b, size_t n)
 {
     for (size_t i = 0; i < n; i++) {

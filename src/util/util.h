@@ -57,6 +57,8 @@ int time_parse_rfc3339(const char *s, int64_t *ms_out);
  * leading '-', no overflow. Returns 0 on success. */
 int parse_i64(const char *s, size_t n, int64_t *out);
 
+/* Lower-cases ASCII letters in place. */
+void ascii_lower(char *s);
 /* Case-insensitive ASCII compare of n bytes. */
 int ascii_casecmp_n(const char *a, const char *b, size_t n);
 
