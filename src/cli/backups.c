@@ -5,6 +5,7 @@
  * directory's lock to be sure.
  */
 #include "backups.h"
+#include "cli.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -15,12 +16,6 @@
 
 #include "../store/backup.h"
 #include "../util/util.h"
-
-static int usage_error(const char *msg)
-{
-    fprintf(stderr, "livedb: %s\n(run 'livedb help' for the options)\n", msg);
-    return 2;
-}
 
 static void print_info(const backup_info *b)
 {
@@ -41,10 +36,10 @@ int cli_backup(int argc, char **argv)
             char *end;
             long k = strtol(argv[++i], &end, 10);
             if (*end || k < 0 || k > 100000)
-                return usage_error("--keep takes a number of backups (0: keep all)");
+                return cli_bad_usage("--keep takes a number of backups (0: keep all)");
             keep = (int)k;
         } else {
-            return usage_error("livedb backup [--data DIR] [--keep N]");
+            return cli_bad_usage("livedb backup [--data DIR] [--keep N]");
         }
     }
     char db[4096];
@@ -73,7 +68,7 @@ int cli_backups(int argc, char **argv)
         if (strcmp(argv[i], "--data") == 0 && i + 1 < argc)
             data = argv[++i];
         else
-            return usage_error("livedb backups [--data DIR]");
+            return cli_bad_usage("livedb backups [--data DIR]");
     }
     backup_info *list;
     size_t n;
@@ -114,12 +109,12 @@ int cli_restore(int argc, char **argv)
         else if (argv[i][0] != '-' && !name)
             name = argv[i];
         else
-            return usage_error("livedb restore --data DIR BACKUP");
+            return cli_bad_usage("livedb restore --data DIR BACKUP");
     }
     if (!data || !name)
-        return usage_error("livedb restore --data DIR BACKUP (livedb backups lists them)");
+        return cli_bad_usage("livedb restore --data DIR BACKUP (livedb backups lists them)");
     if (!backup_name_ok(name))
-        return usage_error("BACKUP is a name that livedb backups lists, like"
+        return cli_bad_usage("BACKUP is a name that livedb backups lists, like"
                            " livedb-20261123T184500123Z.db");
     /* The server holds this lock while it runs. */
     char lock[4096];

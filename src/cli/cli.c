@@ -1,0 +1,31 @@
+/*
+ * cli.c: what the commands share: the bad-usage line and numbers from
+ * arguments.
+ */
+#include "cli.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../util/util.h"
+
+int cli_bad_usage(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "livedb: ");
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n(run 'livedb help' for the options)\n");
+    return 2;
+}
+
+int cli_parse_num(const char *s, int64_t lo, int64_t hi, int64_t *out)
+{
+    int64_t v;
+    if (parse_i64(s, strlen(s), &v) || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}

@@ -1,0 +1,36 @@
+/*
+ * cli.h: the commands of the command line, one file each; main.c holds
+ * the table that names them. Each takes the arguments after its name and
+ * returns the process's exit status: 0 done, 1 failed, 2 bad usage.
+ */
+#ifndef LIVEDB_CLI_H
+#define LIVEDB_CLI_H
+
+#include <stdint.h>
+
+#include "../core/txn.h"
+
+#define LIVEDB_VERSION "0.1.0"
+
+struct app;
+
+int cli_serve(int argc, char **argv);     /* serve.c */
+int cli_export(int argc, char **argv);    /* export.c */
+int cli_import(int argc, char **argv);    /* import.c */
+int cli_account(int argc, char **argv);   /* account.c */
+int cli_activity(int argc, char **argv);  /* activity.c */
+int cli_verify(int argc, char **argv);    /* activity.c */
+/* backup, backups, restore: backups.h */
+
+/* "livedb: MESSAGE" and where to look, on stderr; returns 2. */
+__attribute__((format(printf, 1, 2))) int cli_bad_usage(const char *fmt, ...);
+/* A whole decimal number from lo to hi, or -1. */
+int cli_parse_num(const char *s, int64_t lo, int64_t hi, int64_t *out);
+
+/* Fills ops[0..1]: the _accounts document and the password hash. */
+void cli_account_ops(wop *ops, const char *id, const char *email, const char *role,
+                     const char *name, const char *hash);
+/* serve --demo, into an empty data directory only (demo.c). */
+void cli_load_demo(struct app *app);
+
+#endif

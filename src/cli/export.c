@@ -1,0 +1,70 @@
+/*
+ * export.c: livedb export [--data DIR] [--out FILE]: every collection as
+ * one JSON object (store/offline.c reads it); FILE is written whole or
+ * not at all.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../store/store.h"
+
+int cli_export(int argc, char **argv)
+{
+    const char *data = "./data", *out = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (i + 1 >= argc)
+            return cli_bad_usage("%s needs a value", argv[i]);
+        if (strcmp(argv[i], "--data") == 0)
+            data = argv[++i];
+        else if (strcmp(argv[i], "--out") == 0)
+            out = argv[++i];
+        else
+            return cli_bad_usage("unknown option %s", argv[i]);
+    }
+    buf_t db = {0};
+    buf_printf(&db, "%s/livedb.db", data);
+    FILE *probe = fopen(db.p, "rb");
+    buf_free(&db);
+    if (!probe) {
+        fprintf(stderr, "livedb: no database in %s (is --data right?)\n", data);
+        return 1;
+    }
+    fclose(probe);
+    /* Into a temporary file, renamed over FILE only when whole. */
+    buf_t tmp = {0};
+    FILE *f = stdout;
+    if (out) {
+        buf_printf(&tmp, "%s.tmp", out);
+        f = fopen(tmp.p, "wb");
+        if (!f) {
+            fprintf(stderr, "livedb: cannot write %s: %s\n", tmp.p, strerror(errno));
+            buf_free(&tmp);
+            return 1;
+        }
+    }
+    err_t e = {0};
+    int rc = store_export(data, f, &e);
+    if (rc == 0 && (fflush(f) != 0 || ferror(f)))
+        rc = err_set(&e, E_INTERNAL, "write error: %s", strerror(errno));
+    if (out) {
+        if (rc == 0 && fsync(fileno(f)) != 0)
+            rc = err_set(&e, E_INTERNAL, "fsync: %s", strerror(errno));
+        fclose(f);
+        if (rc == 0 && rename(tmp.p, out) != 0)
+            rc = err_set(&e, E_INTERNAL, "rename to %s: %s", out, strerror(errno));
+        if (rc)
+            unlink(tmp.p);
+    }
+    buf_free(&tmp);
+    if (rc) {
+        fprintf(stderr, "livedb: export failed: %s\n", e.msg);
+        err_clear(&e);
+        return 1;
+    }
+    return 0;
+}

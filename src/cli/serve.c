@@ -1,0 +1,341 @@
+/*
+ * serve.c: livedb serve, the server: its options, the start-up order
+ * (apps, store and its recovery, identity and logins, the feed, the API
+ * and the hub's listeners, realtime, backups, snapshots, the listener),
+ * and the stop on SIGTERM/SIGINT that finishes the writes in flight.
+ */
+#include "cli.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include <sqlite3.h>
+#include <uv.h>
+
+#include "../api/api.h"
+#include "../core/apps.h"
+#include "../store/backup.h"
+#include "../store/store.h"
+#include "../util/log.h"
+
+typedef struct serve_opts {
+    const char *data;
+    char host[256];
+    int port;
+    bool demo;
+    int64_t retain;
+    int64_t feed_memory;
+    double header_timeout, idle_timeout;
+    int auto_index;
+    bool access_log;
+    const char *origins[16];
+    int norigins;
+    int ws_ping;
+    int64_t ws_max_pending;
+    const char *apps;
+    const char *web_root;
+    double session_hours;
+    int backup_interval, backup_keep, backup_max_age;
+    bool auto_recover;
+    const char *snapshot_dir;
+} serve_opts;
+
+static int parse_listen(const char *s, serve_opts *o)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s || (size_t)(colon - s) >= sizeof o->host)
+        return -1;
+    const char *h = s;
+    size_t hn = (size_t)(colon - s);
+    if (h[0] == '[' && h[hn - 1] == ']') { /* [::1]:8080 */
+        h++;
+        hn -= 2;
+    }
+    memcpy(o->host, h, hn);
+    o->host[hn] = '\0';
+    int64_t port;
+    if (cli_parse_num(colon + 1, 0, 65535, &port))
+        return -1;
+    o->port = (int)port;
+    return 0;
+}
+
+static int parse_serve(int argc, char **argv, serve_opts *o)
+{
+    *o = (serve_opts){.data = "./data", .host = "127.0.0.1", .port = 8080,
+                      .retain = 1000000, .feed_memory = 65536, .header_timeout = 10,
+                      .idle_timeout = 60, .auto_index = 16, .access_log = true,
+                      .ws_ping = 15, .ws_max_pending = 8 * 1024 * 1024,
+                      .apps = "wholesale,studio", .session_hours = 168,
+                      .backup_interval = 30, .backup_keep = 10, .backup_max_age = 300,
+                      .auto_recover = true};
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int64_t n;
+        if (strcmp(a, "--demo") == 0) {
+            o->demo = true;
+            continue;
+        }
+        if (strcmp(a, "--no-access-log") == 0) {
+            o->access_log = false;
+            continue;
+        }
+        if (strcmp(a, "--no-auto-recover") == 0) {
+            o->auto_recover = false;
+            continue;
+        }
+        if (!v)
+            return cli_bad_usage("%s needs a value", a);
+        i++;
+        if (strcmp(a, "--data") == 0) {
+            o->data = v;
+        } else if (strcmp(a, "--listen") == 0) {
+            if (parse_listen(v, o))
+                return cli_bad_usage("--listen takes HOST:PORT, not '%s'", v);
+        } else if (strcmp(a, "--retain-changes") == 0) {
+            if (cli_parse_num(v, 1, INT64_MAX / 2, &n))
+                return cli_bad_usage("--retain-changes takes a number >= 1, not '%s'", v);
+            o->retain = n;
+        } else if (strcmp(a, "--feed-memory") == 0) {
+            if (cli_parse_num(v, 1, 100000000, &n))
+                return cli_bad_usage("--feed-memory takes a number from 1 to 100000000, not '%s'", v);
+            o->feed_memory = n;
+        } else if (strcmp(a, "--header-timeout") == 0) {
+            if (cli_parse_num(v, 1, 3600, &n))
+                return cli_bad_usage("--header-timeout takes seconds from 1 to 3600, not '%s'", v);
+            o->header_timeout = (double)n;
+        } else if (strcmp(a, "--idle-timeout") == 0) {
+            if (cli_parse_num(v, 1, 86400, &n))
+                return cli_bad_usage("--idle-timeout takes seconds from 1 to 86400, not '%s'", v);
+            o->idle_timeout = (double)n;
+        } else if (strcmp(a, "--allow-origin") == 0) {
+            if (o->norigins == (int)ARRAY_LEN(o->origins))
+                return cli_bad_usage("at most %d --allow-origin", (int)ARRAY_LEN(o->origins));
+            if (!strstr(v, "://") || v[strlen(v) - 1] == '/')
+                return cli_bad_usage("--allow-origin takes an origin like https://shop.example:8443,"
+                                 " not '%s'", v);
+            o->origins[o->norigins++] = v;
+        } else if (strcmp(a, "--apps") == 0) {
+            o->apps = v;
+        } else if (strcmp(a, "--web-root") == 0) {
+            o->web_root = v;
+        } else if (strcmp(a, "--snapshot-dir") == 0) {
+            o->snapshot_dir = v;
+        } else if (strcmp(a, "--backup-interval") == 0) {
+            if (cli_parse_num(v, 0, 86400 * 7, &n))
+                return cli_bad_usage("--backup-interval takes seconds from 0 to 604800, not '%s'", v);
+            o->backup_interval = (int)n;
+        } else if (strcmp(a, "--backup-keep") == 0) {
+            if (cli_parse_num(v, 0, 100000, &n))
+                return cli_bad_usage("--backup-keep takes a number from 0 (all) to 100000, not '%s'",
+                                 v);
+            o->backup_keep = (int)n;
+        } else if (strcmp(a, "--backup-max-age") == 0) {
+            if (cli_parse_num(v, 1, 86400 * 30, &n))
+                return cli_bad_usage("--backup-max-age takes seconds from 1 to 2592000, not '%s'", v);
+            o->backup_max_age = (int)n;
+        } else if (strcmp(a, "--session-hours") == 0) {
+            char *end;
+            double h = strtod(v, &end);
+            if (*end || end == v || !(h >= 0.0002 && h <= 24 * 366))
+                return cli_bad_usage("--session-hours takes hours from 0.0002 to 8784, not '%s'", v);
+            o->session_hours = h;
+        } else if (strcmp(a, "--ws-ping") == 0) {
+            if (cli_parse_num(v, 1, 3600, &n))
+                return cli_bad_usage("--ws-ping takes seconds from 1 to 3600, not '%s'", v);
+            o->ws_ping = (int)n;
+        } else if (strcmp(a, "--ws-max-pending") == 0) {
+            if (cli_parse_num(v, 4096, (int64_t)1 << 32, &n))
+                return cli_bad_usage("--ws-max-pending takes bytes from 4096 to 4294967296, not '%s'",
+                                 v);
+            o->ws_max_pending = n;
+        } else if (strcmp(a, "--auto-index") == 0) {
+            if (cli_parse_num(v, 0, 64, &n))
+                return cli_bad_usage("--auto-index takes a number from 0 to 64, not '%s'", v);
+            o->auto_index = (int)n;
+        } else {
+            return cli_bad_usage("unknown option %s", a);
+        }
+    }
+    return 0;
+}
+
+typedef struct runtime {
+    app_t app;
+    uv_signal_t sigterm, sigint;
+    bool stopping;
+} runtime;
+
+static void on_drained(void *ctx)
+{
+    runtime *rt = ctx;
+    server_close_all(rt->app.server);
+    log_access_stop();
+    uv_close((uv_handle_t *)&rt->sigterm, NULL);
+    uv_close((uv_handle_t *)&rt->sigint, NULL);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    runtime *rt = s->data;
+    if (rt->stopping)
+        return;
+    rt->stopping = true;
+    log_msg(LOG_INFO, "%s: stopping; finishing writes in flight",
+            signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    server_stop_accepting(rt->app.server);
+    api_shutdown(&rt->app);
+    store_drain(rt->app.store, on_drained, rt);
+}
+
+static void on_recovery_logged(wjob *job) { wjob_free(job); }
+
+/* The start-up check replaced a damaged database: the activity log says
+ * so, with what was kept and what was lost, as stderr already did. */
+static void log_recovery(app_t *app, const recovery *rec)
+{
+    wjob *job = wjob_new(WJ_OPS, 0);
+    job->actor.system = true;
+    snprintf(job->actor.role, sizeof job->actor.role, "system");
+    snprintf(job->log_action, sizeof job->log_action, "recovered");
+    job->log_data = json_pack("{sssIsssssIsbsI}", "backup", rec->backup, "kept_to_seq",
+                              (json_int_t)rec->backup_seq, "problem", rec->problem, "moved_to",
+                              rec->aside, "lost_to_seq", (json_int_t)rec->lost_to, "salvaged",
+                              rec->salvaged, "feed_from", (json_int_t)rec->feed_from);
+    job->done = on_recovery_logged;
+    store_submit(app->store, job);
+    fprintf(stderr, "livedb: RECOVERED: the database %s; %s%s (changes up to seq %lld kept; the"
+                    " feed goes on from seq %lld). The damaged files are in %s\n",
+            rec->problem, rec->salvaged ? "kept the database and the sound part of its WAL"
+                                        : "restored backup ",
+            rec->backup, (long long)rec->backup_seq, (long long)rec->feed_from, rec->aside);
+}
+
+int cli_serve(int argc, char **argv)
+{
+    serve_opts o;
+    int rc = parse_serve(argc, argv, &o);
+    if (rc)
+        return rc;
+    signal(SIGPIPE, SIG_IGN);
+    /* Every connection is a descriptor: take all the hard limit allows, as
+     * Redis and nginx do, instead of the 1024 a shell often starts with. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    /* libuv's thread pool runs the four readers, at most two password
+     * hashes and a backup: size it before first use. */
+    setenv("UV_THREADPOOL_SIZE", "7", 0);
+
+    err_t e = {0};
+    if (apps_load(o.apps, &e)) {
+        fprintf(stderr, "livedb: %s\n", e.msg);
+        err_clear(&e);
+        return 1;
+    }
+    if (o.web_root)
+        web_set_root(o.web_root);
+    runtime *rt = xcalloc(1, sizeof *rt);
+    uv_loop_t *loop = uv_default_loop();
+    app_t *app = &rt->app;
+    app->loop = loop;
+    recovery rec;
+    store_opts so = {.dir = o.data, .retain_changes = o.retain, .readers = 4,
+                     .auto_index_max = o.auto_index, .auto_recover = o.auto_recover,
+                     .recovered = &rec, .app_collections = true};
+    if (store_open(&app->store, loop, &so, &e)) {
+        fprintf(stderr, "livedb: %s\n", e.msg);
+        err_clear(&e);
+        free(rt);
+        apps_free();
+        return 1;
+    }
+    if (!(app->ident = identity_open(app->store, &e)) || auth_init(app, (int64_t)(o.session_hours * 3600 * 1000), &e)) {
+        fprintf(stderr, "livedb: %s\n", e.msg);
+        err_clear(&e);
+        store_drain(app->store, NULL, NULL);
+        uv_run(loop, UV_RUN_DEFAULT);
+        store_close(app->store);
+        auth_free(app);
+        identity_free(app->ident);
+        free(rt);
+        apps_free();
+        return 1;
+    }
+    if (rec.recovered)
+        log_recovery(app, &rec);
+    app->feed = feed_new((size_t)o.feed_memory);
+    api_init(app);
+    app->origins = o.origins;
+    app->norigins = o.norigins;
+    /* The hub's listeners in the order they hear of a commit: the feed
+     * (api_init), realtime, snapshots. */
+    realtime_opts ro = {.ping_seconds = o.ws_ping, .max_pending = (size_t)o.ws_max_pending};
+    realtime_init(app, &ro);
+    backups_init(app, o.backup_interval, o.backup_keep, o.backup_max_age);
+    if (snapshot_init(app, o.snapshot_dir, &e)) {
+        fprintf(stderr, "livedb: %s\n", e.msg);
+        err_clear(&e);
+        o.snapshot_dir = NULL; /* serve anyway: the live data matters more */
+    }
+    log_access_start(loop, o.access_log);
+
+    server_opts sv = {.host = o.host, .port = o.port, .header_timeout = o.header_timeout,
+                      .idle_timeout = o.idle_timeout};
+    int port = 0;
+    char errbuf[256];
+    if (server_start(&app->server, loop, &sv, api_handle, app, &port, errbuf, sizeof errbuf)) {
+        fprintf(stderr, "livedb: %s (is another server using the port?)\n", errbuf);
+        api_shutdown(app);
+        store_drain(app->store, NULL, NULL);
+        log_access_stop();
+        uv_run(loop, UV_RUN_NOWAIT);
+        realtime_free(app);
+        auth_free(app);
+        identity_free(app->ident);
+        store_close(app->store);
+        feed_free(app->feed);
+        free(rt);
+        apps_free();
+        return 1;
+    }
+    uv_signal_init(loop, &rt->sigterm);
+    uv_signal_init(loop, &rt->sigint);
+    rt->sigterm.data = rt->sigint.data = rt;
+    uv_signal_start(&rt->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&rt->sigint, on_signal, SIGINT);
+    if (o.demo)
+        cli_load_demo(app);
+
+    char hostbuf[300];
+    if (strchr(o.host, ':'))
+        snprintf(hostbuf, sizeof hostbuf, "[%s]", o.host);
+    else
+        snprintf(hostbuf, sizeof hostbuf, "%s", o.host);
+    printf("livedb: listening on http://%s:%d\n", hostbuf, port);
+    fflush(stdout);
+    log_msg(LOG_INFO, "serving %s on %s:%d (livedb %s, SQLite %s)", store_dir(app->store),
+            hostbuf, port, LIVEDB_VERSION, sqlite3_libversion());
+
+    uv_run(loop, UV_RUN_DEFAULT);
+
+    realtime_free(app);
+    auth_free(app);
+    identity_free(app->ident);
+    snapshot_free(app);
+    activity_free_state();
+    store_close(app->store);
+    feed_free(app->feed);
+    server_free(app->server);
+    apps_free();
+    uv_loop_close(loop);
+    free(rt);
+    log_msg(LOG_INFO, "stopped cleanly");
+    return 0;
+}
