@@ -4,8 +4,9 @@
  * Three layers: a TCP connection (cconn) that outlives its owner until
  * libuv has closed it, so that an owner may let go at any moment (a
  * timeout, a bad answer, free) without waiting for callbacks; an HTTP
- * exchange over it (llhttp, one request in flight); and a WebSocket
- * (llhttp for the upgrade answer, then wslay as a client).
+ * exchange over it (one request in flight; the answer read by net/http's
+ * http_resp_in); and a WebSocket (the upgrade answer the same way, then
+ * net/ws on a client's side).
  */
 #include "client.h"
 
@@ -16,10 +17,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include <llhttp.h>
 #include <sodium.h>
-#include <wslay/wslay.h>
 
+#include "../net/http.h"
 #include "../net/ws.h"
 #include "../util/util.h"
 
@@ -285,39 +285,8 @@ struct client_http {
     buf_t req;        /* the request, until it is written */
     client_http_cb cb;
     void *ud;
-    llhttp_t parser;
-    buf_t body;
-    bool too_big;
-    bool complete;
+    http_resp_in resp; /* the answer (net/http.h) */
     char fail[200]; /* a failure found while sending, reported from the loop */
-};
-
-static int on_resp_body(llhttp_t *p, const char *at, size_t n)
-{
-    client_http *h = p->data;
-    if (h->body.len + n > CLIENT_BODY_MAX) {
-        h->too_big = true;
-        return HPE_USER;
-    }
-    buf_put(&h->body, at, n);
-    return 0;
-}
-
-static int on_resp_complete(llhttp_t *p)
-{
-    client_http *h = p->data;
-    int st = llhttp_get_status_code(p);
-    if (st >= 100 && st < 200) { /* an interim answer: the real one follows */
-        h->body.len = 0;
-        return 0;
-    }
-    h->complete = true;
-    return HPE_PAUSED;
-}
-
-static const llhttp_settings_t resp_settings = {
-    .on_body = on_resp_body,
-    .on_message_complete = on_resp_complete,
 };
 
 static void http_drop(client_http *h)
@@ -337,8 +306,8 @@ static void http_deliver(client_http *h, int status, const char *err)
     void *ud = h->ud;
     h->cb = NULL;
     h->req.len = 0;
-    buf_t body = h->body; /* the callback may send the next request */
-    h->body = (buf_t){0};
+    buf_t body = h->resp.body; /* the callback may send the next request */
+    h->resp.body = (buf_t){0};
     h->idle_since = uv_hrtime();
     client_resp r = {.status = status, .body = body.p ? body.p : "", .len = body.len, .err = err};
     if (cb)
@@ -375,12 +344,12 @@ static void on_http_read(void *owner, const char *data, ssize_t n)
         http_drop(h);
         return;
     }
+    http_event ev;
+    size_t used = 0;
     if (n < 0) {
-        if (n == UV_EOF)
-            llhttp_finish(&h->parser); /* an answer that ends with the connection */
-        if (n == UV_EOF && h->complete) {
+        if (n == UV_EOF && http_resp_finish(&h->resp) == HTTP_GOT_REQUEST) {
             http_drop(h);
-            http_deliver(h, llhttp_get_status_code(&h->parser), NULL);
+            http_deliver(h, h->resp.status, NULL);
             return;
         }
         if (n == UV_EOF)
@@ -391,26 +360,23 @@ static void on_http_read(void *owner, const char *data, ssize_t n)
         http_deliver(h, 0, msg);
         return;
     }
-    llhttp_errno_t e = llhttp_execute(&h->parser, data, (size_t)n);
-    if (e == HPE_OK)
+    ev = http_resp_feed(&h->resp, data, (size_t)n, &used);
+    if (ev == HTTP_NEED_MORE)
         return; /* more to come */
-    if (e == HPE_PAUSED && h->complete) {
-        const char *end = llhttp_get_error_pos(&h->parser);
+    if (ev == HTTP_GOT_REQUEST) {
         /* Bytes past the answer were never asked for, and a server that
          * ends the connection says so: either way, a new one next time. */
-        if ((end && end < data + n) || !llhttp_should_keep_alive(&h->parser))
+        if (used < (size_t)n || !http_resp_keep_alive(&h->resp))
             http_drop(h);
-        http_deliver(h, llhttp_get_status_code(&h->parser), NULL);
+        http_deliver(h, h->resp.status, NULL);
         return;
     }
-    if (h->too_big) {
+    if (h->resp.too_big)
         snprintf(msg, sizeof msg, "the answer of %.100s is over %u MiB", h->t.url,
                  CLIENT_BODY_MAX >> 20);
-    } else {
-        const char *why = llhttp_get_error_reason(&h->parser);
+    else
         snprintf(msg, sizeof msg, "the answer of %.100s is not HTTP/1.1 (%s)", h->t.url,
-                 why ? why : llhttp_errno_name(e));
-    }
+                 h->resp.error);
     http_drop(h);
     http_deliver(h, 0, msg);
 }
@@ -437,6 +403,7 @@ client_http *client_http_new(uv_loop_t *loop, const client_target *t, double tim
     h->loop = loop;
     h->t = *t;
     h->timeout_s = timeout_s;
+    http_resp_init(&h->resp, CLIENT_BODY_MAX);
     uv_timer_init(loop, &h->timer);
     h->timer.data = h;
     return h;
@@ -446,7 +413,7 @@ static void http_freed(uv_handle_t *hd)
 {
     client_http *h = hd->data;
     buf_free(&h->req);
-    buf_free(&h->body);
+    http_resp_free(&h->resp);
     free(h);
 }
 
@@ -470,8 +437,7 @@ int client_http_send(client_http *h, const char *method, const char *path, const
     h->busy = true;
     h->cb = cb;
     h->ud = ud;
-    h->complete = h->too_big = false;
-    h->body.len = 0;
+    http_resp_next(&h->resp);
     h->req.len = 0;
     buf_printf(&h->req, "%s %s HTTP/1.1\r\nHost: %s\r\n", method, path, h->t.hostport);
     if (token)
@@ -482,8 +448,6 @@ int client_http_send(client_http *h, const char *method, const char *path, const
         buf_puts(&h->req, "Content-Length: 0\r\n\r\n");
     if (body)
         buf_put(&h->req, body, len);
-    llhttp_init(&h->parser, HTTP_RESPONSE, &resp_settings);
-    h->parser.data = h;
     uv_timer_start(&h->timer, on_http_timer, (uint64_t)(h->timeout_s * 1000 + 0.5), 0);
     if (h->conn && h->connected && uv_hrtime() - h->idle_since > REUSE_IDLE_NS)
         http_drop(h);
@@ -601,22 +565,10 @@ struct client_ws {
     double timeout_s;
     buf_t request;
     char accept_want[29];
-    /* The upgrade answer. */
-    llhttp_t parser;
-    char hname[32];
-    size_t hnlen;
-    char hvalue[64];
-    size_t hvlen;
-    char accept_got[64];
-    bool upgrade_seen;
-    buf_t body;
-    bool answered;
-    /* Frames. */
-    wslay_event_context_ptr wctx;
-    const char *in;
-    size_t inlen;
+    http_resp_in resp; /* the upgrade's answer (net/http.h) */
+    ws_t *ws;          /* then the frames (net/ws.h, a client's side) */
     buf_t out;
-    bool in_recv;
+    bool in_feed;
     bool free_pending;
     char err[256];
     client_ws_msg_cb on_msg;
@@ -626,7 +578,7 @@ struct client_ws {
 static void ws_fail(client_ws *ws, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Notes why the connection is over; the caller closes it (never from
- * inside a wslay callback: see ws_end). */
+ * inside a frame callback: see ws_end). */
 static void ws_fail(client_ws *ws, const char *fmt, ...)
 {
     if (ws->state == WS_CLOSED)
@@ -639,107 +591,79 @@ static void ws_fail(client_ws *ws, const char *fmt, ...)
     uv_timer_stop(&ws->timer);
 }
 
-static void ws_end(client_ws *ws)
+static void ws_write_out(client_ws *ws)
 {
-    if (ws->state != WS_CLOSED || ws->in_recv)
-        return;
-    conn_close_gently(ws->conn);
-    ws->conn = NULL;
-    if (ws->wctx) {
-        wslay_event_context_free(ws->wctx);
-        ws->wctx = NULL;
-    }
-}
-
-static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
-                          void *user)
-{
-    client_ws *ws = user;
-    (void)flags;
-    if (!ws->inlen) {
-        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-        return -1;
-    }
-    size_t n = len < ws->inlen ? len : ws->inlen;
-    memcpy(buf, ws->in, n);
-    ws->in += n;
-    ws->inlen -= n;
-    return (ssize_t)n;
-}
-
-static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
-                          void *user)
-{
-    client_ws *ws = user;
-    (void)ctx;
-    (void)flags;
-    buf_put(&ws->out, data, len); /* written in one piece after wslay_event_send */
-    return (ssize_t)len;
-}
-
-static int ws_genmask_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *user)
-{
-    (void)ctx;
-    (void)user;
-    randombytes_buf(buf, len);
-    return 0;
-}
-
-static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
-                      void *user)
-{
-    client_ws *ws = user;
-    (void)ctx;
-    if (ws->state != WS_OPEN)
-        return;
-    if (arg->opcode == WSLAY_TEXT_FRAME) {
-        json_error_t je;
-        json_t *m = json_loadb((const char *)arg->msg, arg->msg_length, JSON_REJECT_DUPLICATES, &je);
-        if (!json_is_object(m)) {
-            char head[80];
-            printable(head, sizeof head, (const char *)arg->msg, arg->msg_length, 60);
-            ws_fail(ws, "the server sent a message that is not a JSON object (%s): %s",
-                    m ? "not an object" : je.text, head);
-        } else if (ws->on_msg) {
-            ws->on_msg(ws->ud, m, uv_hrtime());
-        }
-        json_decref(m);
-    } else if (arg->opcode == WSLAY_BINARY_FRAME) {
-        ws_fail(ws, "the server sent a binary message (the protocol is JSON text)");
-    } else if (arg->opcode == WSLAY_CONNECTION_CLOSE) {
-        char reason[130] = "";
-        if (arg->msg_length > 2)
-            printable(reason, sizeof reason, (const char *)arg->msg + 2, arg->msg_length - 2, 120);
-        ws_fail(ws, "the server closed the WebSocket (%u%s%s)", (unsigned)arg->status_code,
-                reason[0] ? " " : "", reason);
-    }
-}
-
-static void ws_flush(client_ws *ws)
-{
-    if (!ws->wctx || ws->in_recv)
-        return;
-    wslay_event_send(ws->wctx);
     if (ws->out.len && ws->conn)
         conn_write(ws->conn, ws->out.p, ws->out.len);
     ws->out.len = 0;
 }
 
+static void ws_end(client_ws *ws)
+{
+    if (ws->state != WS_CLOSED || ws->in_feed)
+        return;
+    ws_write_out(ws); /* the answering close frame, if any */
+    conn_close_gently(ws->conn);
+    ws->conn = NULL;
+}
+
+/* ------------------------------------------------------------------ frames (ws_t callbacks) */
+
+static void ws_on_text(void *ctx, const char *msg, size_t len)
+{
+    client_ws *ws = ctx;
+    if (ws->state != WS_OPEN)
+        return;
+    json_error_t je;
+    json_t *m = json_loadb(msg, len, JSON_REJECT_DUPLICATES, &je);
+    if (!json_is_object(m)) {
+        char head[80];
+        printable(head, sizeof head, msg, len, 60);
+        ws_fail(ws, "the server sent a message that is not a JSON object (%s): %s",
+                m ? "not an object" : je.text, head);
+    } else if (ws->on_msg) {
+        ws->on_msg(ws->ud, m, uv_hrtime());
+    }
+    json_decref(m);
+}
+
+static void ws_on_send(void *ctx, const void *data, size_t len)
+{
+    client_ws *ws = ctx;
+    buf_put(&ws->out, data, len); /* written in one piece when ws_t returns */
+}
+
+static void ws_on_close(void *ctx, unsigned code, const char *reason, size_t len)
+{
+    client_ws *ws = ctx;
+    char r[130] = "";
+    if (len)
+        printable(r, sizeof r, reason, len, 120);
+    ws_fail(ws, "the server closed the WebSocket (%u%s%s)", code, r[0] ? " " : "", r);
+}
+
+static const ws_cb client_ws_cb = {
+    .on_text = ws_on_text,
+    .send = ws_on_send,
+    .on_close = ws_on_close,
+};
+
 static void ws_freed(uv_handle_t *h)
 {
     client_ws *ws = h->data;
     buf_free(&ws->request);
-    buf_free(&ws->body);
     buf_free(&ws->out);
+    http_resp_free(&ws->resp);
+    ws_free(ws->ws);
     free(ws);
 }
 
 static void ws_really_free(client_ws *ws)
 {
     ws->on_msg = NULL;
-    if (ws->state == WS_OPEN && ws->wctx) {
-        wslay_event_queue_close(ws->wctx, 1000, (const uint8_t *)"done", 4);
-        ws_flush(ws);
+    if (ws->state == WS_OPEN && ws->ws) {
+        ws_close(ws->ws, WS_CLOSE_NORMAL, "done");
+        ws_write_out(ws);
     }
     if (ws->state != WS_CLOSED)
         ws->state = WS_CLOSED;
@@ -747,105 +671,32 @@ static void ws_really_free(client_ws *ws)
     uv_close((uv_handle_t *)&ws->timer, ws_freed);
 }
 
-/* Frames from the server: to wslay, and what it queued (pongs, the
+/* Frames from the server: to ws_t, and what it made (pongs, the
  * answering close) back out. */
 static void ws_input(client_ws *ws, const char *data, size_t n)
 {
-    ws->in = data;
-    ws->inlen = n;
-    ws->in_recv = true;
-    int rc = wslay_event_recv(ws->wctx);
-    ws->in_recv = false;
-    if (rc != 0)
-        ws_fail(ws, "the server broke the WebSocket protocol (wslay error %d)", rc);
+    ws->in_feed = true;
+    bool open = ws_feed(ws->ws, data, n);
+    ws->in_feed = false;
     if (ws->free_pending) {
         ws_really_free(ws);
         return;
     }
-    if (ws->wctx && ws->state != WS_CLOSED) {
-        ws_flush(ws);
-        if (!wslay_event_want_read(ws->wctx) && !wslay_event_want_write(ws->wctx))
-            ws_fail(ws, "the WebSocket closed");
-    } else if (ws->wctx) {
-        ws_flush(ws); /* the answering close frame, if any */
-    }
+    ws_write_out(ws);
+    if (!open && ws_refused(ws->ws))
+        ws_fail(ws, "the server sent %s", ws_refused(ws->ws));
+    else if (!open)
+        ws_fail(ws, "the WebSocket closed");
     ws_end(ws);
 }
 
-static int ws_on_header_field(llhttp_t *p, const char *at, size_t n)
-{
-    client_ws *ws = p->data;
-    if (ws->hnlen + n < sizeof ws->hname) {
-        memcpy(ws->hname + ws->hnlen, at, n);
-        ws->hnlen += n;
-    } else {
-        ws->hnlen = sizeof ws->hname; /* too long to be one we look for */
-    }
-    return 0;
-}
-
-static int ws_on_header_value(llhttp_t *p, const char *at, size_t n)
-{
-    client_ws *ws = p->data;
-    if (ws->hvlen + n < sizeof ws->hvalue) {
-        memcpy(ws->hvalue + ws->hvlen, at, n);
-        ws->hvlen += n;
-    } else {
-        ws->hvlen = sizeof ws->hvalue;
-    }
-    return 0;
-}
-
-static int ws_on_header_value_complete(llhttp_t *p)
-{
-    client_ws *ws = p->data;
-    if (ws->hnlen < sizeof ws->hname && ws->hvlen < sizeof ws->hvalue) {
-        ws->hname[ws->hnlen] = '\0';
-        ws->hvalue[ws->hvlen] = '\0';
-        if (strcasecmp(ws->hname, "sec-websocket-accept") == 0)
-            snprintf(ws->accept_got, sizeof ws->accept_got, "%s", ws->hvalue);
-        if (strcasecmp(ws->hname, "upgrade") == 0 && strcasecmp(ws->hvalue, "websocket") == 0)
-            ws->upgrade_seen = true;
-    }
-    ws->hnlen = ws->hvlen = 0;
-    return 0;
-}
-
-static int ws_on_headers_complete(llhttp_t *p)
-{
-    return llhttp_get_status_code(p) == 101 ? 2 : 0; /* 2: no body, the upgrade */
-}
-
-static int ws_on_body(llhttp_t *p, const char *at, size_t n)
-{
-    client_ws *ws = p->data;
-    if (ws->body.len + n <= 4096)
-        buf_put(&ws->body, at, n);
-    return 0;
-}
-
-static int ws_on_complete(llhttp_t *p)
-{
-    if (llhttp_get_status_code(p) == 101)
-        return 0; /* llhttp_execute then stops with HPE_PAUSED_UPGRADE */
-    ((client_ws *)p->data)->answered = true;
-    return HPE_PAUSED;
-}
-
-static const llhttp_settings_t ws_settings = {
-    .on_header_field = ws_on_header_field,
-    .on_header_value = ws_on_header_value,
-    .on_header_value_complete = ws_on_header_value_complete,
-    .on_headers_complete = ws_on_headers_complete,
-    .on_body = ws_on_body,
-    .on_message_complete = ws_on_complete,
-};
+/* ------------------------------------------------------------------ the upgrade */
 
 /* The refusal of an upgrade: "401 unauthorized: no token ..." */
-static void ws_refused(client_ws *ws)
+static void ws_upgrade_refused(client_ws *ws)
 {
-    int st = llhttp_get_status_code(&ws->parser);
-    json_t *j = json_loadb(ws->body.p ? ws->body.p : "", ws->body.len, 0, NULL);
+    const buf_t *b = &ws->resp.body;
+    json_t *j = json_loadb(b->p ? b->p : "", b->len, 0, NULL);
     json_t *e = json_object_get(j, "error");
     const char *code = json_string_value(json_object_get(e, "code"));
     const char *msg = json_string_value(json_object_get(e, "message"));
@@ -854,26 +705,22 @@ static void ws_refused(client_ws *ws)
         printable(c, sizeof c, code, strlen(code), 60);
     if (msg)
         printable(m, sizeof m, msg, strlen(msg), 190);
-    ws_fail(ws, "the server refused the WebSocket upgrade: %d %s%s%s", st, c, m[0] ? ": " : "",
-            m);
+    ws_fail(ws, "the server refused the WebSocket upgrade: %d %s%s%s", ws->resp.status, c,
+            m[0] ? ": " : "", m);
     json_decref(j);
 }
 
 static void ws_upgraded(client_ws *ws, const char *rest, size_t restlen)
 {
-    if (strcmp(ws->accept_got, ws->accept_want) != 0 || !ws->upgrade_seen) {
+    size_t al = 0, ul = 0;
+    const char *accept = http_resp_header(&ws->resp, "sec-websocket-accept", &al);
+    const char *upgrade = http_resp_header(&ws->resp, "upgrade", &ul);
+    if (!accept || al != 28 || memcmp(accept, ws->accept_want, 28) != 0 || !upgrade ||
+        ul != 9 || ascii_casecmp_n(upgrade, "websocket", 9) != 0) {
         ws_fail(ws, "the server's upgrade answer is wrong (Sec-WebSocket-Accept or Upgrade)");
         return;
     }
-    static const struct wslay_event_callbacks cbs = {
-        .recv_callback = ws_recv_cb,
-        .send_callback = ws_send_cb,
-        .genmask_callback = ws_genmask_cb,
-        .on_msg_recv_callback = ws_on_msg,
-    };
-    if (wslay_event_context_client_init(&ws->wctx, &cbs, ws) != 0)
-        abort(); /* out of memory: the policy of util.h */
-    wslay_event_config_set_max_recv_msg_length(ws->wctx, CLIENT_WS_MESSAGE_MAX);
+    ws->ws = ws_new_client(&client_ws_cb, ws, CLIENT_WS_MESSAGE_MAX);
     ws->state = WS_OPEN;
     uv_timer_stop(&ws->timer);
     if (restlen)
@@ -896,18 +743,14 @@ static void on_ws_read(void *owner, const char *data, ssize_t n)
     }
     if (ws->state != WS_HANDSHAKE)
         return;
-    llhttp_errno_t e = llhttp_execute(&ws->parser, data, (size_t)n);
-    if (e == HPE_PAUSED_UPGRADE) {
-        const char *pos = llhttp_get_error_pos(&ws->parser);
-        size_t used = pos ? (size_t)(pos - data) : (size_t)n;
+    size_t used = 0;
+    http_event ev = http_resp_feed(&ws->resp, data, (size_t)n, &used);
+    if (ev == HTTP_GOT_REQUEST && ws->resp.status == 101)
         ws_upgraded(ws, data + used, (size_t)n - used);
-    } else if (e == HPE_PAUSED && ws->answered) {
-        ws_refused(ws);
-    } else if (e != HPE_OK) {
-        const char *why = llhttp_get_error_reason(&ws->parser);
-        ws_fail(ws, "the server's answer to the upgrade is not HTTP/1.1 (%s)",
-                why ? why : llhttp_errno_name(e));
-    }
+    else if (ev == HTTP_GOT_REQUEST)
+        ws_upgrade_refused(ws);
+    else if (ev == HTTP_ERROR)
+        ws_fail(ws, "the server's answer to the upgrade is not HTTP/1.1 (%s)", ws->resp.error);
     ws_end(ws);
 }
 
@@ -956,8 +799,7 @@ client_ws *client_ws_open(uv_loop_t *loop, const client_target *t, const char *p
     if (token)
         buf_printf(&ws->request, "Authorization: Bearer %s\r\n", token);
     buf_puts(&ws->request, "\r\n");
-    llhttp_init(&ws->parser, HTTP_RESPONSE, &ws_settings);
-    ws->parser.data = ws;
+    http_resp_init(&ws->resp, 4096);
     uv_timer_start(&ws->timer, on_ws_timer, (uint64_t)(timeout_s * 1000 + 0.5), 0);
     int uverr = 0;
     ws->conn = conn_open(loop, t, ws, on_ws_connect, on_ws_read, &uverr);
@@ -971,7 +813,7 @@ void client_ws_free(client_ws *ws)
     if (!ws)
         return;
     ws->on_msg = NULL;
-    if (ws->in_recv) { /* from inside its own callback: after wslay returns */
+    if (ws->in_feed) { /* from inside its own callback: after ws_feed returns */
         ws->free_pending = true;
         return;
     }
@@ -992,15 +834,12 @@ const char *client_ws_error(const client_ws *ws)
 
 int client_ws_send(client_ws *ws, const json_t *msg)
 {
-    if (ws->state != WS_OPEN || !ws->wctx)
+    if (ws->state != WS_OPEN || !ws->ws)
         return -1;
     char *text = json_dumps(msg, JSON_COMPACT);
-    struct wslay_event_msg m = {.opcode = WSLAY_TEXT_FRAME, .msg = (const uint8_t *)text,
-                                .msg_length = strlen(text)};
-    int rc = wslay_event_queue_msg(ws->wctx, &m); /* wslay copies it */
+    ws_send_text(ws->ws, text, strlen(text)); /* ws_t copies it */
     free(text);
-    if (rc != 0)
-        return -1;
-    ws_flush(ws); /* from inside a callback: after wslay_event_recv returns */
+    if (!ws->in_feed) /* else written when ws_feed returns */
+        ws_write_out(ws);
     return 0;
 }

@@ -1,5 +1,6 @@
 /*
- * http.h: one HTTP/1.1 request at a time, out of a byte stream.
+ * http.h: one HTTP/1.1 request at a time, out of a byte stream (and, for
+ * livedb's own clients, one answer: http_resp_in).
  *
  * A thin, bounded layer over llhttp, kept free of sockets so that the
  * fuzzer can drive it directly. It enforces the limits every request
@@ -79,6 +80,34 @@ void http_in_free(http_in *in);
  * feeding the rest. */
 size_t http_in_feed(http_in *in, const char *data, size_t len, http_event *ev);
 void http_in_next(http_in *in);
+
+/* One answer (a client's side: livedb's command line, bench/rtload).
+ * Feed it bytes until HTTP_GOT_REQUEST (the answer is whole: status,
+ * headers, body) or HTTP_ERROR (error says what); *used is how much of
+ * the input belonged to the answer: what follows a 101 is the upgraded
+ * protocol's. http_resp_next before the next answer. */
+typedef struct http_resp_in {
+    llhttp_t parser;
+    int status;
+    buf_t body;
+    size_t body_max;
+    buf_t head;                          /* header names and values */
+    size_t hdr_off[HTTP_MAX_HEADERS][4]; /* name/value offsets into head */
+    int nheaders;
+    bool in_value;
+    bool complete;
+    bool too_big;                        /* the body went over body_max */
+    const char *error;
+} http_resp_in;
+
+void http_resp_init(http_resp_in *r, size_t body_max);
+void http_resp_next(http_resp_in *r);
+void http_resp_free(http_resp_in *r);
+http_event http_resp_feed(http_resp_in *r, const char *data, size_t len, size_t *used);
+/* The connection ended: an answer framed by its end is whole now. */
+http_event http_resp_finish(http_resp_in *r);
+bool http_resp_keep_alive(const http_resp_in *r);
+const char *http_resp_header(const http_resp_in *r, const char *name, size_t *len);
 
 /* Header lookup, case-insensitive; NULL when absent. */
 const char *http_header_get(const http_req *r, const char *name, size_t *len);

@@ -33,6 +33,9 @@ struct ws {
     bool closing;                 /* a close frame was sent */
     bool done;
     bool in_recv;                 /* inside wslay_event_recv */
+    bool client;                  /* our frames masked, the peer's not */
+    const char *refused;          /* what of the peer's we refused, for people */
+    uint64_t max_message;
 };
 
 const unsigned char ws_ping_frame[2] = {0x89, 0x00};
@@ -77,6 +80,7 @@ static void on_msg(wslay_event_context_ptr wctx, const struct wslay_event_on_msg
     case WSLAY_BINARY_FRAME:
         /* The protocol is JSON text; binary data is refused (RFC 6455 7.4.1). */
         if (!ws->closing) {
+            ws->refused = "a binary message (the protocol is JSON text)";
             wslay_event_queue_close(wctx, WS_CLOSE_UNSUPPORTED,
                                     (const uint8_t *)"text frames only", 16);
             wslay_event_shutdown_read(wctx); /* over: nothing more is read */
@@ -85,10 +89,22 @@ static void on_msg(wslay_event_context_ptr wctx, const struct wslay_event_on_msg
         break;
     case WSLAY_CONNECTION_CLOSE:
         ws->closing = true; /* wslay has queued the answering close frame */
+        if (ws->cb->on_close)
+            ws->cb->on_close(ws->ctx, arg->status_code,
+                             arg->msg_length > 2 ? (const char *)arg->msg + 2 : "",
+                             arg->msg_length > 2 ? arg->msg_length - 2 : 0);
         break;
     default: /* ping (answered by wslay) and pong */
         break;
     }
+}
+
+static int genmask_cb(wslay_event_context_ptr wctx, uint8_t *buf, size_t len, void *user)
+{
+    (void)wctx;
+    (void)user;
+    randombytes_buf(buf, len);
+    return 0;
 }
 
 static wslay_event_context_ptr context(ws_t *ws)
@@ -97,11 +113,13 @@ static wslay_event_context_ptr context(ws_t *ws)
         static const struct wslay_event_callbacks cbs = {
             .recv_callback = recv_cb,
             .send_callback = send_cb,
+            .genmask_callback = genmask_cb,
             .on_msg_recv_callback = on_msg,
         };
-        if (wslay_event_context_server_init(&ws->wctx, &cbs, ws) != 0)
+        if ((ws->client ? wslay_event_context_client_init(&ws->wctx, &cbs, ws)
+                        : wslay_event_context_server_init(&ws->wctx, &cbs, ws)) != 0)
             abort(); /* out of memory: the policy of util.h */
-        wslay_event_config_set_max_recv_msg_length(ws->wctx, WS_MAX_MESSAGE);
+        wslay_event_config_set_max_recv_msg_length(ws->wctx, ws->max_message);
     }
     return ws->wctx;
 }
@@ -113,6 +131,15 @@ ws_t *ws_new(const ws_cb *cb, void *ctx)
     ws_t *ws = xcalloc(1, sizeof *ws);
     ws->cb = cb;
     ws->ctx = ctx;
+    ws->max_message = WS_MAX_MESSAGE;
+    return ws;
+}
+
+ws_t *ws_new_client(const ws_cb *cb, void *ctx, uint64_t max_message)
+{
+    ws_t *ws = ws_new(cb, ctx);
+    ws->client = true;
+    ws->max_message = max_message;
     return ws;
 }
 
@@ -127,6 +154,7 @@ void ws_free(ws_t *ws)
 }
 
 bool ws_closing(const ws_t *ws) { return ws->closing || ws->done; }
+const char *ws_refused(const ws_t *ws) { return ws->refused; }
 bool ws_busy(const ws_t *ws) { return ws->wctx != NULL; }
 
 /* Sends what wslay queued, and notes when the connection is over. */
@@ -145,6 +173,17 @@ static void flush(ws_t *ws)
     }
 }
 
+void ws_send_text(ws_t *ws, const char *text, size_t len)
+{
+    if (ws->closing || ws->done)
+        return;
+    struct wslay_event_msg m = {.opcode = WSLAY_TEXT_FRAME, .msg = (const uint8_t *)text,
+                                .msg_length = len};
+    wslay_event_queue_msg(context(ws), &m); /* wslay copies it */
+    if (!ws->in_recv) /* else deliver() sends it when wslay returns */
+        flush(ws);
+}
+
 void ws_close(ws_t *ws, uint16_t code, const char *reason)
 {
     if (ws->closing || ws->done)
@@ -159,6 +198,8 @@ void ws_close(ws_t *ws, uint16_t code, const char *reason)
 /* Refuses the peer's frames with a close code of ours. */
 static void fail(ws_t *ws, uint16_t code)
 {
+    ws->refused = code == WS_CLOSE_TOO_BIG ? "a message over the size limit"
+                                           : "a frame that breaks RFC 6455";
     if (!ws->closing)
         wslay_event_queue_close(context(ws), code, NULL, 0);
     ws->closing = true;
@@ -219,14 +260,14 @@ static int64_t frame_size(ws_t *ws, const unsigned char *p, size_t n)
             return -WS_CLOSE_PROTOCOL;
         hdr = 10;
     }
-    if (!masked)
-        return -WS_CLOSE_PROTOCOL; /* clients must mask (RFC 6455 5.1) */
+    if (masked != !ws->client)
+        return -WS_CLOSE_PROTOCOL; /* clients mask, servers do not (RFC 6455 5.1) */
     if (!(opcode & 0x08)) {
         uint64_t total = opcode == 0 && ws->in_message ? ws->msg_len + len : len;
-        if (total > WS_MAX_MESSAGE)
+        if (total > ws->max_message)
             return -WS_CLOSE_TOO_BIG;
     }
-    return (int64_t)(hdr + 4 + len);
+    return (int64_t)(hdr + (masked ? 4 : 0) + len);
 }
 
 /* The payload length of a frame whose header frame_size accepted. */
@@ -319,8 +360,9 @@ bool ws_feed(ws_t *ws, const char *data, size_t len)
             p = end;
         }
     }
-    /* Between messages with nothing pending: give the 8 KiB back. */
-    if (ws->wctx && !ws->closing && !ws->done && !ws->in_message && !ws->part.len) {
+    /* Between messages with nothing pending: give the 8 KiB back (a
+     * server's many idle connections; a client keeps its one). */
+    if (ws->wctx && !ws->client && !ws->closing && !ws->done && !ws->in_message && !ws->part.len) {
         wslay_event_context_free(ws->wctx);
         ws->wctx = NULL;
     }

@@ -1,6 +1,7 @@
 /*
- * ws.h: the WebSocket protocol (RFC 6455) of one server-side connection,
- * without sockets, so that the fuzzer can drive it directly.
+ * ws.h: the WebSocket protocol (RFC 6455) of one connection, a server's
+ * side (or a client's: ws_new_client), without sockets, so that the
+ * fuzzer can drive it directly.
  *
  * wslay checks and reassembles what arrives (masking, reserved bits,
  * opcodes, fragmentation, control frames, UTF-8 of text and close reasons,
@@ -43,18 +44,30 @@ typedef struct ws_cb {
     void (*on_text)(void *ctx, const char *msg, size_t len);
     /* Bytes for the peer (the frames the protocol makes: pong, close). */
     void (*send)(void *ctx, const void *data, size_t len);
+    /* Optional: the peer's close frame arrived (code 1005: none given). */
+    void (*on_close)(void *ctx, unsigned code, const char *reason, size_t len);
 } ws_cb;
 
+/* A server's side of one connection (messages up to WS_MAX_MESSAGE). */
 ws_t *ws_new(const ws_cb *cb, void *ctx);
+/* A client's side (livedb's command line, bench/rtload): our frames are
+ * masked and the server's must not be; messages up to max_message. */
+ws_t *ws_new_client(const ws_cb *cb, void *ctx, uint64_t max_message);
 void ws_free(ws_t *ws);
 
 /* Feeds bytes from the peer. Returns false once the connection is over
  * (the close handshake is done, or a protocol error was answered with a
  * close frame): the caller closes it when its output is written. */
 bool ws_feed(ws_t *ws, const char *data, size_t len);
+/* Queues one text message (wslay frames and, for a client, masks it);
+ * sent at once, or when ws_feed returns if called from on_text. */
+void ws_send_text(ws_t *ws, const char *text, size_t len);
 /* Starts the close handshake (no-op when it has started). */
 void ws_close(ws_t *ws, uint16_t code, const char *reason);
 bool ws_closing(const ws_t *ws);
+/* What of the peer's ended the connection ("a binary message ..."), when
+ * this side refused it; NULL otherwise. */
+const char *ws_refused(const ws_t *ws);
 /* Whether a wslay context is held now (for tests of the idle cost). */
 bool ws_busy(const ws_t *ws);
 
