@@ -169,10 +169,12 @@ test: deps
 	$(MAKE) test-browser
 	$(MAKE) fuzz-smoke
 
-# The realtime load generator: libuv, wslay as a client, hiredis for Redis.
-build/rtload: bench/rtload.c
+# The realtime load generator: libuv, livedb's own net/ (HTTP answers,
+# WebSocket on a client's side) and hiredis for Redis.
+RTLOADSRC := src/net/http.c src/net/http_resp.c src/net/ws.c src/util/util.c
+build/rtload: bench/rtload.c $(call obj,build,$(RTLOADSRC))
 	@mkdir -p build
-	$(CC) -O2 -g -Wall -Wextra -o $@ $< -luv -lwslay -lhiredis
+	$(CC) $(CPPFLAGS) -O2 -g -Wall -Wextra -o $@ $^ -luv -lwslay -lhiredis -lsodium -lnettle
 
 bench: deps
 	scripts/install-deps --bench

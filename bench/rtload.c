@@ -1,7 +1,8 @@
 /*
  * rtload.c: the realtime load generator of bench/run-realtime.
  *
- * One libuv loop drives many WebSocket clients (wslay, as a client) and a
+ * One libuv loop drives many WebSocket clients (livedb's own net/ws, on a
+ * client's side; answers read by net/http's http_resp_in) and a
  * few keep-alive HTTP connections that write to livedb, or many Redis
  * connections (hiredis on libuv) for the side-by-side pub/sub figures.
  *
@@ -28,7 +29,9 @@
  * Message size: livedb change messages here are about 330 bytes (a 190-byte
  * document in the change envelope); Redis messages are padded to the same.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -41,10 +44,13 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <uv.h>
-#include <wslay/wslay.h>
+
+#include "../src/net/http.h"
+#include "../src/net/ws.h"
 
 #define CONNECTING_MAX 256 /* connects in flight at once */
 #define MSG_PAD 160        /* pad of a written document, for ~330-byte messages */
+#define WS_CLIENT_MAX (64u << 20) /* a snapshot message at most */
 
 static uv_loop_t *loop;
 static int port;
@@ -55,14 +61,6 @@ static void die(const char *what)
 {
     fprintf(stderr, "rtload: %s\n", what);
     exit(1);
-}
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n);
-    if (!p)
-        die("out of memory");
-    return p;
 }
 
 static uint64_t now_ns(void) { return uv_hrtime(); }
@@ -99,16 +97,13 @@ static double hist_pct(double p)
 typedef struct wsc {
     uv_tcp_t tcp;
     uv_connect_t creq;
-    wslay_event_context_ptr ctx;
+    http_resp_in resp; /* the upgrade's answer */
+    ws_t *ws;          /* then the frames, on a client's side */
     bool upgraded;
-    char head[1024];
-    size_t headlen;
-    const char *in;
-    size_t inlen;
-    bool keep;       /* keep payloads (to read them) */
-    char *payload;
-    size_t plen, pcap;
-    int frames;      /* text frames received */
+    bool keep;         /* keep payloads (to read them) */
+    char *payload;     /* the last message, NUL-terminated */
+    size_t pcap;
+    int frames;        /* text messages received */
     void (*on_msg)(struct wsc *c, const char *msg, size_t len);
     int idx;
 } wsc;
@@ -119,22 +114,6 @@ static uint64_t deliveries;
 static const char *sub_col = "bench_fan";
 static void (*all_ready)(void);
 static int ws_ready;
-
-static ssize_t c_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
-                      void *user)
-{
-    wsc *c = user;
-    (void)flags;
-    if (!c->inlen) {
-        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-        return -1;
-    }
-    size_t n = len < c->inlen ? len : c->inlen;
-    memcpy(buf, c->in, n);
-    c->in += n;
-    c->inlen -= n;
-    return (ssize_t)n;
-}
 
 static void on_written(uv_write_t *w, int status)
 {
@@ -155,79 +134,41 @@ static void tcp_write(uv_stream_t *s, const void *p, size_t n)
     }
 }
 
-static ssize_t c_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
-                      void *user)
+static void c_send(void *ctx, const void *data, size_t len)
 {
-    wsc *c = user;
-    (void)ctx;
-    (void)flags;
+    wsc *c = ctx;
     tcp_write((uv_stream_t *)&c->tcp, data, len);
-    return (ssize_t)len;
 }
 
-static int c_genmask(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *user)
+static void c_text(void *ctx, const char *msg, size_t len)
 {
-    (void)ctx;
-    (void)user;
-    for (size_t i = 0; i < len; i++)
-        buf[i] = (uint8_t)rand();
-    return 0;
-}
-
-static void c_frame_start(wslay_event_context_ptr ctx,
-                          const struct wslay_event_on_frame_recv_start_arg *arg, void *user)
-{
-    wsc *c = user;
-    (void)ctx;
-    (void)arg;
-    c->plen = 0;
-}
-
-static void c_frame_chunk(wslay_event_context_ptr ctx,
-                          const struct wslay_event_on_frame_recv_chunk_arg *arg, void *user)
-{
-    wsc *c = user;
-    (void)ctx;
-    if (!c->keep)
-        return;
-    if (c->plen + arg->data_length + 1 > c->pcap) {
-        c->pcap = (c->plen + arg->data_length + 1) * 2;
-        c->payload = realloc(c->payload, c->pcap);
-        if (!c->payload)
-            die("out of memory");
-    }
-    memcpy(c->payload + c->plen, arg->data, arg->data_length);
-    c->plen += arg->data_length;
-    c->payload[c->plen] = '\0';
-}
-
-static void c_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
-                  void *user)
-{
-    wsc *c = user;
-    (void)ctx;
-    if (arg->opcode != WSLAY_TEXT_FRAME)
-        return;
+    wsc *c = ctx;
     c->frames++;
+    if (c->keep) { /* the modes that read messages search them as strings */
+        if (len + 1 > c->pcap) {
+            c->pcap = (len + 1) * 2;
+            c->payload = realloc(c->payload, c->pcap);
+            if (!c->payload)
+                die("out of memory");
+        }
+        memcpy(c->payload, msg, len);
+        c->payload[len] = '\0';
+    }
     if (c->on_msg)
-        c->on_msg(c, c->payload ? c->payload : "", c->plen);
+        c->on_msg(c, c->keep ? c->payload : "", len);
 }
 
-static const struct wslay_event_callbacks c_callbacks = {
-    .recv_callback = c_recv,
-    .send_callback = c_send,
-    .genmask_callback = c_genmask,
-    .on_frame_recv_start_callback = c_frame_start,
-    .on_frame_recv_chunk_callback = c_frame_chunk,
-    .on_msg_recv_callback = c_msg,
-};
-
-static void ws_send_text(wsc *c, const char *text)
+static void c_close(void *ctx, unsigned code, const char *reason, size_t len)
 {
-    struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)text, strlen(text)};
-    wslay_event_queue_msg(c->ctx, &m);
-    wslay_event_send(c->ctx);
+    wsc *c = ctx;
+    fprintf(stderr, "rtload: connection %d closed by the server: %u %.*s\n", c->idx, code,
+            (int)len, reason);
+    exit(1);
 }
+
+static const ws_cb c_callbacks = {.on_text = c_text, .send = c_send, .on_close = c_close};
+
+static void ws_send_str(wsc *c, const char *text) { ws_send_text(c->ws, text, strlen(text)); }
 
 static char rbuf[256 * 1024];
 static void on_alloc(uv_handle_t *h, size_t s, uv_buf_t *b)
@@ -244,7 +185,7 @@ static void subscribe_on_open(wsc *c)
 {
     char sub[160];
     snprintf(sub, sizeof sub, "{\"t\":\"sub\",\"id\":\"s\",\"col\":\"%s\"}", sub_col);
-    ws_send_text(c, sub);
+    ws_send_str(c, sub);
 }
 static void (*on_open)(wsc *c) = subscribe_on_open;
 
@@ -258,32 +199,27 @@ static void on_ws_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     const char *p = b->base;
     size_t len = (size_t)n;
     if (!c->upgraded) {
-        size_t take = len < sizeof c->head - 1 - c->headlen ? len : sizeof c->head - 1 - c->headlen;
-        memcpy(c->head + c->headlen, p, take);
-        c->headlen += take;
-        c->head[c->headlen] = '\0';
-        char *end = strstr(c->head, "\r\n\r\n");
-        if (!end)
+        size_t used = 0;
+        http_event ev = http_resp_feed(&c->resp, p, len, &used);
+        if (ev == HTTP_NEED_MORE)
             return;
-        if (strncmp(c->head, "HTTP/1.1 101", 12) != 0) {
-            fprintf(stderr, "rtload: upgrade refused: %.200s\n", c->head);
+        if (ev == HTTP_ERROR || c->resp.status != 101) {
+            fprintf(stderr, "rtload: upgrade refused: %d %s %.200s\n", c->resp.status,
+                    c->resp.error ? c->resp.error : "",
+                    c->resp.body.p ? c->resp.body.p : "");
             exit(1);
         }
-        size_t used = (size_t)(end + 4 - c->head) - (c->headlen - take);
         p += used;
         len -= used;
         c->upgraded = true;
+        c->ws = ws_new_client(&c_callbacks, c, WS_CLIENT_MAX);
         ws_open++;
         ws_connecting--;
         start_connects();
         on_open(c);
     }
-    c->in = p;
-    c->inlen = len;
-    if (wslay_event_recv(c->ctx) != 0)
-        die("wslay_event_recv failed");
-    if (wslay_event_want_write(c->ctx))
-        wslay_event_send(c->ctx);
+    if (len && !ws_feed(c->ws, p, len))
+        die("the server broke the WebSocket protocol");
 }
 
 static void on_ws_connect(uv_connect_t *req, int status)
@@ -350,9 +286,7 @@ static void open_subscribers(int n, bool keep, void (*on_msg)(wsc *, const char 
         wsc *c = calloc(1, sizeof *c);
         c->keep = keep;
         c->on_msg = on_msg;
-        if (wslay_event_context_client_init(&c->ctx, &c_callbacks, c) != 0)
-            die("wslay");
-        wslay_event_config_set_no_buffering(c->ctx, 1);
+        http_resp_init(&c->resp, 4096);
         wss[i] = c;
     }
     start_connects();
@@ -364,8 +298,7 @@ typedef struct httpc {
     uv_tcp_t tcp;
     uv_connect_t creq;
     bool connected, busy;
-    char *in;
-    size_t inlen, incap;
+    http_resp_in resp;
     void (*on_answer)(struct httpc *h, int status);
 } httpc;
 
@@ -382,25 +315,21 @@ static void on_http_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         http_reconnect(h);
         return;
     }
-    if (h->inlen + (size_t)n + 1 > h->incap) {
-        h->incap = (h->inlen + (size_t)n + 1) * 2;
-        h->in = realloc(h->in, h->incap);
-    }
-    memcpy(h->in + h->inlen, b->base, (size_t)n);
-    h->inlen += (size_t)n;
-    h->in[h->inlen] = '\0';
-    for (;;) {
-        char *end = strstr(h->in, "\r\n\r\n");
-        if (!end)
+    const char *p = b->base;
+    size_t len = (size_t)n;
+    while (len) {
+        size_t used = 0;
+        http_event ev = http_resp_feed(&h->resp, p, len, &used);
+        if (ev == HTTP_NEED_MORE)
             return;
-        char *cl = strcasestr(h->in, "content-length:");
-        size_t body = cl && cl < end ? strtoul(cl + 15, NULL, 10) : 0;
-        size_t total = (size_t)(end + 4 - h->in) + body;
-        if (h->inlen < total)
-            return;
-        int status = atoi(h->in + 9);
-        memmove(h->in, h->in + total, h->inlen - total + 1);
-        h->inlen -= total;
+        if (ev == HTTP_ERROR) {
+            fprintf(stderr, "rtload: a bad answer: %s\n", h->resp.error);
+            exit(1);
+        }
+        p += used;
+        len -= used;
+        int status = h->resp.status;
+        http_resp_next(&h->resp);
         h->busy = false;
         if (h->on_answer)
             h->on_answer(h, status);
@@ -421,7 +350,7 @@ static void on_http_connect(uv_connect_t *req, int status)
 static void http_connect(httpc *h)
 {
     h->connected = h->busy = false;
-    h->inlen = 0;
+    http_resp_next(&h->resp);
     uv_tcp_init(loop, &h->tcp);
     uv_tcp_nodelay(&h->tcp, 1);
     h->tcp.data = h;
@@ -443,6 +372,7 @@ static httpc *http_open(void (*on_answer)(httpc *, int))
 {
     httpc *h = calloc(1, sizeof *h);
     h->on_answer = on_answer;
+    http_resp_init(&h->resp, 64u << 20);
     http_connect(h);
     return h;
 }
@@ -674,7 +604,7 @@ static void snap_send(void)
     snprintf(sub, sizeof sub, "{\"t\":\"sub\",\"id\":\"r%d\",\"col\":\"%s\"}", run_i, sub_col);
     docs_seen = 0;
     run_t0 = now_ns();
-    ws_send_text(one, sub);
+    ws_send_str(one, sub);
 }
 
 static void snap_msg(wsc *c, const char *msg, size_t len)
@@ -691,7 +621,7 @@ static void snap_msg(wsc *c, const char *msg, size_t len)
     run_ms[run_i] = (double)(now_ns() - run_t0) / 1e6;
     char unsub[64];
     snprintf(unsub, sizeof unsub, "{\"t\":\"unsub\",\"id\":\"r%d\"}", run_i);
-    ws_send_text(one, unsub);
+    ws_send_str(one, unsub);
     if (++run_i < runs) {
         snap_send();
         return;
@@ -732,7 +662,7 @@ static void one_open(wsc *c)
         snprintf(sub, sizeof sub, "{\"t\":\"sub\",\"id\":\"c\",\"col\":\"%s\",\"since\":%" PRId64 "}",
                  sub_col, since_arg);
         run_t0 = now_ns();
-        ws_send_text(one, sub);
+        ws_send_str(one, sub);
     }
 }
 
@@ -951,9 +881,7 @@ int main(int argc, char **argv)
         one = calloc(1, sizeof *one);
         one->keep = true;
         one->on_msg = strcmp(mode, "snapshot") == 0 ? snap_msg : catchup_msg;
-        if (wslay_event_context_client_init(&one->ctx, &c_callbacks, one) != 0)
-            die("wslay");
-        wslay_event_config_set_no_buffering(one->ctx, 1);
+        http_resp_init(&one->resp, 4096);
         wss[0] = one;
         on_open = one_open;
         start_connects();
