@@ -145,8 +145,11 @@ http_event http_resp_finish(http_resp_in *r)
 {
     if (r->complete)
         return HTTP_GOT_REQUEST;
-    if (!r->error && llhttp_finish(&r->parser) == HPE_OK && r->complete)
-        return HTTP_GOT_REQUEST; /* an answer that ends with the connection */
+    if (!r->error) {
+        llhttp_finish(&r->parser); /* pauses on the end of an answer framed by the end */
+        if (r->complete)
+            return HTTP_GOT_REQUEST;
+    }
     if (!r->error)
         r->error = "the connection closed before the answer was whole";
     return HTTP_ERROR;

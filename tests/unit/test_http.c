@@ -547,3 +547,121 @@ TEST(http_framing_errors)
     const char *two = "GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\nHost: h\r\n\r\n";
     drive_each_piece(two, second_fails);
 }
+
+/* ---------------------------------------------------------------- answers (http_resp_in) */
+
+/* Feeds an answer in pieces of `step` bytes; the event of the last feed,
+ * with *rest the bytes after the answer. */
+static http_event resp_feed_steps(http_resp_in *r, const char *a, size_t step, size_t *rest)
+{
+    size_t n = strlen(a), pos = 0;
+    http_event ev = HTTP_NEED_MORE;
+    while (pos < n && ev == HTTP_NEED_MORE) {
+        size_t k = n - pos < step ? n - pos : step, used = 0;
+        ev = http_resp_feed(r, a + pos, k, &used);
+        pos += used;
+    }
+    *rest = n - pos;
+    return ev;
+}
+
+TEST(http_resp_any_cut)
+{
+    const char *a = "HTTP/1.1 100 Continue\r\n\r\n"
+                    "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
+                    "X-Long: " "0123456789" "\r\nContent-Length: 7\r\n\r\n{\"a\":1}";
+    for (size_t step = 1; step <= strlen(a); step++) {
+        http_resp_in r;
+        http_resp_init(&r, 1024);
+        size_t rest;
+        REQUIRE(resp_feed_steps(&r, a, step, &rest) == HTTP_GOT_REQUEST);
+        CHECK_INT(r.status, 201);
+        CHECK_INT(rest, 0);
+        CHECK_MEM(r.body.p, r.body.len, "{\"a\":1}", 7);
+        size_t hl = 0;
+        const char *h = http_resp_header(&r, "content-type", &hl);
+        CHECK(h && hl == 16 && memcmp(h, "application/json", 16) == 0);
+        CHECK(http_resp_header(&r, "x-missing", NULL) == NULL);
+        CHECK(http_resp_keep_alive(&r));
+        http_resp_free(&r);
+    }
+}
+
+TEST(http_resp_upgrade_leaves_the_frames)
+{
+    http_resp_in r;
+    http_resp_init(&r, 1024);
+    const char *a = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                    "Connection: Upgrade\r\n\r\n\x81\x02hi";
+    size_t used = 0;
+    CHECK(http_resp_feed(&r, a, strlen(a), &used) == HTTP_GOT_REQUEST);
+    CHECK_INT(r.status, 101);
+    CHECK_INT(strlen(a) - used, 4); /* the frame is not the answer's */
+    CHECK(!http_resp_keep_alive(&r));
+    http_resp_free(&r);
+}
+
+TEST(http_resp_next_answer_and_eof_framing)
+{
+    http_resp_in r;
+    http_resp_init(&r, 1024);
+    const char *two = "HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    size_t used = 0;
+    CHECK(http_resp_feed(&r, two, strlen(two), &used) == HTTP_GOT_REQUEST);
+    CHECK_INT(r.status, 204);
+    http_resp_next(&r);
+    size_t u2 = 0;
+    CHECK(http_resp_feed(&r, two + used, strlen(two) - used, &u2) == HTTP_GOT_REQUEST);
+    CHECK_INT(r.status, 200);
+    CHECK_MEM(r.body.p, r.body.len, "ok", 2);
+    /* A body that ends with the connection is whole only then. */
+    http_resp_next(&r);
+    const char *eof = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it";
+    CHECK(http_resp_feed(&r, eof, strlen(eof), &used) == HTTP_NEED_MORE);
+    CHECK(http_resp_finish(&r) == HTTP_GOT_REQUEST);
+    CHECK_MEM(r.body.p, r.body.len, "all of it", 9);
+    /* Cut short by the end: an error, not an answer. */
+    http_resp_next(&r);
+    const char *cut = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc";
+    CHECK(http_resp_feed(&r, cut, strlen(cut), &used) == HTTP_NEED_MORE);
+    CHECK(http_resp_finish(&r) == HTTP_ERROR);
+    CHECK(r.error != NULL);
+    http_resp_free(&r);
+}
+
+TEST(http_resp_hostile_answers)
+{
+    const char *bad[] = {
+        "SMTP ready\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    };
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        http_resp_in r;
+        http_resp_init(&r, 1024);
+        size_t used;
+        CHECK(http_resp_feed(&r, bad[i], strlen(bad[i]), &used) == HTTP_ERROR);
+        CHECK(r.error && *r.error);
+        CHECK(!r.too_big);
+        /* And it stays refused. */
+        CHECK(http_resp_feed(&r, "HTTP/1.1 200 OK\r\n\r\n", 19, &used) == HTTP_ERROR);
+        http_resp_free(&r);
+    }
+    /* A body over the cap: refused as too big, whatever comes after. */
+    http_resp_in r;
+    http_resp_init(&r, 4);
+    const char *big = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n12345";
+    size_t used;
+    CHECK(http_resp_feed(&r, big, strlen(big), &used) == HTTP_ERROR);
+    CHECK(r.too_big);
+    http_resp_free(&r);
+    /* A header section over 16 KiB. */
+    http_resp_init(&r, 4);
+    buf_t b = {0};
+    buf_puts(&b, "HTTP/1.1 200 OK\r\nX: ");
+    for (int i = 0; i < 17 * 1024; i++)
+        buf_putc(&b, 'a');
+    CHECK(http_resp_feed(&r, b.p, b.len, &used) == HTTP_ERROR);
+    http_resp_free(&r);
+    buf_free(&b);
+}

@@ -3,6 +3,7 @@
  * messages out of frames cut anywhere, control frames answered, errors
  * closed with the right code, and no wslay context held between messages.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "../../src/net/ws.h"
@@ -216,4 +217,82 @@ TEST(ws_accept_key_rfc_example)
     CHECK_INT(ws_accept_key("dGhlIHNhbXBsZSBub25jZQ", 22, out), -1);
     CHECK_INT(ws_accept_key("dGhlIHNhbXBsZSBub25jZQ=!", 24, out), -1);
     CHECK_INT(ws_accept_key("AAAAAAAAAAAAAAAAAAAAAAAAAAA=", 28, out), -1);
+}
+
+/* ---------------------------------------------------------------- a client's side */
+
+typedef struct peer {
+    sink s;
+    unsigned close_code;
+    char reason[32];
+} peer;
+
+static void peer_close(void *ctx, unsigned code, const char *r, size_t n)
+{
+    peer *p = ctx;
+    p->close_code = code;
+    snprintf(p->reason, sizeof p->reason, "%.*s", (int)n, r);
+}
+
+static const ws_cb peer_cbs = {.on_text = on_text, .send = on_send, .on_close = peer_close};
+
+TEST(ws_client_and_server_talk)
+{
+    peer srv = {0}, cli = {0};
+    ws_t *server = ws_new(&peer_cbs, &srv);
+    ws_t *client = ws_new_client(&peer_cbs, &cli, 64);
+    /* The client's message goes out masked; the server reads it. */
+    ws_send_text(client, "{\"t\":\"sub\"}", 11);
+    REQUIRE(cli.s.out.len == 2 + 4 + 11);
+    CHECK((unsigned char)cli.s.out.p[1] & 0x80);
+    CHECK(ws_feed(server, cli.s.out.p, cli.s.out.len));
+    CHECK_MEM(srv.s.msgs.p, srv.s.msgs.len, "{\"t\":\"sub\"}\n", 12);
+    /* The server's frame (unmasked), cut anywhere, reaches the client whole. */
+    unsigned char h[10];
+    size_t hl = ws_text_header(h, 5);
+    buf_t in = {0};
+    buf_put(&in, h, hl);
+    buf_put(&in, "hello", 5);
+    for (size_t i = 0; i < in.len; i++)
+        CHECK(ws_feed(client, in.p + i, 1));
+    CHECK_MEM(cli.s.msgs.p, cli.s.msgs.len, "hello\n", 6);
+    /* The server closes with a code and a reason: the client hears both,
+     * answers, and is done. */
+    ws_close(server, WS_CLOSE_ACCESS, "revoked");
+    CHECK(!ws_feed(client, srv.s.out.p, srv.s.out.len));
+    CHECK_INT(cli.close_code, WS_CLOSE_ACCESS);
+    CHECK_STR(cli.reason, "revoked");
+    CHECK(ws_refused(client) == NULL);
+    ws_free(server);
+    ws_free(client);
+    buf_free(&in);
+    buf_free(&srv.s.out);
+    buf_free(&srv.s.msgs);
+    buf_free(&cli.s.out);
+    buf_free(&cli.s.msgs);
+}
+
+TEST(ws_client_refuses_what_a_server_may_not_send)
+{
+    struct { const char *bytes; size_t n; int code; const char *why; } cases[] = {
+        {"\x82\x01\x01", 3, WS_CLOSE_UNSUPPORTED, "a binary message"},  /* binary */
+        {"\x81\x81mask\x01", 7, WS_CLOSE_PROTOCOL, "RFC 6455"},         /* masked */
+        {"\x81\x7e\x00\x80", 4, WS_CLOSE_TOO_BIG, "size limit"},        /* 128 > 64 */
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        peer cli = {0};
+        ws_t *client = ws_new_client(&peer_cbs, &cli, 64);
+        CHECK(!ws_feed(client, cases[i].bytes, cases[i].n));
+        CHECK_INT(cli.s.n, 0);
+        /* Our close frame is masked: skip the 2-byte header and 4-byte key. */
+        REQUIRE(cli.s.out.len >= 8);
+        const unsigned char *o = (const unsigned char *)cli.s.out.p;
+        CHECK_INT((o[0] & 0x0f), 0x8);
+        CHECK_INT(((o[6] ^ o[2]) << 8 | (o[7] ^ o[3])), cases[i].code);
+        REQUIRE(ws_refused(client));
+        CHECK(strstr(ws_refused(client), cases[i].why) != NULL);
+        ws_free(client);
+        buf_free(&cli.s.out);
+        buf_free(&cli.s.msgs);
+    }
 }
