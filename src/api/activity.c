@@ -98,38 +98,20 @@ static int parse_time(const char *v, int64_t *out, err_t *e, const char *what)
     return 0;
 }
 
-static int require_admin(app_t *app, conn_t *c, http_req *req, actor_t *who)
-{
-    err_t e = {0};
-    if (api_auth(app, c, req, who, &e)) {
-        respond_err(c, &e);
-        return -1;
-    }
-    if (!actor_is_admin(who)) {
-        respond_simple(c, E_FORBIDDEN, "the activity log is for admins");
-        return -1;
-    }
-    return 0;
-}
-
 static void on_page(rjob *job)
 {
     conn_t *c = job->ctx;
-    if (conn_open(c)) {
-        if (job->err.code) {
-            respond_err(c, &job->err);
-        } else {
-            buf_t b = {0};
-            buf_puts(&b, "{\"entries\":[");
-            buf_put(&b, job->out.p, job->out.len);
-            buf_puts(&b, "],\"next\":");
-            if (job->count == job->aq.limit && job->seq > 1)
-                buf_printf(&b, "%lld", (long long)job->seq);
-            else
-                buf_puts(&b, "null");
-            buf_putc(&b, '}');
-            conn_respond_buf(c, 200, "application/json", NULL, &b);
-        }
+    if (respond_ok(c, &job->err)) {
+        buf_t b = {0};
+        buf_puts(&b, "{\"entries\":[");
+        buf_put(&b, job->out.p, job->out.len);
+        buf_puts(&b, "],\"next\":");
+        if (job->count == job->aq.limit && job->seq > 1)
+            buf_printf(&b, "%lld", (long long)job->seq);
+        else
+            buf_puts(&b, "null");
+        buf_putc(&b, '}');
+        conn_respond_buf(c, 200, "application/json", NULL, &b);
     }
     conn_unref(c);
     rjob_free(job);
@@ -184,7 +166,7 @@ static int parse_activity_query(const http_req *req, rjob *job, bool page, const
 void activity_get(app_t *app, conn_t *c, http_req *req)
 {
     actor_t who;
-    if (require_admin(app, c, req, &who))
+    if (api_admin(app, c, req, &who, "the activity log is for admins"))
         return;
     err_t e = {0};
     rjob *job = rjob_new(R_ACTIVITY);
@@ -315,7 +297,7 @@ static void export_next(exporter *x)
 void activity_export(app_t *app, conn_t *c, http_req *req)
 {
     actor_t who;
-    if (require_admin(app, c, req, &who))
+    if (api_admin(app, c, req, &who, "the activity log is for admins"))
         return;
     err_t e = {0};
     const char *format = "json";
@@ -392,12 +374,8 @@ static bool over_rate(const char *session)
 static void on_event_logged(wjob *job)
 {
     conn_t *c = job->ctx;
-    if (conn_open(c)) {
-        if (job->err.code)
-            respond_err(c, &job->err);
-        else
-            conn_respond(c, 204, NULL, NULL, NULL, 0);
-    }
+    if (respond_ok(c, &job->err))
+        conn_respond(c, 204, NULL, NULL, NULL, 0);
     conn_unref(c);
     wjob_free(job);
 }

@@ -40,15 +40,11 @@ static void export_after(uv_work_t *w, int status)
 {
     export_job *x = w->data;
     (void)status;
-    if (conn_open(x->c)) {
-        if (x->err.code) {
-            respond_err(x->c, &x->err);
-        } else {
-            buf_t b = {.p = x->text, .len = x->len, .cap = x->len + 1};
-            x->text = NULL;
-            conn_respond_buf(x->c, 200, "application/json",
-                             "Content-Disposition: attachment; filename=\"export.json\"\r\n", &b);
-        }
+    if (respond_ok(x->c, &x->err)) {
+        buf_t b = {.p = x->text, .len = x->len, .cap = x->len + 1};
+        x->text = NULL;
+        conn_respond_buf(x->c, 200, "application/json",
+                         "Content-Disposition: attachment; filename=\"export.json\"\r\n", &b);
     }
     err_clear(&x->err);
     conn_unref(x->c);
@@ -60,11 +56,8 @@ static void export_after(uv_work_t *w, int status)
 void admin_export(app_t *app, conn_t *c, http_req *req)
 {
     actor_t who;
-    err_t e = {0};
-    if (api_auth(app, c, req, &who, &e))
-        return respond_err(c, &e);
-    if (!actor_is_admin(&who))
-        return respond_simple(c, E_FORBIDDEN, "only an admin may export");
+    if (api_admin(app, c, req, &who, "only an admin may export"))
+        return;
     export_job *x = xcalloc(1, sizeof *x);
     x->c = conn_ref(c);
     x->dir = xstrdup(store_dir(app->store));
@@ -120,10 +113,8 @@ void admin_import(app_t *app, conn_t *c, http_req *req)
 {
     actor_t who;
     err_t e = {0};
-    if (api_auth(app, c, req, &who, &e))
-        return respond_err(c, &e);
-    if (!actor_is_admin(&who))
-        return respond_simple(c, E_FORBIDDEN, "only an admin may import");
+    if (api_admin(app, c, req, &who, "only an admin may import"))
+        return;
     params_t p;
     if (params_parse(&p, req, &e))
         return respond_err(c, &e);

@@ -82,6 +82,20 @@ int api_auth_optional(app_t *app, conn_t *c, http_req *req, actor_t *who, err_t 
     return identity_resolve(app->ident, c, req, who, false, err);
 }
 
+int api_admin(app_t *app, conn_t *c, http_req *req, actor_t *who, const char *refusal)
+{
+    err_t e = {0};
+    if (api_auth(app, c, req, who, &e)) {
+        respond_err(c, &e);
+        return -1;
+    }
+    if (!actor_is_admin(who)) {
+        respond_simple(c, E_FORBIDDEN, refusal);
+        return -1;
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------ throttling */
 
 static failures_t *fails(app_t *app, const char *kind, const char *key, bool make)
@@ -431,20 +445,6 @@ void auth_me(app_t *app, conn_t *c, http_req *req)
 
 /* ------------------------------------------------------------------ accounts (admin) */
 
-static int require_admin(app_t *app, conn_t *c, http_req *req, actor_t *who)
-{
-    err_t e = {0};
-    if (api_auth(app, c, req, who, &e)) {
-        respond_err(c, &e);
-        return -1;
-    }
-    if (!actor_is_admin(who)) {
-        respond_simple(c, E_FORBIDDEN, "only an admin may do this");
-        return -1;
-    }
-    return 0;
-}
-
 static void accounts_list(app_t *app, conn_t *c)
 {
     buf_t b = {0};
@@ -589,7 +589,7 @@ static void on_new_password(hash_job *h)
 void auth_accounts(app_t *app, conn_t *c, http_req *req, const char *id)
 {
     actor_t who;
-    if (require_admin(app, c, req, &who))
+    if (api_admin(app, c, req, &who, "only an admin may do this"))
         return;
     int m = req->method == HTTP_HEAD ? HTTP_GET : req->method;
     if (!id && m == HTTP_GET)

@@ -353,11 +353,8 @@ void backups_metrics(app_t *app, buf_t *out)
 void backups_http(app_t *app, conn_t *c, http_req *req, const char *name, const char *action)
 {
     actor_t who;
-    err_t e = {0};
-    if (api_auth(app, c, req, &who, &e))
-        return respond_err(c, &e);
-    if (!actor_is_admin(&who))
-        return respond_simple(c, E_FORBIDDEN, "backups are for admins");
+    if (api_admin(app, c, req, &who, "backups are for admins"))
+        return;
     backups_state *b = app->backups;
     int m = req->method == HTTP_HEAD ? HTTP_GET : req->method;
     if (!name) {

@@ -147,16 +147,12 @@ static void feed_req_free(feed_req *fr)
 static void on_db_page(rjob *job)
 {
     conn_t *c = job->ctx;
-    if (conn_open(c)) {
-        if (job->err.code) {
-            respond_err(c, &job->err);
-        } else {
-            buf_t b = {0};
-            buf_puts(&b, "{\"changes\":[");
-            buf_put(&b, job->out.p, job->out.len);
-            buf_printf(&b, "],\"seq\":%lld}", (long long)job->seq);
-            conn_respond_buf(c, 200, "application/json", NULL, &b);
-        }
+    if (respond_ok(c, &job->err)) {
+        buf_t b = {0};
+        buf_puts(&b, "{\"changes\":[");
+        buf_put(&b, job->out.p, job->out.len);
+        buf_printf(&b, "],\"seq\":%lld}", (long long)job->seq);
+        conn_respond_buf(c, 200, "application/json", NULL, &b);
     }
     conn_unref(c);
     rjob_free(job);

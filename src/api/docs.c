@@ -73,26 +73,22 @@ static void etag_header(buf_t *h, int64_t version)
 static void on_write_done(wjob *job)
 {
     conn_t *c = job->ctx;
-    if (conn_open(c)) {
-        if (job->err.code) {
-            respond_err(c, &job->err);
-        } else {
-            buf_t h = {0};
-            if (!job->is_batch) {
-                etag_header(&h, job->version);
-                if (job->status == 201 && job->nops == 1) {
-                    buf_puts(&h, "Location: /v1/c/");
-                    buf_puts(&h, job->ops[0].col);
-                    buf_putc(&h, '/');
-                    buf_puts(&h, job->ops[0].id);
-                    buf_puts(&h, "\r\n");
-                }
+    if (respond_ok(c, &job->err)) {
+        buf_t h = {0};
+        if (!job->is_batch) {
+            etag_header(&h, job->version);
+            if (job->status == 201 && job->nops == 1) {
+                buf_puts(&h, "Location: /v1/c/");
+                buf_puts(&h, job->ops[0].col);
+                buf_putc(&h, '/');
+                buf_puts(&h, job->ops[0].id);
+                buf_puts(&h, "\r\n");
             }
-            if (job->replayed)
-                buf_puts(&h, "Idempotent-Replayed: true\r\n");
-            conn_respond_buf(c, job->status, "application/json", h.p, &job->answer);
-            buf_free(&h);
         }
+        if (job->replayed)
+            buf_puts(&h, "Idempotent-Replayed: true\r\n");
+        conn_respond_buf(c, job->status, "application/json", h.p, &job->answer);
+        buf_free(&h);
     }
     conn_unref(c);
     wjob_free(job);
@@ -160,10 +156,8 @@ bad:
 static void on_get_done(rjob *job)
 {
     conn_t *c = job->ctx;
-    if (conn_open(c)) {
-        if (job->err.code) {
-            respond_err(c, &job->err);
-        } else if (!job->found) {
+    if (respond_ok(c, &job->err)) {
+        if (!job->found) {
             char msg[256];
             snprintf(msg, sizeof msg, "no document %s in %s", job->id, job->col);
             respond_simple(c, E_NOT_FOUND, msg);
@@ -198,12 +192,8 @@ void docs_get(app_t *app, conn_t *c, http_req *req, const char *col, const char 
 static void on_list_done(rjob *job)
 {
     conn_t *c = job->ctx;
-    if (conn_open(c)) {
-        if (job->err.code)
-            respond_err(c, &job->err);
-        else
-            conn_respond_buf(c, 200, "application/json", NULL, &job->out);
-    }
+    if (respond_ok(c, &job->err))
+        conn_respond_buf(c, 200, "application/json", NULL, &job->out);
     conn_unref(c);
     rjob_free(job);
 }

@@ -171,11 +171,8 @@ void metrics_get(app_t *app, conn_t *c, http_req *req)
     /* The local machine's scraper, or an admin. */
     if (!conn_is_loopback(c)) {
         actor_t who;
-        err_t e = {0};
-        if (api_auth(app, c, req, &who, &e))
-            return respond_err(c, &e);
-        if (!actor_is_admin(&who))
-            return respond_simple(c, E_FORBIDDEN, "metrics are for admins (or from loopback)");
+        if (api_admin(app, c, req, &who, "metrics are for admins (or from loopback)"))
+            return;
     }
     buf_t b = {0};
     metrics_render(&b);

@@ -79,3 +79,14 @@ void params_free(params_t *p)
     }
     p->n = 0;
 }
+
+bool respond_ok(conn_t *c, err_t *err)
+{
+    if (!conn_open(c))
+        return false;
+    if (err->code) {
+        respond_err(c, err);
+        return false;
+    }
+    return true;
+}

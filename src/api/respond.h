@@ -5,6 +5,8 @@
 #ifndef LIVEDB_RESPOND_H
 #define LIVEDB_RESPOND_H
 
+#include <stdbool.h>
+
 #include "../core/err.h"
 #include "../net/http.h"
 #include "../net/server.h"
@@ -24,6 +26,10 @@ void params_free(params_t *p);
 
 void respond_err(conn_t *c, err_t *e);
 void respond_simple(conn_t *c, err_code code, const char *msg);
+/* A finished job's connection: true when it is still open and the job
+ * went well (the caller answers); when the job failed, its error is the
+ * answer and false. The caller lets go of c either way. */
+bool respond_ok(conn_t *c, err_t *err);
 /* 405 with the Allow header. */
 void respond_method(conn_t *c, const char *allow);
 
