@@ -352,14 +352,8 @@ static bool over_rate(const char *session)
     int64_t now = time_now_ms();
     rate_t *r = map_get(&client_rates, session, strlen(session));
     if (!r) {
-        if (client_rates.count > 100000) {
-            size_t i = 0, kl;
-            const char *k;
-            void *v;
-            while (map_next(&client_rates, &i, &k, &kl, &v))
-                free(v);
-            map_free(&client_rates);
-        }
+        if (client_rates.count > 100000)
+            map_free_values(&client_rates);
         r = xcalloc(1, sizeof *r);
         r->since = now;
         map_put(&client_rates, session, strlen(session), r);
@@ -431,12 +425,4 @@ void activity_post(app_t *app, conn_t *c, http_req *req)
     store_submit(app->store, job);
 }
 
-void activity_free_state(void)
-{
-    size_t i = 0, kl;
-    const char *k;
-    void *v;
-    while (map_next(&client_rates, &i, &k, &kl, &v))
-        free(v);
-    map_free(&client_rates);
-}
+void activity_free_state(void) { map_free_values(&client_rates); }

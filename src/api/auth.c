@@ -111,14 +111,8 @@ static failures_t *fails(app_t *app, const char *kind, const char *key, bool mak
     if (!f && make) {
         /* Bound the table: forget the lot when it grows past reason
          * (only windows already counting would be lost). */
-        if (app->auth->failures.count > 100000) {
-            size_t i = 0, kl;
-            const char *kk;
-            void *v;
-            while (map_next(&app->auth->failures, &i, &kk, &kl, &v))
-                free(v);
-            map_free(&app->auth->failures);
-        }
+        if (app->auth->failures.count > 100000)
+            map_free_values(&app->auth->failures);
         f = xcalloc(1, sizeof *f);
         f->since = now;
         map_put(&app->auth->failures, k, strlen(k), f);
@@ -672,12 +666,7 @@ void auth_free(app_t *app)
     struct auth_state *as = app->auth;
     if (!as)
         return;
-    size_t i = 0, kl;
-    const char *k;
-    void *v;
-    while (map_next(&as->failures, &i, &k, &kl, &v))
-        free(v);
-    map_free(&as->failures);
+    map_free_values(&as->failures);
     free(as);
     app->auth = NULL;
 }

@@ -285,11 +285,8 @@ void identity_free(identity_t *ids)
         free(((account_t *)v)->hash);
         free(v);
     }
-    i = 0;
-    while (map_next(&ids->sessions, &i, &k, &kl, &v))
-        free(v);
+    map_free_values(&ids->sessions);
     map_free(&ids->accounts);
     map_free(&ids->by_email);
-    map_free(&ids->sessions);
     free(ids);
 }

@@ -530,21 +530,29 @@ void client_answer_clear(client_answer *a)
     a->json = NULL;
 }
 
+/* An answer's {"error":{"code","message"}}, made printable: whether it
+ * has a code. */
+static bool error_object(const json_t *answer, char code[64], char msg[200])
+{
+    json_t *e = json_object_get(answer, "error");
+    const char *cs = json_string_value(json_object_get(e, "code"));
+    const char *ms = json_string_value(json_object_get(e, "message"));
+    code[0] = msg[0] = '\0';
+    if (cs)
+        printable(code, 64, cs, strlen(cs), 60);
+    if (ms)
+        printable(msg, 200, ms, strlen(ms), 190);
+    return cs != NULL;
+}
+
 void client_answer_describe(const client_answer *a, char *out, size_t outlen)
 {
     if (a->status == 0) {
         snprintf(out, outlen, "%s", a->err);
         return;
     }
-    json_t *e = json_object_get(a->json, "error");
-    const char *code = json_string_value(json_object_get(e, "code"));
-    const char *msg = json_string_value(json_object_get(e, "message"));
-    char c[64] = "", m[200] = "";
-    if (code)
-        printable(c, sizeof c, code, strlen(code), 60);
-    if (msg)
-        printable(m, sizeof m, msg, strlen(msg), 190);
-    if (code)
+    char c[64], m[200];
+    if (error_object(a->json, c, m))
         snprintf(out, outlen, "%d %s: %s", a->status, c, m);
     else if (a->err[0])
         snprintf(out, outlen, "%s", a->err);
@@ -697,14 +705,8 @@ static void ws_upgrade_refused(client_ws *ws)
 {
     const buf_t *b = &ws->resp.body;
     json_t *j = json_loadb(b->p ? b->p : "", b->len, 0, NULL);
-    json_t *e = json_object_get(j, "error");
-    const char *code = json_string_value(json_object_get(e, "code"));
-    const char *msg = json_string_value(json_object_get(e, "message"));
-    char c[64] = "", m[200] = "";
-    if (code)
-        printable(c, sizeof c, code, strlen(code), 60);
-    if (msg)
-        printable(m, sizeof m, msg, strlen(msg), 190);
+    char c[64], m[200];
+    error_object(j, c, m);
     ws_fail(ws, "the server refused the WebSocket upgrade: %d %s%s%s", ws->resp.status, c,
             m[0] ? ": " : "", m);
     json_decref(j);

@@ -5,20 +5,30 @@
  */
 #include "sqlite_int.h"
 
-/* ------------------------------------------------------------------ verify */
-
-int store_verify(const char *dir, int64_t *entries, err_t *err)
+/* DIR/livedb.db read-only, in a read transaction: one consistent view
+ * while a server writes. NULL with err set. */
+static sqlite3 *open_snapshot(const char *dir, err_t *err)
 {
     buf_t path = {0};
     buf_printf(&path, "%s/livedb.db", dir);
     sqlite3 *db = NULL;
-    *entries = 0;
     int rc = sq_open(path.p, true, &db, err);
     buf_free(&path);
     if (rc)
+        return NULL;
+    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    return db;
+}
+
+/* ------------------------------------------------------------------ verify */
+
+int store_verify(const char *dir, int64_t *entries, err_t *err)
+{
+    *entries = 0;
+    sqlite3 *db = open_snapshot(dir, err);
+    if (!db)
         return -1;
     sqlite3_stmt *s = NULL;
-    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
     if (sqlite3_prepare_v2(db, "SELECT group_concat(integrity_check, '; ') FROM"
                                " pragma_integrity_check(20)", -1, &s, NULL) == SQLITE_OK &&
         sqlite3_step(s) == SQLITE_ROW) {
@@ -89,17 +99,12 @@ int store_activity_each(const char *dir, int64_t since_ms,
                         void (*row)(void *ctx, const char *entry, size_t len, const char *hash),
                         void *ctx, err_t *err)
 {
-    buf_t path = {0};
-    buf_printf(&path, "%s/livedb.db", dir);
-    sqlite3 *db = NULL;
-    int rc = sq_open(path.p, true, &db, err);
-    buf_free(&path);
-    if (rc)
+    sqlite3 *db = open_snapshot(dir, err);
+    if (!db)
         return -1;
     sqlite3_stmt *s = NULL;
-    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
-    rc = sqlite3_prepare_v2(db, "SELECT entry, hash FROM activity WHERE at >= ?1 ORDER BY seq",
-                            -1, &s, NULL);
+    int rc = sqlite3_prepare_v2(db, "SELECT entry, hash FROM activity WHERE at >= ?1 ORDER BY seq",
+                                -1, &s, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_int64(s, 1, since_ms);
         while ((rc = sqlite3_step(s)) == SQLITE_ROW)
@@ -150,15 +155,11 @@ static int export_col(sqlite3 *db, const char *col, FILE *out, err_t *err)
 /* Every collection (cols NULL), or those named, from one read transaction. */
 static int export_from(const char *dir, const char *const *cols, FILE *out, err_t *err)
 {
-    buf_t path = {0};
-    buf_printf(&path, "%s/livedb.db", dir);
-    sqlite3 *db = NULL;
-    int rc = sq_open(path.p, true, &db, err);
-    buf_free(&path);
-    if (rc)
+    sqlite3 *db = open_snapshot(dir, err);
+    if (!db)
         return -1;
     sqlite3_stmt *tables = NULL;
-    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    int rc;
     fputc('{', out);
     if (cols) {
         fprintf(out, "\"seq\":%lld", (long long)sq_query_i64(db, "SELECT max(seq) FROM changes", 0));

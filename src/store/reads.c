@@ -101,21 +101,6 @@ static void read_get(rjob *job, sqlite3 *db)
     sqlite3_finalize(s);
 }
 
-static json_t *sql_value_json(sqlite3_stmt *s, int col)
-{
-    switch (sqlite3_column_type(s, col)) {
-    case SQLITE_INTEGER:
-        return json_integer(sqlite3_column_int64(s, col));
-    case SQLITE_FLOAT:
-        return json_real(sqlite3_column_double(s, col));
-    case SQLITE_TEXT:
-        return json_stringn((const char *)sqlite3_column_text(s, col),
-                            (size_t)sqlite3_column_bytes(s, col));
-    default:
-        return json_null();
-    }
-}
-
 /* The read rule of job's collection for its actor: -1 (and the error)
  * when nothing may be read; else conditions are added to the query and
  * *post (may be NULL) is checked on every row, *auth with it. */
@@ -185,7 +170,7 @@ static void read_list(rjob *job, sqlite3 *db)
         n++;
         json_decref(last_key);
         free(last_id);
-        last_key = sql_value_json(s, 1);
+        last_key = sqlq_value_json(s, 1);
         last_id = xstrdup((const char *)sqlite3_column_text(s, 2));
     }
     char *next = NULL;

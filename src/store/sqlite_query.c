@@ -193,3 +193,18 @@ int sqlq_bind(sqlite3_stmt *stmt, const sqlq *q)
 }
 
 void sqlq_free(sqlq *q) { buf_free(&q->sql); }
+
+json_t *sqlq_value_json(sqlite3_stmt *s, int col)
+{
+    switch (sqlite3_column_type(s, col)) {
+    case SQLITE_INTEGER:
+        return json_integer(sqlite3_column_int64(s, col));
+    case SQLITE_FLOAT:
+        return json_real(sqlite3_column_double(s, col));
+    case SQLITE_TEXT:
+        return json_stringn((const char *)sqlite3_column_text(s, col),
+                            (size_t)sqlite3_column_bytes(s, col));
+    default:
+        return json_null();
+    }
+}

@@ -36,5 +36,8 @@ void sqlq_build_list(sqlq *out, const query_t *q, const char *col);
 void sqlq_field_expr(buf_t *b, const char *field);
 int sqlq_bind(sqlite3_stmt *stmt, const sqlq *q);
 void sqlq_free(sqlq *q);
+/* Column col of a row as JSON (a page's order key: integer, real, text
+ * or null). */
+json_t *sqlq_value_json(sqlite3_stmt *s, int col);
 
 #endif

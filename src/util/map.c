@@ -31,6 +31,14 @@ void map_free(map_t *m)
     map_init(m);
 }
 
+void map_free_values(map_t *m)
+{
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->slots[i].key && m->slots[i].key != MAP_TOMB)
+            free(m->slots[i].value);
+    map_free(m);
+}
+
 static map_slot *find(const map_t *m, const char *key, size_t klen, size_t h)
 {
     if (!m->cap)

@@ -28,6 +28,8 @@ typedef struct map {
 void map_init(map_t *m);
 /* Frees the keys and the table, not the values. */
 void map_free(map_t *m);
+/* The same, and free() on every value (maps that own malloc'd values). */
+void map_free_values(map_t *m);
 void *map_get(const map_t *m, const char *key, size_t klen);
 /* Sets key to value (value must not be NULL). */
 void map_put(map_t *m, const char *key, size_t klen, void *value);

@@ -206,22 +206,6 @@ static void teardown(void)
     db = NULL;
 }
 
-/* As store/sqlite.c's sql_value_json: the order key of a row as JSON. */
-static json_t *sql_value_json(sqlite3_stmt *s, int col)
-{
-    switch (sqlite3_column_type(s, col)) {
-    case SQLITE_INTEGER:
-        return json_integer(sqlite3_column_int64(s, col));
-    case SQLITE_FLOAT:
-        return json_real(sqlite3_column_double(s, col));
-    case SQLITE_TEXT:
-        return json_stringn((const char *)sqlite3_column_text(s, col),
-                            (size_t)sqlite3_column_bytes(s, col));
-    default:
-        return json_null();
-    }
-}
-
 typedef struct row {
     char id[40];
     json_t *key;
@@ -253,7 +237,7 @@ static int run_sql(const query_t *q, row *out, int cap, char **sql_out)
         }
         const char *id = (const char *)sqlite3_column_text(s, 2);
         snprintf(out[n].id, sizeof out[n].id, "%s", id ? id : "(null)");
-        out[n].key = sql_value_json(s, 1);
+        out[n].key = sqlq_value_json(s, 1);
         n++;
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {

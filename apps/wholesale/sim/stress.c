@@ -563,12 +563,7 @@ out:
              st.ok);
     uv_close((uv_handle_t *)&st.tick, st_tick_closed);
     client_wait(&s->loop, st_tick_gone, &st, 5); /* st is on this stack */
-    size_t i = 0, kl;
-    const char *k;
-    void *v;
-    while (map_next(&st.orders, &i, &k, &kl, &v))
-        free(v);
-    map_free(&st.orders);
+    map_free_values(&st.orders);
     map_free(&st.partner_ids);
     free(st.lat.v);
     free(st.seen_lat.v);
