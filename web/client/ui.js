@@ -209,6 +209,29 @@ export function fieldErrors(err) {
 
 // ------------------------------------------------------------ sign-in form
 
+// The sign-in card of a page, the same on every page: built into
+// <section id="login" data-app data-portal data-icon data-lead> around
+// the footer lines the page puts inside it (links, #login-server), when
+// this module loads (module scripts run once the page is parsed).
+function buildLoginCard() {
+  const sec = document.getElementById('login');
+  if (!sec || !sec.dataset.app || $('#login-form', sec)) return;
+  const d = sec.dataset;
+  const field = (label, attrs) => h('label', { class: 'field' }, h('span', {}, label),
+    h('input', { class: 'input', required: true, ...attrs }));
+  sec.replaceChildren(h('form', { id: 'login-form', class: 'card', novalidate: true },
+    h('div', { class: 'brand' }, h('img', { src: d.icon || '/favicon.svg', alt: '' }),
+      h('span', {}, d.app, h('small', {}, d.portal || ''))),
+    h('h1', { id: 'login-title' }, 'Sign in'),
+    h('p', { class: 'lead' }, d.lead || ''),
+    h('div', { id: 'login-error', class: 'banner banner-danger error', role: 'alert', hidden: true }),
+    field('Email', { id: 'login-email', name: 'email', type: 'email', autocomplete: 'username' }),
+    field('Password', { id: 'login-password', name: 'password', type: 'password', autocomplete: 'current-password' }),
+    h('button', { class: 'btn btn-primary btn-block', id: 'login-submit', type: 'submit' }, 'Sign in'),
+    ...sec.childNodes));
+}
+if (typeof document !== 'undefined') buildLoginCard();
+
 // The sign-in form of a page: #login (shown by showLogin) holding
 // #login-form with #login-email, #login-password, #login-submit and
 // #login-error. A good login hides #login and calls onSignedIn(account);
