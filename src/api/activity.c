@@ -378,11 +378,9 @@ void activity_post(app_t *app, conn_t *c, http_req *req)
 {
     err_t e = {0};
     actor_t who;
-    if (api_auth(app, c, req, &who, &e))
-        return respond_err(c, &e);
-    json_t *body = doc_parse_object(req->body, req->body_len, &e);
+    json_t *body = api_auth_body(app, c, req, &who);
     if (!body)
-        return respond_err(c, &e);
+        return;
     json_t *act = json_object_get(body, "action"), *data = json_object_get(body, "data");
     const char *a = json_string_value(act);
     size_t an = a ? json_string_length(act) : 0;

@@ -75,6 +75,9 @@ void api_handle(void *app, conn_t *c, http_req *req);
  * valid token; _optional lets a request without one be anonymous. */
 int api_auth(app_t *app, conn_t *c, http_req *req, actor_t *who, err_t *err);
 int api_auth_optional(app_t *app, conn_t *c, http_req *req, actor_t *who, err_t *err);
+/* Who is calling and the request's body, a JSON object (the caller's);
+ * else the answer is sent (401, 400) and NULL. */
+json_t *api_auth_body(app_t *app, conn_t *c, http_req *req, actor_t *who);
 /* An admin's request: 0; else the answer is sent (401, or 403 saying
  * refusal) and -1. */
 int api_admin(app_t *app, conn_t *c, http_req *req, actor_t *who, const char *refusal);

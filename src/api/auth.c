@@ -82,6 +82,15 @@ int api_auth_optional(app_t *app, conn_t *c, http_req *req, actor_t *who, err_t 
     return identity_resolve(app->ident, c, req, who, false, err);
 }
 
+json_t *api_auth_body(app_t *app, conn_t *c, http_req *req, actor_t *who)
+{
+    err_t e = {0};
+    json_t *body = NULL;
+    if (api_auth(app, c, req, who, &e) || !(body = doc_parse_object(req->body, req->body_len, &e)))
+        respond_err(c, &e);
+    return body;
+}
+
 int api_admin(app_t *app, conn_t *c, http_req *req, actor_t *who, const char *refusal)
 {
     err_t e = {0};
@@ -256,23 +265,20 @@ typedef struct login_ctx {
 static void on_session_stored(wjob *job)
 {
     login_ctx *l = job->ctx;
-    if (!job->err.code) {
+    if (!job->err.code)
         identity_session_add(l->app->ident, l->th, l->sid, l->account, l->expires);
-        if (conn_open(l->c)) {
-            const account_t *a = identity_account(l->app->ident, l->account);
-            buf_t b = {0};
-            buf_puts(&b, "{\"token\":\"");
-            buf_puts(&b, l->token);
-            buf_printf(&b, "\",\"expires_at\":%lld,\"account\":", (long long)l->expires);
-            if (a)
-                identity_account_json(&b, a);
-            else
-                buf_puts(&b, "null");
-            buf_putc(&b, '}');
-            conn_respond_buf(l->c, 200, "application/json", "Cache-Control: no-store\r\n", &b);
-        }
-    } else if (conn_open(l->c)) {
-        respond_err(l->c, &job->err);
+    if (respond_ok(l->c, &job->err)) {
+        const account_t *a = identity_account(l->app->ident, l->account);
+        buf_t b = {0};
+        buf_puts(&b, "{\"token\":\"");
+        buf_puts(&b, l->token);
+        buf_printf(&b, "\",\"expires_at\":%lld,\"account\":", (long long)l->expires);
+        if (a)
+            identity_account_json(&b, a);
+        else
+            buf_puts(&b, "null");
+        buf_putc(&b, '}');
+        conn_respond_buf(l->c, 200, "application/json", "Cache-Control: no-store\r\n", &b);
     }
     sodium_memzero(l->token, sizeof l->token);
     conn_unref(l->c);
@@ -389,11 +395,9 @@ static void on_logged_out(wjob *job)
     if (!job->err.code) {
         identity_sessions_drop(l->app->ident, NULL, l->th);
         auth_revoked(l->app, &l->who);
-        if (conn_open(l->c))
-            conn_respond(l->c, 204, NULL, NULL, NULL, 0);
-    } else if (conn_open(l->c)) {
-        respond_err(l->c, &job->err);
     }
+    if (respond_ok(l->c, &job->err))
+        conn_respond(l->c, 204, NULL, NULL, NULL, 0);
     conn_unref(l->c);
     free(l);
     wjob_free(job);

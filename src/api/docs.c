@@ -319,11 +319,9 @@ void docs_batch(app_t *app, conn_t *c, http_req *req)
 {
     err_t e = {0};
     actor_t who;
-    if (api_auth(app, c, req, &who, &e))
-        return respond_err(c, &e);
-    json_t *body = doc_parse_object(req->body, req->body_len, &e);
+    json_t *body = api_auth_body(app, c, req, &who);
     if (!body)
-        return respond_err(c, &e);
+        return;
     json_t *ops = json_object_get(body, "ops");
     if (!json_is_array(ops) || json_array_size(ops) == 0 ||
         json_array_size(ops) > BATCH_MAX_OPS || json_object_size(body) != 1) {
