@@ -102,16 +102,10 @@ static void on_page(rjob *job)
 {
     conn_t *c = job->ctx;
     if (respond_ok(c, &job->err)) {
-        buf_t b = {0};
-        buf_puts(&b, "{\"entries\":[");
-        buf_put(&b, job->out.p, job->out.len);
-        buf_puts(&b, "],\"next\":");
+        char rest[48] = ",\"next\":null}";
         if (job->count == job->aq.limit && job->seq > 1)
-            buf_printf(&b, "%lld", (long long)job->seq);
-        else
-            buf_puts(&b, "null");
-        buf_putc(&b, '}');
-        conn_respond_buf(c, 200, "application/json", NULL, &b);
+            snprintf(rest, sizeof rest, ",\"next\":%lld}", (long long)job->seq);
+        respond_items(c, "entries", &job->out, rest);
     }
     conn_unref(c);
     rjob_free(job);

@@ -148,11 +148,9 @@ static void on_db_page(rjob *job)
 {
     conn_t *c = job->ctx;
     if (respond_ok(c, &job->err)) {
-        buf_t b = {0};
-        buf_puts(&b, "{\"changes\":[");
-        buf_put(&b, job->out.p, job->out.len);
-        buf_printf(&b, "],\"seq\":%lld}", (long long)job->seq);
-        conn_respond_buf(c, 200, "application/json", NULL, &b);
+        char rest[48];
+        snprintf(rest, sizeof rest, ",\"seq\":%lld}", (long long)job->seq);
+        respond_items(c, "changes", &job->out, rest);
     }
     conn_unref(c);
     rjob_free(job);

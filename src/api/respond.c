@@ -90,3 +90,16 @@ bool respond_ok(conn_t *c, err_t *err)
     }
     return true;
 }
+
+void respond_items(conn_t *c, const char *name, const buf_t *items, const char *rest)
+{
+    buf_t b = {0};
+    buf_reserve(&b, items->len + strlen(name) + strlen(rest) + 8);
+    buf_puts(&b, "{\"");
+    buf_puts(&b, name);
+    buf_puts(&b, "\":[");
+    buf_put(&b, items->p, items->len);
+    buf_putc(&b, ']');
+    buf_puts(&b, rest);
+    conn_respond_buf(c, 200, "application/json", NULL, &b);
+}

@@ -30,6 +30,9 @@ void respond_simple(conn_t *c, err_code code, const char *msg);
  * went well (the caller answers); when the job failed, its error is the
  * answer and false. The caller lets go of c either way. */
 bool respond_ok(conn_t *c, err_t *err);
+/* 200 {"NAME":[ITEMS]REST}: a page of items already encoded (comma
+ * separated); rest is the members after the list and the closing brace. */
+void respond_items(conn_t *c, const char *name, const buf_t *items, const char *rest);
 /* 405 with the Allow header. */
 void respond_method(conn_t *c, const char *allow);
 
