@@ -457,20 +457,29 @@ static void fan_stop(uv_timer_t *t)
 }
 
 
-static void fan_ready(void)
+/* Every subscriber is ready: the measured run starts now, and stop() ends
+ * it. False when passive: it starts at the writing process's first change. */
+static bool measure_from_now(const char *whose, uv_timer_cb stop)
 {
-    fprintf(stderr, "rtload: %d subscribers ready%s\n", ws_total, passive ? " (passive)" : "");
+    fprintf(stderr, "rtload: %d %ssubscribers ready%s\n", ws_total, whose,
+            passive ? " (passive)" : "");
     if (passive) {
-        /* Measure from the first change the writing process makes. */
         passive_waiting = true;
-        return;
+        return false;
     }
     measuring = true;
-    deliveries_at_start = deliveries;
-    written = 0;
     t_start = now_ns();
     uv_timer_init(loop, &stop_timer);
-    uv_timer_start(&stop_timer, fan_stop, (uint64_t)seconds * 1000, 0);
+    uv_timer_start(&stop_timer, stop, (uint64_t)seconds * 1000, 0);
+    return true;
+}
+
+static void fan_ready(void)
+{
+    if (!measure_from_now("", fan_stop))
+        return;
+    deliveries_at_start = deliveries;
+    written = 0;
     if (writer)
         fan_write(writer, 0);
 }
@@ -768,15 +777,8 @@ static void rlat_tick(uv_timer_t *t)
 
 static void redis_ready(void)
 {
-    fprintf(stderr, "rtload: %d Redis subscribers ready%s\n", ws_total, passive ? " (passive)" : "");
-    if (passive) {
-        passive_waiting = true;
+    if (!measure_from_now("Redis ", rfan_stop))
         return;
-    }
-    measuring = true;
-    t_start = now_ns();
-    uv_timer_init(loop, &stop_timer);
-    uv_timer_start(&stop_timer, rfan_stop, (uint64_t)seconds * 1000, 0);
     if (strcmp(mode, "redis-fanout") == 0) {
         if (rpub)
             rpub_next();

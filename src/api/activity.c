@@ -111,50 +111,55 @@ static void on_page(rjob *job)
     rjob_free(job);
 }
 
+typedef struct activity_params {
+    rjob *job;
+    bool page;           /* a page: limit and before */
+    const char **format; /* an export: format */
+} activity_params;
+
+static int activity_param(void *ctx, const char *k, const char *v, size_t n, err_t *e)
+{
+    activity_params *ap = ctx;
+    rjob *job = ap->job;
+    activity_query *q = &job->aq;
+    int64_t x;
+    if (strcmp(k, "since") == 0)
+        return parse_time(v, &q->since_ms, e, "since");
+    if (strcmp(k, "until") == 0)
+        return parse_time(v, &q->until_ms, e, "until");
+    if (strcmp(k, "actor") == 0 && n <= DOC_ID_MAX) {
+        free(job->aq_actor);
+        q->actor = job->aq_actor = xstrndup(v, n);
+    } else if (strcmp(k, "action") == 0 && n <= 32) {
+        free(job->aq_action);
+        q->action = job->aq_action = xstrndup(v, n);
+    } else if (ap->page && strcmp(k, "limit") == 0) {
+        if (parse_i64(v, n, &x) || x < 1 || x > 1000)
+            return err_set(e, E_BAD_REQUEST, "limit must be an integer from 1 to 1000");
+        q->limit = (int)x;
+    } else if (ap->page && strcmp(k, "before") == 0) {
+        if (parse_i64(v, n, &x) || x < 1)
+            return err_set(e, E_BAD_REQUEST, "before must be an entry's seq (a next value)");
+        q->before_seq = x;
+    } else if (!ap->page && strcmp(k, "format") == 0) {
+        *ap->format = strcmp(v, "csv") == 0 ? "csv" : strcmp(v, "json") == 0 ? "json" : NULL;
+        if (!*ap->format)
+            return err_set(e, E_BAD_REQUEST, "format is csv or json");
+    } else if (strcmp(k, "token") != 0) {
+        return err_set(e, E_BAD_REQUEST,
+                       "unknown query parameter %.40s (since, until, actor, action%s)", k,
+                       ap->page ? ", limit, before" : ", format");
+    }
+    return 0;
+}
+
 /* Fills job->aq from the query string; `page` allows limit and before. */
 static int parse_activity_query(const http_req *req, rjob *job, bool page, const char **format,
                                 err_t *e)
 {
-    params_t p;
-    if (params_parse(&p, req, e))
-        return -1;
-    activity_query *q = &job->aq;
-    q->limit = 100;
-    int rc = 0;
-    for (int i = 0; i < p.n && rc == 0; i++) {
-        const char *k = p.kv[i].key, *v = p.kv[i].value;
-        size_t n = p.kv[i].value_len;
-        int64_t x;
-        if (strcmp(k, "since") == 0) {
-            rc = parse_time(v, &q->since_ms, e, "since");
-        } else if (strcmp(k, "until") == 0) {
-            rc = parse_time(v, &q->until_ms, e, "until");
-        } else if (strcmp(k, "actor") == 0 && n <= DOC_ID_MAX) {
-            free(job->aq_actor);
-            q->actor = job->aq_actor = xstrndup(v, n);
-        } else if (strcmp(k, "action") == 0 && n <= 32) {
-            free(job->aq_action);
-            q->action = job->aq_action = xstrndup(v, n);
-        } else if (page && strcmp(k, "limit") == 0) {
-            if (parse_i64(v, n, &x) || x < 1 || x > 1000)
-                rc = err_set(e, E_BAD_REQUEST, "limit must be an integer from 1 to 1000");
-            q->limit = (int)x;
-        } else if (page && strcmp(k, "before") == 0) {
-            if (parse_i64(v, n, &x) || x < 1)
-                rc = err_set(e, E_BAD_REQUEST, "before must be an entry's seq (a next value)");
-            q->before_seq = x;
-        } else if (!page && strcmp(k, "format") == 0) {
-            *format = strcmp(v, "csv") == 0 ? "csv" : strcmp(v, "json") == 0 ? "json" : NULL;
-            if (!*format)
-                rc = err_set(e, E_BAD_REQUEST, "format is csv or json");
-        } else if (strcmp(k, "token") != 0) {
-            rc = err_set(e, E_BAD_REQUEST,
-                         "unknown query parameter %.40s (since, until, actor, action%s)", k,
-                         page ? ", limit, before" : ", format");
-        }
-    }
-    params_free(&p);
-    return rc;
+    activity_params ap = {job, page, format};
+    job->aq.limit = 100;
+    return params_each(req, activity_param, &ap, e);
 }
 
 void activity_get(app_t *app, conn_t *c, http_req *req)

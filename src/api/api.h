@@ -22,8 +22,7 @@
 #include "respond.h"
 
 
-typedef struct sse_stream sse_stream;
-typedef struct long_poll long_poll;
+typedef struct feed_sub feed_sub;
 struct realtime;
 
 typedef struct realtime_opts {
@@ -42,8 +41,8 @@ typedef struct app {
     bool shutting_down;
 
     /* changes.c */
-    sse_stream *streams;
-    long_poll *polls;
+    feed_sub *streams; /* event streams */
+    feed_sub *polls;   /* long polls */
     uv_timer_t ping_timer;
 
     /* health.c */

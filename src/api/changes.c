@@ -34,66 +34,98 @@ typedef struct feed_req {
     json_t *auth;  /* who as rules see it (owned), NULL for admin */
 } feed_req;
 
-struct long_poll {
+/* What a long poll and an event stream share: what was asked and by whom,
+ * the connection that is answered, the wait on the ring, and the place in
+ * the app's list of its kind (app->polls, app->streams). */
+struct feed_sub {
     app_t *app;
     conn_t *c;
-    feed_req fr;
+    feed_req fr; /* fr.since is the position answered so far */
     feed_waiter w;
-    uv_timer_t timer;
-    long_poll *prev, *next;
+    feed_sub *prev, *next;
 };
 
-struct sse_stream {
-    app_t *app;
-    conn_t *c;
-    feed_req fr; /* fr.since is the position sent so far */
-    feed_waiter w;
+typedef struct long_poll {
+    feed_sub s; /* first: a long poll is a feed_sub in app->polls */
+    uv_timer_t timer;
+} long_poll;
+
+typedef struct sse_stream {
+    feed_sub s; /* first: in app->streams */
     bool db_pending;
     bool dead;
-    sse_stream *prev, *next;
-};
+} sse_stream;
+
+static void sub_start(feed_sub *s, feed_sub **list, app_t *app, conn_t *c, const feed_req *fr,
+                      void (*wake)(feed_waiter *w))
+{
+    s->app = app;
+    s->c = conn_ref(c);
+    s->fr = *fr;
+    s->w.wake = wake;
+    s->next = *list;
+    if (*list)
+        (*list)->prev = s;
+    *list = s;
+}
+
+static void sub_unlink(feed_sub *s, feed_sub **list)
+{
+    feed_unwait(s->app->feed, &s->w);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        *list = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+}
+
+/* Is s asked for by who (any session of it, when who names none)? */
+static bool sub_of(const feed_sub *s, const actor_t *who)
+{
+    return strcmp(s->fr.who.id, who->id) == 0 &&
+           (!who->session[0] || strcmp(s->fr.who.session, who->session) == 0);
+}
 
 /* ------------------------------------------------------------------ parsing */
 
+static int feed_param(void *ctx, const char *k, const char *v, size_t n, err_t *e)
+{
+    feed_req *fr = ctx;
+    int64_t x;
+    if (strcmp(k, "since") == 0) {
+        if (parse_i64(v, n, &x) || x < 0)
+            return err_set(e, E_BAD_REQUEST, "since must be an integer >= 0");
+        fr->since = x;
+    } else if (strcmp(k, "limit") == 0) {
+        if (parse_i64(v, n, &x) || x < 1 || x > FEED_LIMIT_MAX)
+            return err_set(e, E_BAD_REQUEST, "limit must be an integer from 1 to %d",
+                           FEED_LIMIT_MAX);
+        fr->limit = (int)x;
+    } else if (strcmp(k, "wait") == 0) {
+        if (parse_i64(v, n, &x) || x < 0 || x > WAIT_MAX_S)
+            return err_set(e, E_BAD_REQUEST, "wait must be whole seconds from 0 to %d",
+                           WAIT_MAX_S);
+        fr->wait_s = (int)x;
+    } else if (strcmp(k, "col") == 0) {
+        if (doc_check_collection(v, n, e))
+            return -1;
+        snprintf(fr->col, sizeof fr->col, "%s", v);
+        fr->has_col = true;
+    } else if (strcmp(k, "token") != 0) {
+        /* token is read by api_auth (EventSource cannot set headers) */
+        return err_set(e, E_BAD_REQUEST,
+                       "unknown query parameter %.40s (use since, limit, col, wait)", k);
+    }
+    return 0;
+}
+
 static int parse_feed_req(const http_req *req, feed_req *fr, err_t *e)
 {
-    params_t p;
     memset(fr, 0, sizeof *fr);
     fr->limit = FEED_LIMIT_DEFAULT;
-    if (params_parse(&p, req, e))
-        return -1;
-    int rc = 0;
-    for (int i = 0; i < p.n && rc == 0; i++) {
-        const char *k = p.kv[i].key, *v = p.kv[i].value;
-        size_t n = p.kv[i].value_len;
-        int64_t x;
-        if (strcmp(k, "since") == 0) {
-            if (parse_i64(v, n, &x) || x < 0)
-                rc = err_set(e, E_BAD_REQUEST, "since must be an integer >= 0");
-            fr->since = x;
-        } else if (strcmp(k, "limit") == 0) {
-            if (parse_i64(v, n, &x) || x < 1 || x > FEED_LIMIT_MAX)
-                rc = err_set(e, E_BAD_REQUEST, "limit must be an integer from 1 to %d",
-                             FEED_LIMIT_MAX);
-            fr->limit = (int)x;
-        } else if (strcmp(k, "wait") == 0) {
-            if (parse_i64(v, n, &x) || x < 0 || x > WAIT_MAX_S)
-                rc = err_set(e, E_BAD_REQUEST, "wait must be whole seconds from 0 to %d",
-                             WAIT_MAX_S);
-            fr->wait_s = (int)x;
-        } else if (strcmp(k, "token") == 0) {
-            /* read by api_auth (EventSource cannot set headers) */
-        } else if (strcmp(k, "col") == 0) {
-            rc = doc_check_collection(v, n, e);
-            snprintf(fr->col, sizeof fr->col, "%s", v);
-            fr->has_col = true;
-        } else {
-            rc = err_set(e, E_BAD_REQUEST,
-                         "unknown query parameter %.40s (use since, limit, col, wait)", k);
-        }
-    }
-    params_free(&p);
-    if (rc)
+    if (params_each(req, feed_param, fr, e))
         return -1;
     size_t n;
     const char *accept = http_header_get(req, "accept", &n);
@@ -177,40 +209,34 @@ static void lp_free(uv_handle_t *h) { free(h->data); }
 
 static void lp_finish(long_poll *lp, bool answer)
 {
-    app_t *app = lp->app;
-    feed_unwait(app->feed, &lp->w);
+    feed_sub *s = &lp->s;
+    sub_unlink(s, &s->app->polls);
     uv_timer_stop(&lp->timer);
-    if (lp->prev)
-        lp->prev->next = lp->next;
-    else
-        app->polls = lp->next;
-    if (lp->next)
-        lp->next->prev = lp->prev;
-    conn_set_close_hook(lp->c, NULL, NULL);
-    if (answer && conn_open(lp->c)) {
+    conn_set_close_hook(s->c, NULL, NULL);
+    if (answer && conn_open(s->c)) {
         change_t *chs[FEED_LIMIT_MAX];
         int64_t covered;
-        int n = collect(app, &lp->fr, chs, &covered);
-        respond_page(lp->c, chs, n, covered);
+        int n = collect(s->app, &s->fr, chs, &covered);
+        respond_page(s->c, chs, n, covered);
     }
-    feed_req_free(&lp->fr);
-    conn_unref(lp->c);
+    feed_req_free(&s->fr);
+    conn_unref(s->c);
     uv_close((uv_handle_t *)&lp->timer, lp_free);
 }
 
 static void lp_wake(feed_waiter *w)
 {
-    long_poll *lp = (long_poll *)((char *)w - offsetof(long_poll, w));
+    long_poll *lp = (long_poll *)((char *)w - offsetof(long_poll, s.w));
     change_t *chs[FEED_LIMIT_MAX];
     int64_t covered;
-    int n = collect(lp->app, &lp->fr, chs, &covered);
+    int n = collect(lp->s.app, &lp->s.fr, chs, &covered);
     if (n > 0) {
         lp_finish(lp, true);
         return;
     }
     /* Only changes of other collections: skip past them and wait on. */
-    lp->fr.since = covered;
-    feed_wait(lp->app->feed, &lp->w);
+    lp->s.fr.since = covered;
+    feed_wait(lp->s.app->feed, &lp->s.w);
 }
 
 static void lp_timeout(uv_timer_t *t) { lp_finish(t->data, true); }
@@ -224,83 +250,67 @@ static void lp_conn_closed(conn_t *c, void *ctx)
 static void long_poll_start(app_t *app, conn_t *c, const feed_req *fr)
 {
     long_poll *lp = xcalloc(1, sizeof *lp);
-    lp->app = app;
-    lp->c = conn_ref(c);
-    lp->fr = *fr;
-    lp->w.wake = lp_wake;
+    sub_start(&lp->s, &app->polls, app, c, fr, lp_wake);
     uv_timer_init(app->loop, &lp->timer);
     lp->timer.data = lp;
     uv_timer_start(&lp->timer, lp_timeout, (uint64_t)fr->wait_s * 1000, 0);
-    lp->next = app->polls;
-    if (app->polls)
-        app->polls->prev = lp;
-    app->polls = lp;
     conn_set_close_hook(c, lp_conn_closed, lp);
-    feed_wait(app->feed, &lp->w);
+    feed_wait(app->feed, &lp->s.w);
 }
 
 /* ------------------------------------------------------------------ SSE */
 
-static void sse_pump(sse_stream *s);
+static void sse_pump(sse_stream *ss);
 
-static void sse_unlink(sse_stream *s)
+static void sse_free(sse_stream *ss)
 {
-    app_t *app = s->app;
-    feed_unwait(app->feed, &s->w);
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        app->streams = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
-    s->prev = s->next = NULL;
+    feed_req_free(&ss->s.fr);
+    free(ss);
 }
 
 static void sse_conn_closed(conn_t *c, void *ctx)
 {
-    sse_stream *s = ctx;
+    sse_stream *ss = ctx;
     (void)c;
-    s->dead = true;
-    sse_unlink(s);
-    conn_unref(s->c);
-    if (!s->db_pending) {
-        feed_req_free(&s->fr);
-        free(s);
-    }
+    ss->dead = true;
+    sub_unlink(&ss->s, &ss->s.app->streams);
+    conn_unref(ss->s.c);
+    if (!ss->db_pending)
+        sse_free(ss);
 }
 
 static void sse_wake(feed_waiter *w)
 {
-    sse_pump((sse_stream *)((char *)w - offsetof(sse_stream, w)));
+    sse_pump((sse_stream *)((char *)w - offsetof(sse_stream, s.w)));
 }
 
 static void on_sse_db_page(rjob *job)
 {
-    sse_stream *s = job->ctx;
-    s->db_pending = false;
-    if (s->dead) {
-        feed_req_free(&s->fr);
-        free(s);
+    sse_stream *ss = job->ctx;
+    ss->db_pending = false;
+    if (ss->dead) {
+        sse_free(ss);
     } else if (job->err.code) {
         buf_t b = {0};
         buf_puts(&b, "event: error\ndata: {\"error\":");
         err_body(&b, &job->err);
         buf_puts(&b, "}\n\n");
-        conn_stream_write(s->c, b.p, b.len);
+        conn_stream_write(ss->s.c, b.p, b.len);
         buf_free(&b);
-        conn_close(s->c);
+        conn_close(ss->s.c);
     } else {
-        conn_stream_write(s->c, job->out.p, job->out.len);
-        s->fr.since = job->seq;
-        sse_pump(s);
+        conn_stream_write(ss->s.c, job->out.p, job->out.len);
+        ss->s.fr.since = job->seq;
+        sse_pump(ss);
     }
     rjob_free(job);
 }
 
-static void sse_pump(sse_stream *s)
+static void sse_pump(sse_stream *ss)
 {
+    feed_sub *s = &ss->s;
     app_t *app = s->app;
-    while (!s->dead && !s->db_pending) {
+    while (!ss->dead && !ss->db_pending) {
         if (conn_pending_bytes(s->c) > SSE_MAX_PENDING) {
             /* A reader this slow resumes with Last-Event-ID instead. */
             conn_close(s->c);
@@ -309,8 +319,8 @@ static void sse_pump(sse_stream *s)
         if (s->fr.since < feed_first(app->feed) - 1) {
             rjob *job = db_read(app, &s->fr, SSE_PAGE, true);
             job->done = on_sse_db_page;
-            job->ctx = s;
-            s->db_pending = true;
+            job->ctx = ss;
+            ss->db_pending = true;
             store_read(app->store, job);
             return;
         }
@@ -337,25 +347,19 @@ static void sse_pump(sse_stream *s)
 
 static void sse_start(app_t *app, conn_t *c, const feed_req *fr)
 {
-    sse_stream *s = xcalloc(1, sizeof *s);
-    s->app = app;
-    s->c = conn_ref(c);
-    s->fr = *fr;
-    s->w.wake = sse_wake;
-    s->next = app->streams;
-    if (app->streams)
-        app->streams->prev = s;
-    app->streams = s;
+    sse_stream *ss = xcalloc(1, sizeof *ss);
+    sub_start(&ss->s, &app->streams, app, c, fr, sse_wake);
     conn_stream_start(c, 200, "text/event-stream; charset=utf-8",
-                      "Cache-Control: no-store\r\nX-Accel-Buffering: no\r\n", sse_conn_closed, s);
+                      "Cache-Control: no-store\r\nX-Accel-Buffering: no\r\n", sse_conn_closed,
+                      ss);
     conn_stream_write(c, "retry: 1000\n\n", 13);
-    sse_pump(s);
+    sse_pump(ss);
 }
 
 static void on_ping(uv_timer_t *t)
 {
     app_t *app = t->data;
-    for (sse_stream *s = app->streams; s; s = s->next)
+    for (feed_sub *s = app->streams; s; s = s->next)
         conn_stream_write(s->c, ": ping\n\n", 8);
 }
 
@@ -408,21 +412,18 @@ void changes_get(app_t *app, conn_t *c, http_req *req)
 
 void changes_revoke(app_t *app, const actor_t *who)
 {
-    for (long_poll *lp = app->polls, *next; lp; lp = next) {
-        next = lp->next;
-        if (strcmp(lp->fr.who.id, who->id) == 0 &&
-            (!who->session[0] || strcmp(lp->fr.who.session, who->session) == 0))
-        {
-            conn_t *c = conn_ref(lp->c);
-            lp_finish(lp, false);
+    for (feed_sub *s = app->polls, *next; s; s = next) {
+        next = s->next;
+        if (sub_of(s, who)) {
+            conn_t *c = conn_ref(s->c);
+            lp_finish((long_poll *)s, false);
             conn_close(c);
             conn_unref(c);
         }
     }
-    for (sse_stream *s = app->streams, *next; s; s = next) {
+    for (feed_sub *s = app->streams, *next; s; s = next) {
         next = s->next;
-        if (strcmp(s->fr.who.id, who->id) == 0 &&
-            (!who->session[0] || strcmp(s->fr.who.session, who->session) == 0))
+        if (sub_of(s, who))
             conn_close(s->c);
     }
 }
@@ -453,7 +454,7 @@ void changes_init(app_t *app)
 void changes_shutdown(app_t *app)
 {
     while (app->polls)
-        lp_finish(app->polls, true);
+        lp_finish((long_poll *)app->polls, true);
     while (app->streams)
         conn_close(app->streams->c); /* unlinks via sse_conn_closed */
     uv_close((uv_handle_t *)&app->ping_timer, NULL);

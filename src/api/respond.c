@@ -80,6 +80,18 @@ void params_free(params_t *p)
     p->n = 0;
 }
 
+int params_each(const http_req *r, param_fn one, void *ctx, err_t *err)
+{
+    params_t p;
+    if (params_parse(&p, r, err))
+        return -1;
+    int rc = 0;
+    for (int i = 0; i < p.n && rc == 0; i++)
+        rc = one(ctx, p.kv[i].key, p.kv[i].value, p.kv[i].value_len, err);
+    params_free(&p);
+    return rc;
+}
+
 bool respond_ok(conn_t *c, err_t *err)
 {
     if (!conn_open(c))

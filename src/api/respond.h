@@ -23,6 +23,10 @@ typedef struct params {
 
 int params_parse(params_t *p, const http_req *r, err_t *err);
 void params_free(params_t *p);
+/* Calls one() for each query parameter, in order, until one fails (returns
+ * nonzero with err set); the values last only for the call. */
+typedef int (*param_fn)(void *ctx, const char *key, const char *value, size_t len, err_t *err);
+int params_each(const http_req *r, param_fn one, void *ctx, err_t *err);
 
 void respond_err(conn_t *c, err_t *e);
 void respond_simple(conn_t *c, err_code code, const char *msg);

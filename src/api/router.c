@@ -105,6 +105,50 @@ static int split_path(const http_req *req, char seg[5][DOC_ID_MAX * 3 + 1], int 
     return 0;
 }
 
+/* ------------------------------------------------------------------ routes */
+
+typedef void (*handler_fn)(app_t *app, conn_t *c, http_req *req);
+
+/* The paths that one method answers: /v1/DIR, or /v1/DIR/NAME. */
+typedef struct fixed_route {
+    const char *dir, *name;
+    route_id route;
+    int method; /* HTTP_GET (HEAD too) or HTTP_POST */
+    handler_fn fn;
+} fixed_route;
+
+static const fixed_route fixed_routes[] = {
+    {"health", NULL, ROUTE_HEALTH, HTTP_GET, health_get},
+    {"changes", NULL, ROUTE_CHANGES, HTTP_GET, changes_get},
+    {"realtime", NULL, ROUTE_REALTIME, HTTP_GET, realtime_upgrade},
+    {"batch", NULL, ROUTE_BATCH, HTTP_POST, docs_batch},
+    {"auth", "login", ROUTE_AUTH, HTTP_POST, auth_login},
+    {"auth", "logout", ROUTE_AUTH, HTTP_POST, auth_logout},
+    {"auth", "me", ROUTE_AUTH, HTTP_GET, auth_me},
+    {"activity", "export", ROUTE_ACTIVITY, HTTP_GET, activity_export},
+    {"admin", "import", ROUTE_ADMIN, HTTP_POST, admin_import},
+    {"admin", "export", ROUTE_ADMIN, HTTP_GET, admin_export},
+};
+
+/* Answers the request when its path is one of fixed_routes. */
+static bool route_fixed(app_t *app, conn_t *c, http_req *req, char (*seg)[DOC_ID_MAX * 3 + 1],
+                        int n, int m)
+{
+    for (size_t i = 0; i < sizeof fixed_routes / sizeof *fixed_routes; i++) {
+        const fixed_route *r = &fixed_routes[i];
+        if (n != (r->name ? 3 : 2) || strcmp(seg[1], r->dir) != 0 ||
+            (r->name && strcmp(seg[2], r->name) != 0))
+            continue;
+        conn_set_route(c, r->route);
+        if (m != r->method)
+            respond_method(c, r->method == HTTP_GET ? "GET" : "POST");
+        else
+            r->fn(app, c, req);
+        return true;
+    }
+    return false;
+}
+
 void api_handle(void *appv, conn_t *c, http_req *req)
 {
     app_t *app = appv;
@@ -133,30 +177,11 @@ void api_handle(void *appv, conn_t *c, http_req *req)
         respond_simple(c, E_UNAVAILABLE, "the server is shutting down");
         return;
     }
-    if (n == 2 && strcmp(seg[1], "health") == 0) {
-        conn_set_route(c, ROUTE_HEALTH);
-        if (m != HTTP_GET)
-            return respond_method(c, "GET");
-        return health_get(app, c, req);
-    }
-    if (n == 2 && strcmp(seg[1], "changes") == 0) {
-        conn_set_route(c, ROUTE_CHANGES);
-        if (m != HTTP_GET)
-            return respond_method(c, "GET");
-        return changes_get(app, c, req);
-    }
+    if (route_fixed(app, c, req, seg, n, m))
+        return;
     if (n == 3 && strcmp(seg[1], "auth") == 0) {
         conn_set_route(c, ROUTE_AUTH);
-        bool me = strcmp(seg[2], "me") == 0;
-        if (!me && strcmp(seg[2], "login") && strcmp(seg[2], "logout"))
-            return respond_simple(c, E_NOT_FOUND, "no such path (login, logout, me)");
-        if (m != (me ? HTTP_GET : HTTP_POST))
-            return respond_method(c, me ? "GET" : "POST");
-        if (me)
-            return auth_me(app, c, req);
-        if (strcmp(seg[2], "login") == 0)
-            return auth_login(app, c, req);
-        return auth_logout(app, c, req);
+        return respond_simple(c, E_NOT_FOUND, "no such path (login, logout, me)");
     }
     if ((n == 2 || n == 3) && strcmp(seg[1], "accounts") == 0) {
         conn_set_route(c, ROUTE_ACCOUNTS);
@@ -167,13 +192,8 @@ void api_handle(void *appv, conn_t *c, http_req *req)
     }
     if ((n == 2 || n == 3) && strcmp(seg[1], "activity") == 0) {
         conn_set_route(c, ROUTE_ACTIVITY);
-        if (n == 3) {
-            if (strcmp(seg[2], "export") != 0)
-                return respond_simple(c, E_NOT_FOUND, "no such path (/v1/activity/export)");
-            if (m != HTTP_GET)
-                return respond_method(c, "GET");
-            return activity_export(app, c, req);
-        }
+        if (n == 3) /* not export: that is a fixed route */
+            return respond_simple(c, E_NOT_FOUND, "no such path (/v1/activity/export)");
         if (m == HTTP_GET)
             return activity_get(app, c, req);
         if (m == HTTP_POST)
@@ -191,30 +211,6 @@ void api_handle(void *appv, conn_t *c, http_req *req)
         if (n > 5)
             return respond_simple(c, E_NOT_FOUND, "no such path");
         return backups_http(app, c, req, n >= 4 ? seg[3] : NULL, n == 5 ? seg[4] : NULL);
-    }
-    if (n == 3 && strcmp(seg[1], "admin") == 0 && strcmp(seg[2], "import") == 0) {
-        conn_set_route(c, ROUTE_ADMIN);
-        if (m != HTTP_POST)
-            return respond_method(c, "POST");
-        return admin_import(app, c, req);
-    }
-    if (n == 3 && strcmp(seg[1], "admin") == 0 && strcmp(seg[2], "export") == 0) {
-        conn_set_route(c, ROUTE_ADMIN);
-        if (m != HTTP_GET)
-            return respond_method(c, "GET");
-        return admin_export(app, c, req);
-    }
-    if (n == 2 && strcmp(seg[1], "realtime") == 0) {
-        conn_set_route(c, ROUTE_REALTIME);
-        if (m != HTTP_GET)
-            return respond_method(c, "GET");
-        return realtime_upgrade(app, c, req);
-    }
-    if (n == 2 && strcmp(seg[1], "batch") == 0) {
-        conn_set_route(c, ROUTE_BATCH);
-        if (m != HTTP_POST)
-            return respond_method(c, "POST");
-        return docs_batch(app, c, req);
     }
     if ((n == 3 || n == 4) && strcmp(seg[1], "c") == 0) {
         err_t e = {0};

@@ -394,6 +394,15 @@ static void read_activity(rjob *job, sqlite3 *db)
     job->top_seq = sq_query_i64(db, "SELECT max(seq) FROM activity", 0);
 }
 
+/* Each kind of read, in rjob_kind's order. */
+static void (*const readers[])(rjob *, sqlite3 *) = {
+    [R_GET] = read_get,
+    [R_LIST] = read_list,
+    [R_CHANGES] = read_changes,
+    [R_SNAPSHOT] = read_snapshot,
+    [R_ACTIVITY] = read_activity,
+};
+
 static void read_work(uv_work_t *req)
 {
     rjob *job = req->data;
@@ -401,25 +410,10 @@ static void read_work(uv_work_t *req)
     sqlite3 *db = reader_take(job->st, &r);
     /* One read transaction: every statement below sees one snapshot. */
     sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
-    switch (job->kind) {
-    case R_GET:
-        read_get(job, db);
-        break;
-    case R_LIST:
-        read_list(job, db);
-        break;
-    case R_CHANGES:
-        read_changes(job, db);
-        break;
-    case R_SNAPSHOT:
-        read_snapshot(job, db);
-        break;
-    case R_ACTIVITY:
-        read_activity(job, db);
-        break;
-    default:
+    if ((size_t)job->kind < sizeof readers / sizeof *readers && readers[job->kind])
+        readers[job->kind](job, db);
+    else
         err_set(&job->err, E_INTERNAL, "unknown read");
-    }
     sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     reader_give(job->st, r);
 }

@@ -286,20 +286,29 @@ static bool st_finished(void *ud)
     return !st->issuing && st->inflight == 0;
 }
 
+/* Counts the orders answered 200 that the admin's subscription has not
+ * seen (*missed) and those it saw that were never answered 200 (*extra). */
+static void st_count_unmatched(stress *st, long *missed, long *extra)
+{
+    *missed = *extra = 0;
+    size_t i = 0, kl;
+    const char *k;
+    void *v;
+    while (map_next(&st->orders, &i, &k, &kl, &v)) {
+        const st_order *o = v;
+        *missed += o->answered && !o->seen;
+        *extra += !o->answered && o->seen;
+    }
+}
+
 static bool st_all_seen(void *ud)
 {
     stress *st = ud;
     if (client_ws_error(st->ws) || st->ws_err[0])
         return true;
-    size_t i = 0, kl;
-    const char *k;
-    void *v;
-    while (map_next(&st->orders, &i, &k, &kl, &v)) {
-        st_order *o = v;
-        if (o->answered && !o->seen)
-            return false;
-    }
-    return true;
+    long missed, extra;
+    st_count_unmatched(st, &missed, &extra);
+    return missed == 0;
 }
 
 static bool st_synced(void *ud)
@@ -443,17 +452,8 @@ static void st_report(stress *st, double secs)
               " units in %ld orders; lowest stock left %lld)",
            st->nprods, (long long)units, st->ok, (long long)lowest);
     /* The admin saw each order exactly once. */
-    long missed = 0, extra = 0;
-    size_t i = 0, kl;
-    const char *k;
-    void *v;
-    while (map_next(&st->orders, &i, &k, &kl, &v)) {
-        st_order *o = v;
-        if (o->answered && !o->seen)
-            missed++;
-        if (!o->answered && o->seen)
-            extra++;
-    }
+    long missed, extra;
+    st_count_unmatched(st, &missed, &extra);
     if (!truth)
         fail(s, "the admin's orders subscription failed: %s",
              st->ws_err[0] ? st->ws_err : client_ws_error(st->ws));
