@@ -233,22 +233,18 @@ void api_handle(void *appv, conn_t *c, http_req *req)
             respond_err(c, &e);
             return;
         }
-        switch (m) {
-        case HTTP_GET:
+        if (m == HTTP_GET) {
             conn_set_route(c, ROUTE_DOC_GET);
             return docs_get(app, c, req, seg[2], seg[3]);
-        case HTTP_PUT:
-            conn_set_route(c, ROUTE_DOC_PUT);
-            return docs_write(app, c, req, seg[2], seg[3]);
-        case HTTP_PATCH:
-            conn_set_route(c, ROUTE_DOC_PATCH);
-            return docs_write(app, c, req, seg[2], seg[3]);
-        case HTTP_DELETE:
-            conn_set_route(c, ROUTE_DOC_DELETE);
-            return docs_write(app, c, req, seg[2], seg[3]);
-        default:
-            return respond_method(c, "GET, PUT, PATCH, DELETE");
         }
+        route_id r = m == HTTP_PUT     ? ROUTE_DOC_PUT
+                     : m == HTTP_PATCH ? ROUTE_DOC_PATCH
+                     : m == HTTP_DELETE ? ROUTE_DOC_DELETE
+                                        : ROUTE_NONE;
+        if (r == ROUTE_NONE)
+            return respond_method(c, "GET, PUT, PATCH, DELETE");
+        conn_set_route(c, r);
+        return docs_write(app, c, req, seg[2], seg[3]);
     }
     respond_simple(c, E_NOT_FOUND, "no such path");
 }

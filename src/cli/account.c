@@ -83,28 +83,17 @@ int cli_account(int argc, char **argv)
                                " --password-stdin [--data DIR]");
     const char *data = "./data", *email = NULL, *role = NULL, *name = "", *apps = "wholesale,studio";
     bool from_stdin = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--password-stdin") == 0) {
-            from_stdin = true;
-            continue;
-        }
-        if (i + 1 >= argc)
-            return cli_bad_usage("%s needs a value", a);
-        const char *v = argv[++i];
-        if (strcmp(a, "--data") == 0)
-            data = v;
-        else if (strcmp(a, "--email") == 0)
-            email = v;
-        else if (strcmp(a, "--role") == 0)
-            role = v;
-        else if (strcmp(a, "--name") == 0)
-            name = v;
-        else if (strcmp(a, "--apps") == 0)
-            apps = v;
-        else
-            return cli_bad_usage("unknown option %s", a);
-    }
+    const arg_opt opts[] = {
+        {"--password-stdin", ARG_SET, .to = &from_stdin},
+        {"--data", ARG_STR, .to = &data},
+        {"--email", ARG_STR, .to = &email},
+        {"--role", ARG_STR, .to = &role},
+        {"--name", ARG_STR, .to = &name},
+        {"--apps", ARG_STR, .to = &apps},
+        {0},
+    };
+    if (cli_args(argc - 1, argv + 1, &(arg_spec){.opts = opts}, NULL))
+        return 2;
     if (!email || !role || !from_stdin)
         return cli_bad_usage("%s", "account add needs --email, --role and --password-stdin (the"
                                " password is read from standard input, never from the command"

@@ -41,24 +41,32 @@ static void dump_row(void *ctx, const char *entry, size_t len, const char *hash)
     d->n++;
 }
 
+static int parse_format(const char *v, void *to, char *why, size_t n)
+{
+    if (strcmp(v, "json") != 0 && strcmp(v, "csv") != 0)
+        return -1;
+    *(const char **)to = v;
+    return 0;
+}
+
+static int parse_since(const char *v, void *to, char *why, size_t n)
+{
+    return time_parse_rfc3339(v, to);
+}
+
 int cli_activity(int argc, char **argv)
 {
     const char *data = "./data", *format = "json";
     int64_t since = 0;
-    for (int i = 0; i < argc; i++) {
-        if (i + 1 >= argc)
-            return cli_bad_usage("%s needs a value", argv[i]);
-        const char *a = argv[i], *v = argv[++i];
-        if (strcmp(a, "--data") == 0)
-            data = v;
-        else if (strcmp(a, "--format") == 0 && (strcmp(v, "json") == 0 || strcmp(v, "csv") == 0))
-            format = v;
-        else if (strcmp(a, "--since") == 0 && time_parse_rfc3339(v, &since) == 0)
-            ;
-        else
-            return cli_bad_usage("bad option %s %s (--data DIR, --format json|csv, --since"
-                             " 2026-11-23T00:00:00Z)", a, v);
-    }
+    const arg_opt opts[] = {
+        {"--data", ARG_STR, .to = &data},
+        {"--format", ARG_FN, .to = &format, .fn = parse_format, .takes = "json or csv"},
+        {"--since", ARG_FN, .to = &since, .fn = parse_since,
+         .takes = "a time like 2026-11-23T00:00:00Z"},
+        {0},
+    };
+    if (cli_args(argc, argv, &(arg_spec){.opts = opts}, NULL))
+        return 2;
     dump d = {.csv = strcmp(format, "csv") == 0, .out = stdout};
     if (d.csv) {
         buf_t b = {0};
@@ -72,34 +80,24 @@ int cli_activity(int argc, char **argv)
     int rc = store_activity_each(data, since, dump_row, &d, &e);
     if (!d.csv)
         fputs("\n]\n", stdout);
-    if (rc) {
-        fprintf(stderr, "livedb: %s\n", e.msg);
-        err_clear(&e);
-        return 1;
-    }
+    if (rc)
+        return cli_fail(&e, NULL);
     return fflush(stdout) == 0 ? 0 : 1;
 }
 
 int cli_verify(int argc, char **argv)
 {
     const char *data = "./data", *backup = NULL;
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--data") == 0 && i + 1 < argc)
-            data = argv[++i];
-        else if (argv[i][0] != '-' && !backup)
-            backup = argv[i];
-        else
-            return cli_bad_usage("unknown option %s (livedb verify [--data DIR] [BACKUP])", argv[i]);
-    }
+    const arg_opt opts[] = {{"--data", ARG_STR, .to = &data}, {0}};
+    if (cli_args(argc, argv, &(arg_spec){opts, &backup, "BACKUP"},
+                 "livedb verify [--data DIR] [BACKUP]"))
+        return 2;
     if (backup)
         return cli_verify_backup(data, backup);
     err_t e = {0};
     int64_t n = 0;
-    if (store_verify(data, &n, &e)) {
-        fprintf(stderr, "livedb: verify FAILED: %s\n", e.msg);
-        err_clear(&e);
-        return 1;
-    }
+    if (store_verify(data, &n, &e))
+        return cli_fail(&e, "verify FAILED");
     printf("livedb: %s/livedb.db is sound: integrity check ok, %lld activity entries chained"
            " unbroken\n", data, (long long)n);
     return 0;

@@ -29,19 +29,13 @@ int cli_backup(int argc, char **argv)
 {
     const char *data = "./data";
     int keep = 10;
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--data") == 0 && i + 1 < argc) {
-            data = argv[++i];
-        } else if (strcmp(argv[i], "--keep") == 0 && i + 1 < argc) {
-            char *end;
-            long k = strtol(argv[++i], &end, 10);
-            if (*end || k < 0 || k > 100000)
-                return cli_bad_usage("--keep takes a number of backups (0: keep all)");
-            keep = (int)k;
-        } else {
-            return cli_bad_usage("livedb backup [--data DIR] [--keep N]");
-        }
-    }
+    const arg_opt opts[] = {
+        {"--data", ARG_STR, .to = &data},
+        {"--keep", ARG_INT, .to = &keep, 0, 100000, "a number of backups (0: keep all)"},
+        {0},
+    };
+    if (cli_args(argc, argv, &(arg_spec){.opts = opts}, "livedb backup [--data DIR] [--keep N]"))
+        return 2;
     char db[4096];
     snprintf(db, sizeof db, "%s/livedb.db", data);
     if (access(db, R_OK) != 0) {
@@ -50,11 +44,8 @@ int cli_backup(int argc, char **argv)
     }
     err_t e = {0};
     backup_info b;
-    if (backup_take(data, keep, &b, &e)) {
-        fprintf(stderr, "livedb: backup failed: %s\n", e.msg);
-        err_clear(&e);
-        return 1;
-    }
+    if (backup_take(data, keep, &b, &e))
+        return cli_fail(&e, "backup failed");
     printf("%s\n", b.name);
     fprintf(stderr, "livedb: backup %s/backups/%s: seq %lld, %lld bytes, checked ok\n", data,
             b.name, (long long)b.seq, (long long)b.size);
@@ -64,12 +55,9 @@ int cli_backup(int argc, char **argv)
 int cli_backups(int argc, char **argv)
 {
     const char *data = "./data";
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--data") == 0 && i + 1 < argc)
-            data = argv[++i];
-        else
-            return cli_bad_usage("livedb backups [--data DIR]");
-    }
+    const arg_opt opts[] = {{"--data", ARG_STR, .to = &data}, {0}};
+    if (cli_args(argc, argv, &(arg_spec){.opts = opts}, "livedb backups [--data DIR]"))
+        return 2;
     backup_info *list;
     size_t n;
     err_t e = {0};
@@ -86,11 +74,8 @@ int cli_verify_backup(const char *data, const char *name)
 {
     err_t e = {0};
     backup_info b;
-    if (backup_verify(data, name, &b, &e)) {
-        fprintf(stderr, "livedb: verify FAILED: %s\n", e.msg);
-        err_clear(&e);
-        return 1;
-    }
+    if (backup_verify(data, name, &b, &e))
+        return cli_fail(&e, "verify FAILED");
     if (!b.ok) {
         fprintf(stderr, "livedb: backup %s FAILED its check: %s\n", name, b.problem);
         return 1;
@@ -103,14 +88,10 @@ int cli_verify_backup(const char *data, const char *name)
 int cli_restore(int argc, char **argv)
 {
     const char *data = NULL, *name = NULL;
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--data") == 0 && i + 1 < argc)
-            data = argv[++i];
-        else if (argv[i][0] != '-' && !name)
-            name = argv[i];
-        else
-            return cli_bad_usage("livedb restore --data DIR BACKUP");
-    }
+    const arg_opt opts[] = {{"--data", ARG_STR, .to = &data}, {0}};
+    if (cli_args(argc, argv, &(arg_spec){opts, &name, "BACKUP"},
+                 "livedb restore --data DIR BACKUP"))
+        return 2;
     if (!data || !name)
         return cli_bad_usage("livedb restore --data DIR BACKUP (livedb backups lists them)");
     if (!backup_name_ok(name))
@@ -131,9 +112,7 @@ int cli_restore(int argc, char **argv)
     char *aside = NULL;
     int rc = 0;
     if (backup_restore(data, name, &aside, &e)) {
-        fprintf(stderr, "livedb: restore failed: %s\n", e.msg);
-        err_clear(&e);
-        rc = 1;
+        rc = cli_fail(&e, "restore failed");
     } else {
         printf("livedb: restored %s into %s/livedb.db\n", name, data);
         if (aside)

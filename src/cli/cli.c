@@ -1,6 +1,6 @@
 /*
- * cli.c: what the commands share: the bad-usage line and numbers from
- * arguments.
+ * cli.c: what the commands share: the bad-usage and failure lines, and
+ * numbers from arguments.
  */
 #include "cli.h"
 
@@ -19,6 +19,23 @@ int cli_bad_usage(const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "\n(run 'livedb help' for the options)\n");
     return 2;
+}
+
+int cli_args(int argc, char **argv, const arg_spec *spec, const char *usage)
+{
+    char why[512];
+    if (args_parse(argc, argv, spec, why, sizeof why) == 0)
+        return 0;
+    if (usage)
+        return cli_bad_usage("%s (%s)", why, usage);
+    return cli_bad_usage("%s", why);
+}
+
+int cli_fail(err_t *e, const char *what)
+{
+    fprintf(stderr, "livedb: %s%s%s\n", what ? what : "", what ? ": " : "", e->msg);
+    err_clear(e);
+    return 1;
 }
 
 int cli_parse_num(const char *s, int64_t lo, int64_t hi, int64_t *out)

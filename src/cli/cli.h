@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "../core/txn.h"
+#include "../util/args.h"
 
 #define LIVEDB_VERSION "0.1.0"
 
@@ -24,6 +25,11 @@ int cli_verify(int argc, char **argv);    /* activity.c */
 
 /* "livedb: MESSAGE" and where to look, on stderr; returns 2. */
 __attribute__((format(printf, 1, 2))) int cli_bad_usage(const char *fmt, ...);
+/* The command's options by spec (util/args.h): 0, or 2 after the bad-usage
+ * line (with usage, the command's own, after what is wrong). */
+int cli_args(int argc, char **argv, const arg_spec *spec, const char *usage);
+/* "livedb: [WHAT: ]MESSAGE" of e on stderr, e cleared; returns 1. */
+int cli_fail(err_t *e, const char *what);
 /* A whole decimal number from lo to hi, or -1. */
 int cli_parse_num(const char *s, int64_t lo, int64_t hi, int64_t *out);
 

@@ -16,16 +16,9 @@
 int cli_export(int argc, char **argv)
 {
     const char *data = "./data", *out = NULL;
-    for (int i = 0; i < argc; i++) {
-        if (i + 1 >= argc)
-            return cli_bad_usage("%s needs a value", argv[i]);
-        if (strcmp(argv[i], "--data") == 0)
-            data = argv[++i];
-        else if (strcmp(argv[i], "--out") == 0)
-            out = argv[++i];
-        else
-            return cli_bad_usage("unknown option %s", argv[i]);
-    }
+    const arg_opt opts[] = {{"--data", ARG_STR, .to = &data}, {"--out", ARG_STR, .to = &out}, {0}};
+    if (cli_args(argc, argv, &(arg_spec){.opts = opts}, NULL))
+        return 2;
     buf_t db = {0};
     buf_printf(&db, "%s/livedb.db", data);
     FILE *probe = fopen(db.p, "rb");
@@ -61,10 +54,7 @@ int cli_export(int argc, char **argv)
             unlink(tmp.p);
     }
     buf_free(&tmp);
-    if (rc) {
-        fprintf(stderr, "livedb: export failed: %s\n", e.msg);
-        err_clear(&e);
-        return 1;
-    }
+    if (rc)
+        return cli_fail(&e, "export failed");
     return 0;
 }

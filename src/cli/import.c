@@ -71,31 +71,16 @@ int cli_import(int argc, char **argv)
     const char *file = NULL, *data = "./data", *only = NULL, *apps = "wholesale,studio";
     int64_t batch = 500;
     bool dry = false;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--dry-run") == 0) {
-            dry = true;
-        } else if (a[0] == '-' && a[1] == '-') {
-            if (i + 1 >= argc)
-                return cli_bad_usage("%s needs a value", a);
-            const char *v = argv[++i];
-            if (strcmp(a, "--data") == 0)
-                data = v;
-            else if (strcmp(a, "--collection") == 0)
-                only = v;
-            else if (strcmp(a, "--apps") == 0)
-                apps = v;
-            else if (strcmp(a, "--batch") == 0) {
-                if (cli_parse_num(v, 1, 100000, &batch))
-                    return cli_bad_usage("--batch takes a number from 1 to 100000, not '%s'", v);
-            } else
-                return cli_bad_usage("unknown option %s", a);
-        } else if (!file) {
-            file = a;
-        } else {
-            return cli_bad_usage("one FILE only, not also '%s'", a);
-        }
-    }
+    const arg_opt opts[] = {
+        {"--dry-run", ARG_SET, .to = &dry},
+        {"--data", ARG_STR, .to = &data},
+        {"--collection", ARG_STR, .to = &only},
+        {"--apps", ARG_STR, .to = &apps},
+        {"--batch", ARG_I64, .to = &batch, 1, 100000, "a number from 1 to 100000"},
+        {0},
+    };
+    if (cli_args(argc, argv, &(arg_spec){opts, &file, "FILE"}, NULL))
+        return 2;
     if (!file)
         return cli_bad_usage("%s", "import needs a FILE");
     err_t e = {0};

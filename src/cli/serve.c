@@ -43,8 +43,9 @@ typedef struct serve_opts {
     const char *snapshot_dir;
 } serve_opts;
 
-static int parse_listen(const char *s, serve_opts *o)
+static int parse_listen(const char *s, void *to, char *why, size_t n)
 {
+    serve_opts *o = to;
     const char *colon = strrchr(s, ':');
     if (!colon || colon == s || (size_t)(colon - s) >= sizeof o->host)
         return -1;
@@ -54,12 +55,35 @@ static int parse_listen(const char *s, serve_opts *o)
         h++;
         hn -= 2;
     }
-    memcpy(o->host, h, hn);
-    o->host[hn] = '\0';
     int64_t port;
     if (cli_parse_num(colon + 1, 0, 65535, &port))
         return -1;
+    memcpy(o->host, h, hn);
+    o->host[hn] = '\0';
     o->port = (int)port;
+    return 0;
+}
+
+static int parse_origin(const char *v, void *to, char *why, size_t n)
+{
+    serve_opts *o = to;
+    if (o->norigins == (int)ARRAY_LEN(o->origins)) {
+        snprintf(why, n, "at most %d --allow-origin", (int)ARRAY_LEN(o->origins));
+        return -1;
+    }
+    if (!strstr(v, "://") || v[strlen(v) - 1] == '/')
+        return -1;
+    o->origins[o->norigins++] = v;
+    return 0;
+}
+
+static int parse_hours(const char *v, void *to, char *why, size_t n)
+{
+    char *end;
+    double h = strtod(v, &end);
+    if (*end || end == v || !(h >= 0.0002 && h <= 24 * 366))
+        return -1;
+    *(double *)to = h;
     return 0;
 }
 
@@ -72,96 +96,37 @@ static int parse_serve(int argc, char **argv, serve_opts *o)
                       .apps = "wholesale,studio", .session_hours = 168,
                       .backup_interval = 30, .backup_keep = 10, .backup_max_age = 300,
                       .auto_recover = true};
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int64_t n;
-        if (strcmp(a, "--demo") == 0) {
-            o->demo = true;
-            continue;
-        }
-        if (strcmp(a, "--no-access-log") == 0) {
-            o->access_log = false;
-            continue;
-        }
-        if (strcmp(a, "--no-auto-recover") == 0) {
-            o->auto_recover = false;
-            continue;
-        }
-        if (!v)
-            return cli_bad_usage("%s needs a value", a);
-        i++;
-        if (strcmp(a, "--data") == 0) {
-            o->data = v;
-        } else if (strcmp(a, "--listen") == 0) {
-            if (parse_listen(v, o))
-                return cli_bad_usage("--listen takes HOST:PORT, not '%s'", v);
-        } else if (strcmp(a, "--retain-changes") == 0) {
-            if (cli_parse_num(v, 1, INT64_MAX / 2, &n))
-                return cli_bad_usage("--retain-changes takes a number >= 1, not '%s'", v);
-            o->retain = n;
-        } else if (strcmp(a, "--feed-memory") == 0) {
-            if (cli_parse_num(v, 1, 100000000, &n))
-                return cli_bad_usage("--feed-memory takes a number from 1 to 100000000, not '%s'", v);
-            o->feed_memory = n;
-        } else if (strcmp(a, "--header-timeout") == 0) {
-            if (cli_parse_num(v, 1, 3600, &n))
-                return cli_bad_usage("--header-timeout takes seconds from 1 to 3600, not '%s'", v);
-            o->header_timeout = (double)n;
-        } else if (strcmp(a, "--idle-timeout") == 0) {
-            if (cli_parse_num(v, 1, 86400, &n))
-                return cli_bad_usage("--idle-timeout takes seconds from 1 to 86400, not '%s'", v);
-            o->idle_timeout = (double)n;
-        } else if (strcmp(a, "--allow-origin") == 0) {
-            if (o->norigins == (int)ARRAY_LEN(o->origins))
-                return cli_bad_usage("at most %d --allow-origin", (int)ARRAY_LEN(o->origins));
-            if (!strstr(v, "://") || v[strlen(v) - 1] == '/')
-                return cli_bad_usage("--allow-origin takes an origin like https://shop.example:8443,"
-                                 " not '%s'", v);
-            o->origins[o->norigins++] = v;
-        } else if (strcmp(a, "--apps") == 0) {
-            o->apps = v;
-        } else if (strcmp(a, "--web-root") == 0) {
-            o->web_root = v;
-        } else if (strcmp(a, "--snapshot-dir") == 0) {
-            o->snapshot_dir = v;
-        } else if (strcmp(a, "--backup-interval") == 0) {
-            if (cli_parse_num(v, 0, 86400 * 7, &n))
-                return cli_bad_usage("--backup-interval takes seconds from 0 to 604800, not '%s'", v);
-            o->backup_interval = (int)n;
-        } else if (strcmp(a, "--backup-keep") == 0) {
-            if (cli_parse_num(v, 0, 100000, &n))
-                return cli_bad_usage("--backup-keep takes a number from 0 (all) to 100000, not '%s'",
-                                 v);
-            o->backup_keep = (int)n;
-        } else if (strcmp(a, "--backup-max-age") == 0) {
-            if (cli_parse_num(v, 1, 86400 * 30, &n))
-                return cli_bad_usage("--backup-max-age takes seconds from 1 to 2592000, not '%s'", v);
-            o->backup_max_age = (int)n;
-        } else if (strcmp(a, "--session-hours") == 0) {
-            char *end;
-            double h = strtod(v, &end);
-            if (*end || end == v || !(h >= 0.0002 && h <= 24 * 366))
-                return cli_bad_usage("--session-hours takes hours from 0.0002 to 8784, not '%s'", v);
-            o->session_hours = h;
-        } else if (strcmp(a, "--ws-ping") == 0) {
-            if (cli_parse_num(v, 1, 3600, &n))
-                return cli_bad_usage("--ws-ping takes seconds from 1 to 3600, not '%s'", v);
-            o->ws_ping = (int)n;
-        } else if (strcmp(a, "--ws-max-pending") == 0) {
-            if (cli_parse_num(v, 4096, (int64_t)1 << 32, &n))
-                return cli_bad_usage("--ws-max-pending takes bytes from 4096 to 4294967296, not '%s'",
-                                 v);
-            o->ws_max_pending = n;
-        } else if (strcmp(a, "--auto-index") == 0) {
-            if (cli_parse_num(v, 0, 64, &n))
-                return cli_bad_usage("--auto-index takes a number from 0 to 64, not '%s'", v);
-            o->auto_index = (int)n;
-        } else {
-            return cli_bad_usage("unknown option %s", a);
-        }
-    }
-    return 0;
+    const arg_opt opts[] = {
+        {"--demo", ARG_SET, .to = &o->demo},
+        {"--no-access-log", ARG_CLEAR, .to = &o->access_log},
+        {"--no-auto-recover", ARG_CLEAR, .to = &o->auto_recover},
+        {"--data", ARG_STR, .to = &o->data},
+        {"--apps", ARG_STR, .to = &o->apps},
+        {"--web-root", ARG_STR, .to = &o->web_root},
+        {"--snapshot-dir", ARG_STR, .to = &o->snapshot_dir},
+        {"--listen", ARG_FN, .to = o, .takes = "HOST:PORT", .fn = parse_listen},
+        {"--allow-origin", ARG_FN, .to = o, .fn = parse_origin,
+         .takes = "an origin like https://shop.example:8443"},
+        {"--session-hours", ARG_FN, .to = &o->session_hours, .fn = parse_hours,
+         .takes = "hours from 0.0002 to 8784"},
+        {"--retain-changes", ARG_I64, .to = &o->retain, 1, INT64_MAX / 2, "a number >= 1"},
+        {"--feed-memory", ARG_I64, .to = &o->feed_memory, 1, 100000000,
+         "a number from 1 to 100000000"},
+        {"--header-timeout", ARG_SECS, .to = &o->header_timeout, 1, 3600, "seconds from 1 to 3600"},
+        {"--idle-timeout", ARG_SECS, .to = &o->idle_timeout, 1, 86400, "seconds from 1 to 86400"},
+        {"--backup-interval", ARG_INT, .to = &o->backup_interval, 0, 86400 * 7,
+         "seconds from 0 to 604800"},
+        {"--backup-keep", ARG_INT, .to = &o->backup_keep, 0, 100000,
+         "a number from 0 (all) to 100000"},
+        {"--backup-max-age", ARG_INT, .to = &o->backup_max_age, 1, 86400 * 30,
+         "seconds from 1 to 2592000"},
+        {"--ws-ping", ARG_INT, .to = &o->ws_ping, 1, 3600, "seconds from 1 to 3600"},
+        {"--ws-max-pending", ARG_I64, .to = &o->ws_max_pending, 4096, (int64_t)1 << 32,
+         "bytes from 4096 to 4294967296"},
+        {"--auto-index", ARG_INT, .to = &o->auto_index, 0, 64, "a number from 0 to 64"},
+        {0},
+    };
+    return cli_args(argc, argv, &(arg_spec){.opts = opts}, NULL);
 }
 
 typedef struct runtime {
@@ -234,11 +199,8 @@ int cli_serve(int argc, char **argv)
     setenv("UV_THREADPOOL_SIZE", "7", 0);
 
     err_t e = {0};
-    if (apps_load(o.apps, &e)) {
-        fprintf(stderr, "livedb: %s\n", e.msg);
-        err_clear(&e);
-        return 1;
-    }
+    if (apps_load(o.apps, &e))
+        return cli_fail(&e, NULL);
     if (o.web_root)
         web_set_root(o.web_root);
     runtime *rt = xcalloc(1, sizeof *rt);

@@ -40,6 +40,23 @@ function append(e, kids) {
 }
 
 export const $ = (sel, root = document) => root.querySelector(sel);
+
+// Makes box's children one element per item, in order, keyed by item.id
+// (the element's data-id): made once by make(item), filled on every call
+// by fill(el, item); the others go. Nodes move only when the order differs,
+// since moving one drops its focus.
+export function syncChildren(box, items, make, fill) {
+  const old = new Map([...box.children].map((e) => [e.dataset.id, e]));
+  const want = items.map((item) => {
+    const e = old.get(item.id) || make(item);
+    old.delete(item.id);
+    fill(e, item);
+    return e;
+  });
+  for (const e of old.values()) e.remove();
+  const same = want.length === box.children.length && want.every((e, i) => box.children[i] === e);
+  if (!same) want.forEach((e) => box.append(e));
+}
 export const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
 
 // Restarts a CSS animation class on an element (the live-change highlight).
@@ -267,6 +284,33 @@ export function wireLogin(db, onSignedIn, { networkText } = {}) {
       btn.textContent = 'Sign in';
     }
   });
+}
+
+// The account of the session this tab kept, or null (none kept, or the
+// server no longer takes it): db.restore() that does not throw.
+export async function savedAccount(db) {
+  try { return await db.restore(); } catch { return null; }
+}
+
+// Opens the page once it is wired: as the kept session's account
+// (start(account)), or at the sign-in form (signIn()); the boot line goes.
+export async function resumeSession(db, start, signIn = showLogin) {
+  const account = await savedAccount(db);
+  $('#boot').hidden = true;
+  if (account) start(account);
+  else signIn();
+}
+
+// Shows #app when allowed; else the page's card for a role it does not serve
+// (card), naming the account in its who element, and returns false.
+export function openFor(account, allowed, { card = '#forbidden', who = '#fb-who' } = {}) {
+  if (!allowed) {
+    $(who).textContent = `${account.name || account.email} (${account.role})`;
+    $(card).hidden = false;
+    return false;
+  }
+  $('#app').hidden = false;
+  return true;
 }
 
 // Shows the sign-in form with message (why) in its error line, hiding the

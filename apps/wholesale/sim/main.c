@@ -37,6 +37,7 @@
 #include "sim.h"
 
 #include "../../../src/cli/demo_accounts.h"
+#include "../../../src/util/args.h"
 #include "../wholesale.h"
 
 /* ------------------------------------------------------------------ all */
@@ -146,70 +147,32 @@ __attribute__((format(printf, 1, 2))) static int sim_usage_error(const char *fmt
     return 2;
 }
 
-static int num_opt(const char *name, const char *v, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double d = strtod(v, &end);
-    if (errno || end == v || *end || !(d >= lo && d <= hi))
-        return sim_usage_error("%s takes a number from %g to %g, not '%s'", name, lo, hi, v);
-    *out = d;
-    return 0;
-}
-
 static int parse_opts(int argc, char **argv, sim_opts *o)
 {
     *o = (sim_opts){.url = "http://127.0.0.1:8080", .data = "./data", .partners = 8,
                     .products = 10, .rate = 0, .seconds = 5, .timeout = 10, .stock = 1000000};
     bool from_stdin = false;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        double d;
-        if (strcmp(a, "--password-stdin") == 0) {
-            from_stdin = true;
-            continue;
-        }
-        if (a[0] != '-') {
-            if (o->scenario)
-                return sim_usage_error("one scenario at a time, not also '%s'", a);
-            o->scenario = a;
-            continue;
-        }
-        if (i + 1 >= argc)
-            return sim_usage_error("%s needs a value", a);
-        const char *v = argv[++i];
-        if (strcmp(a, "--url") == 0) {
-            o->url = v;
-        } else if (strcmp(a, "--data") == 0) {
-            o->data = v;
-        } else if (strcmp(a, "--email") == 0) {
-            o->email = v;
-        } else if (strcmp(a, "--partners") == 0) {
-            if (num_opt(a, v, 1, PARTNERS_MAX, &d) || d != (int)d)
-                return d != (int)d ? sim_usage_error("--partners takes a whole number") : 2;
-            o->partners = (int)d;
-        } else if (strcmp(a, "--products") == 0) {
-            if (num_opt(a, v, 1, PRODUCTS_MAX, &d) || d != (int)d)
-                return d != (int)d ? sim_usage_error("--products takes a whole number") : 2;
-            o->products = (int)d;
-        } else if (strcmp(a, "--stock") == 0) {
-            if (num_opt(a, v, 0, 1e12, &d) || d != (double)(int64_t)d)
-                return d != (double)(int64_t)d ? sim_usage_error("--stock takes a whole number")
-                                               : 2;
-            o->stock = (int64_t)d;
-        } else if (strcmp(a, "--rate") == 0) {
-            if (num_opt(a, v, 0, 1e7, &o->rate))
-                return 2;
-        } else if (strcmp(a, "--seconds") == 0) {
-            if (num_opt(a, v, 0.1, 86400, &o->seconds))
-                return 2;
-        } else if (strcmp(a, "--timeout") == 0) {
-            if (num_opt(a, v, 0.1, 3600, &o->timeout))
-                return 2;
-        } else {
-            return sim_usage_error("unknown option %s", a);
-        }
-    }
+    const arg_opt opts[] = {
+        {"--password-stdin", ARG_SET, .to = &from_stdin},
+        {"--url", ARG_STR, .to = &o->url},
+        {"--data", ARG_STR, .to = &o->data},
+        {"--email", ARG_STR, .to = &o->email},
+        {"--partners", ARG_INT, .to = &o->partners, 1, PARTNERS_MAX,
+         "a whole number from 1 to 1000"},
+        {"--products", ARG_INT, .to = &o->products, 1, PRODUCTS_MAX,
+         "a whole number from 1 to 100"},
+        {"--stock", ARG_I64, .to = &o->stock, 0, 1000000000000, "a whole number from 0 to 1e12"},
+        {"--rate", ARG_REAL, .to = &o->rate, .min = 0, .max = 1e7,
+         .takes = "a number from 0 to 1e7"},
+        {"--seconds", ARG_REAL, .to = &o->seconds, .min = 0.1, .max = 86400,
+         .takes = "a number from 0.1 to 86400"},
+        {"--timeout", ARG_REAL, .to = &o->timeout, .min = 0.1, .max = 3600,
+         .takes = "a number from 0.1 to 3600"},
+        {0},
+    };
+    char why[2048];
+    if (args_parse(argc, argv, &(arg_spec){opts, &o->scenario, "scenario"}, why, sizeof why))
+        return sim_usage_error("%s", why);
     if (!o->scenario)
         return sim_usage_error("which scenario? partner-order, inventory-update, price-update,"
                                " order-status, stress or all");

@@ -15,7 +15,7 @@
 //   server opens the page with the saved copy.
 //
 // window.studio = {db, data} for the browser tests and devtools.
-import { h, $, $$, flash, moneyShort, day, when, ago, plural, ICON, toast, bindConnection, errorText, fieldErrors, keepOffline } from '../client/ui.js';
+import { h, $, $$, flash, moneyShort, day, when, ago, plural, ICON, toast, bindConnection, errorText, fieldErrors, keepOffline, savedAccount, openFor } from '../client/ui.js';
 import {
   CFG, getDb, probe, pageHref, wireLogin, showLogin, canWrite, canAssign, isAdmin, ROLES,
   USER_STATUS, JOB_STATUS, statusBadge, fillIcons,
@@ -48,6 +48,7 @@ const S = {
 boot();
 
 async function boot() {
+  buildSheets();
   keepOffline('sw.js');
   fillIcons(ICON);
   $('#logout').innerHTML = ICON.logout;
@@ -61,8 +62,7 @@ async function boot() {
   wireStatic();
   wireLogin(db, (account) => start(account));
   db.on('auth', () => signedOut('Your session has ended. Please sign in again.'));
-  let account = null;
-  try { account = await db.restore(); } catch { account = null; }
+  const account = await savedAccount(db);
   if (account) {
     $('#boot').hidden = true;
     start(account);
@@ -75,18 +75,34 @@ async function boot() {
   else startSnapshotOnly();
 }
 
+// A <dialog class="sheet" data-title data-submit> in the page holds only
+// what is particular to it; this gives it what every sheet has: its form
+// (#user-dialog: #user-form), a head with the title (#user-dialog-title)
+// and a close button, then the page's part, then a foot with Cancel and the
+// submit button ([data-save], or the id in data-submit-id).
+function buildSheets() {
+  for (const d of $$('dialog.sheet[data-title]')) {
+    const titleId = `${d.id}-title`;
+    d.setAttribute('aria-labelledby', titleId);
+    const submit = d.dataset.submitId ? { id: d.dataset.submitId } : { 'data-save': true };
+    d.replaceChildren(h('form', { id: d.id.replace(/-dialog$/, '-form'), method: 'dialog', novalidate: true },
+      h('div', { class: 'sheet-head' },
+        h('h2', { id: titleId }, d.dataset.title),
+        h('button', { class: 'icon-btn sheet-x', type: 'button', 'data-close': true, 'aria-label': 'Close' })),
+      h('div', { class: 'sheet-body' }, ...d.childNodes),
+      h('div', { class: 'sheet-foot' },
+        h('button', { class: 'btn', type: 'button', 'data-close': true }, 'Cancel'),
+        h('button', { class: 'btn btn-primary', type: 'submit', ...submit }, d.dataset.submit))));
+  }
+}
+
 // ------------------------------------------------------------ sessions
 
 function start(account) {
   S.account = account;
   S.mode = 'session';
   $('#login').hidden = true;
-  if (!ROLES.has(account.role)) {
-    $('#fb-who').textContent = `${account.name || account.email} (${account.role})`;
-    $('#forbidden').hidden = false;
-    return;
-  }
-  $('#app').hidden = false;
+  if (!openFor(account, ROLES.has(account.role))) return;
   $('#signin').hidden = true;
   $('#logout').hidden = false;
   renderWho();

@@ -22,7 +22,7 @@
 //
 // Importing again adds nothing: the server upserts by id and writes
 // nothing for a record equal to the stored one ("unchanged").
-import { h, $, $$, ICON, plural, bindConnection, errorText, keepOffline } from '../client/ui.js';
+import { h, $, $$, ICON, plural, bindConnection, errorText, keepOffline, resumeSession, openFor } from '../client/ui.js';
 import { getDb, pageHref, wireLogin, showLogin, isAdmin, fillIcons } from './common.js';
 
 const db = getDb();
@@ -74,22 +74,13 @@ async function boot() {
   $('#stop').addEventListener('click', () => { S.stopAsked = true; $('#stop').disabled = true; $('#stop').textContent = 'Stopping after this slice…'; });
   $('#download').addEventListener('click', downloadReport);
   addEventListener('beforeunload', (e) => { if (S.running) e.preventDefault(); });
-  let account = null;
-  try { account = await db.restore(); } catch { account = null; }
-  $('#boot').hidden = true;
-  if (account) start(account);
-  else showLogin();
+  await resumeSession(db, start, showLogin);
 }
 
 function start(account) {
   S.account = account;
   $('#login').hidden = true;
-  if (!isAdmin(account)) {
-    $('#fb-who').textContent = `${account.name || account.email} (${account.role})`;
-    $('#forbidden').hidden = false;
-    return;
-  }
-  $('#app').hidden = false;
+  if (!openFor(account, isAdmin(account))) return;
   $('#who-name').textContent = account.name || account.email;
   $('#who-role').textContent = 'Admin';
   if (!S.bound) {

@@ -13,7 +13,7 @@
 //   offline   a service worker keeps the page files; IndexedDB works
 //
 // Results are also in window.studioTest.results (for the browser tests).
-import { h, $, $$, ICON, ago, bindConnection, errorText, keepOffline } from '../client/ui.js';
+import { h, $, $$, ICON, ago, bindConnection, errorText, keepOffline, savedAccount } from '../client/ui.js';
 import { CFG, getDb, probe, pageHref, isAdmin, ROLES, fillIcons } from './common.js';
 
 const db = getDb();
@@ -59,8 +59,7 @@ async function boot() {
     result.replaceWith(side);
     side.append(result, b);
   }
-  let account = null;
-  try { account = await db.restore(); } catch { account = null; }
+  const account = await savedAccount(db);
   if (account) {
     $('#conn').dataset.bound = '1';
     bindConnection(db, $('#conn'));

@@ -8,6 +8,7 @@ import { LiveDB } from '/client/livedb.js';
 import {
   h, $, $$, flash, money, when, ago, orderNo, plural, statusBadge, newestFirst, STATUSES, STATUS_TEXT, NEXT,
   ICON, icon, toast, bindConnection, errorText, keepOffline, wireLogin, showLogin, logOut,
+  resumeSession, openFor, syncChildren,
 } from '/shared/wholesale.js';
 
 const db = new LiveDB({ name: 'wholesale' });
@@ -52,11 +53,7 @@ async function boot() {
   renderSound();
   wireStatic();
   db.on('auth', () => signedOut('Your session has ended. Please sign in again.'));
-  let account = null;
-  try { account = await db.restore(); } catch { account = null; }
-  $('#boot').hidden = true;
-  if (account) start(account);
-  else showSignIn();
+  await resumeSession(db, start, showSignIn);
 }
 
 function showSignIn(message) {
@@ -66,14 +63,9 @@ function showSignIn(message) {
 
 function start(account) {
   S.account = account;
-  if (account.role !== 'admin') {
-    // Partners (and anyone else) see none of this portal's data: nothing is
-    // subscribed, and the server refuses them anyway (403).
-    $('#fb-who').textContent = `${account.name || account.email} (${account.role})`;
-    $('#forbidden').hidden = false;
-    return;
-  }
-  $('#app').hidden = false;
+  // Partners (and anyone else) see none of this portal's data: nothing is
+  // subscribed, and the server refuses them anyway (403).
+  if (!openFor(account, account.role === 'admin')) return;
   $('#who-name').textContent = account.name || '';
   $('#who-email').textContent = account.email || '';
   S.names.set(account.id, account.name || account.email);
@@ -92,10 +84,6 @@ function start(account) {
   route();
   tick();
   pollActivity();
-}
-
-function logout() {
-  return logOut(db, S.subs);
 }
 
 function signedOut(message) {
@@ -119,6 +107,7 @@ function signedOut(message) {
 function wireStatic() {
   $('#login-form').addEventListener('submit', unlockAudio); // in the gesture, before signing in
   wireLogin(db, start);
+  const logout = () => logOut(db, S.subs);
   $('#logout').addEventListener('click', logout);
   $('#fb-logout').addEventListener('click', logout);
   $('#sound').addEventListener('click', () => {
@@ -401,16 +390,7 @@ function renderInventory() {
     (!S.invQ || `${p.name} ${p.sku} ${p.category || ''}`.toLowerCase().includes(S.invQ)));
   $('#inv-summary').textContent = `${plural(all.length, 'product')} · ${low.length} low on stock`;
   const body = $('#inv-body');
-  const rows = new Map([...body.children].map((r) => [r.dataset.id, r]));
-  const want = list.map((p) => {
-    const r = rows.get(p.id) || invRow(p);
-    rows.delete(p.id);
-    fillRow(r, p);
-    return r;
-  });
-  for (const r of rows.values()) r.remove();
-  const same = want.length === body.children.length && want.every((r, i) => body.children[i] === r);
-  if (!same) want.forEach((r) => body.append(r));
+  syncChildren(body, list, invRow, fillRow);
   if (!list.length) body.replaceChildren(h('tr', { class: 'none' }, h('td', { colspan: '4', class: 'empty' }, S.products.size ? 'No product matches.' : 'Loading…')));
   else body.querySelector('tr.none')?.remove();
 }

@@ -8,6 +8,7 @@ import { LiveDB } from '/client/livedb.js';
 import {
   h, $, flash, money, when, orderNo, plural, statusBadge, newestFirst, ICON, icon, toast,
   bindConnection, errorText, keepOffline, wireLogin, showLogin, logOut,
+  resumeSession, openFor, syncChildren,
 } from '/shared/wholesale.js';
 
 const db = new LiveDB({ name: 'wholesale' });
@@ -45,15 +46,7 @@ async function boot() {
   setIcons();
   wireStatic();
   db.on('auth', () => signedOut('Your session has ended. Please sign in again.'));
-  let account = null;
-  try {
-    account = await db.restore();
-  } catch {
-    account = null;
-  }
-  $('#boot').hidden = true;
-  if (account) start(account);
-  else showSignIn();
+  await resumeSession(db, start, showSignIn);
 }
 
 function setIcons() {
@@ -69,12 +62,7 @@ function showSignIn(message) {
 
 function start(account) {
   S.account = account;
-  if (account.role !== 'partner') {
-    $('#np-who').textContent = `${account.name || account.email} (${account.role})`;
-    $('#not-partner').hidden = false;
-    return;
-  }
-  $('#app').hidden = false;
+  if (!openFor(account, account.role === 'partner', { card: '#not-partner', who: '#np-who' })) return;
   $('#who-name').textContent = account.name || '';
   $('#who-email').textContent = account.email || '';
   loadCart();
@@ -87,10 +75,6 @@ function start(account) {
   S.subs.push(db.collection('products').onSnapshot(onProducts));
   S.subs.push(db.collection('orders').where('partner_id', 'eq', account.id).onSnapshot(onOrders));
   route();
-}
-
-function logout() {
-  return logOut(db, S.subs);
 }
 
 function signedOut(message) {
@@ -110,6 +94,7 @@ function signedOut(message) {
 
 function wireStatic() {
   wireLogin(db, start);
+  const logout = () => logOut(db, S.subs);
   $('#logout').addEventListener('click', logout);
   $('#np-logout').addEventListener('click', logout);
   $('#search').addEventListener('input', (e) => { S.q = e.target.value.trim().toLowerCase(); renderCatalog(); });
@@ -202,17 +187,7 @@ function renderCatalog() {
   renderCategories();
   const list = visibleProducts();
   const box = $('#products');
-  const cards = new Map([...box.children].map((c) => [c.dataset.id, c]));
-  const want = list.map((p) => {
-    const card = cards.get(p.id) || productCard(p);
-    cards.delete(p.id);
-    fillProduct(card, p);
-    return card;
-  });
-  for (const c of cards.values()) c.remove();
-  // Reorder only when the order differs (moving a node would drop focus).
-  const same = want.length === box.children.length && want.every((c, i) => box.children[i] === c);
-  if (!same) want.forEach((c) => box.append(c));
+  syncChildren(box, list, productCard, fillProduct);
   $('#no-products').hidden = list.length > 0 || S.products.size === 0;
   const active = [...S.products.values()].filter((p) => p.active !== false).length;
   $('#catalog-count').textContent = S.products.size === 0 ? 'Loading…'

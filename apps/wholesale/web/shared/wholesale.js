@@ -9,6 +9,7 @@ import { h, when, ago as uiAgo, addIcons } from '/client/ui.js';
 
 export {
   h, $, $$, flash, money, when, ICON, icon, toast, bindConnection, errorText, keepOffline, wireLogin, showLogin,
+  resumeSession, openFor, syncChildren,
 } from '/client/ui.js';
 
 // ------------------------------------------------------------ session
