@@ -9,7 +9,7 @@
 #                bench/run-realtime, bench/run-orders)
 
 CC      ?= cc
-PKGS    := libuv jansson sqlite3 libsodium nettle
+PKGS    := libuv jansson sqlite3 libsodium nettle libpq
 LLHTTP  := /usr/share/llhttp
 CPPFLAGS := -D_GNU_SOURCE -I/usr/share/include/llhttp $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 WARN    := -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes -Wvla -Wformat=2 \
@@ -136,9 +136,9 @@ run: deps
 	$(MAKE) build/livedb
 	build/livedb serve --data ./data --listen 127.0.0.1:8080 --demo
 
+# The store tests run on PostgreSQL too, on a throwaway cluster.
 test-unit: build/unit build/asan/unit
-	build/unit
-	build/asan/unit
+	scripts/with-pg sh -c 'build/unit && build/asan/unit'
 
 test-api: build/livedb build/asan/livedb
 	node --test --test-concurrency=1 tests/api/

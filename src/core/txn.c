@@ -841,12 +841,25 @@ void txn_refuse_group(wjob *jobs, err_code code, const char *msg)
     }
 }
 
+/* The group's transaction; on a shared store, from where its head stands. */
+static int group_begin(txn_t *t, err_t *err)
+{
+    if (t->m->begin(t->s, err))
+        return -1;
+    if (t->m->head && t->m->head(t->s, &t->next_seq, &t->next_aseq, t->last_hash, err)) {
+        t->m->rollback(t->s);
+        return -1;
+    }
+    return 0;
+}
+
 int txn_run_group(txn_t *t, wjob *jobs)
 {
     const txn_methods *m = t->m;
-    mark m0 = mark_now(t);
     err_t txerr = {0};
-    if (m->begin(t->s, &txerr) == 0) {
+    int began = group_begin(t, &txerr);
+    mark m0 = mark_now(t);
+    if (began == 0) {
         t->careful = false;
         for (;;) {
             t->tx_broken = false;
@@ -861,8 +874,9 @@ int txn_run_group(txn_t *t, wjob *jobs)
             group_undo(t, jobs, &m0);
             t->careful = true;
             metrics_add(M_GROUP_RERUNS, 1);
-            if (m->begin(t->s, &txerr))
+            if (group_begin(t, &txerr))
                 break;
+            m0 = mark_now(t);
         }
         if (!txerr.code) {
             if (t->tx_broken)

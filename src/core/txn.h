@@ -213,7 +213,29 @@ typedef struct txn_methods {
     /* A test seam (may be NULL): true when a server function's write
      * after its first is to fail, to test the undo of a call. */
     bool (*write_fault)(void *s);
+
+    /* A store that several writers share (may be NULL: this process is
+     * the only writer, and txn_t's own count is the truth). Called just
+     * after begin: where the feed and the log stand now, under a lock that
+     * the transaction holds until it ends, so that groups commit one after
+     * another in seq order; the store writes the new head at commit. */
+    int (*head)(void *s, int64_t *next_seq, int64_t *next_aseq, unsigned char last_hash[32],
+                err_t *err);
 } txn_methods;
+
+/* The designators of every method a store must fill, for a store whose
+ * functions are named P_begin, P_commit, ... (the optional ones, such as
+ * write_fault and head, follow in the store's own table):
+ *     const txn_methods my_methods = {TXN_METHODS(m), .head = m_head};  */
+#define TXN_METHODS(P)                                                                   \
+    .begin = P##_begin, .commit = P##_commit, .rollback = P##_rollback,                  \
+    .savepoint = P##_savepoint, .release = P##_release, .rollback_to = P##_rollback_to,  \
+    .in_tx = P##_in_tx, .ensure_col = P##_ensure_col, .auto_index = P##_auto_index,      \
+    .get = P##_get, .put = P##_put, .del = P##_del, .find = P##_find,                    \
+    .append_change = P##_append_change, .append_activity = P##_append_activity,          \
+    .idem_get = P##_idem_get, .idem_put = P##_idem_put, .cred_put = P##_cred_put,        \
+    .session_put = P##_session_put, .session_del = P##_session_del,                      \
+    .sessions_del = P##_sessions_del, .probe = P##_probe
 
 /* ------------------------------------------------------------------ core's side */
 

@@ -820,28 +820,4 @@ static bool m_write_fault(void *s)
     return vfs_fault(3, 'W'); /* the test seam, vfs.h */
 }
 
-const txn_methods sqlite_txn_methods = {
-    .begin = m_begin,
-    .commit = m_commit,
-    .rollback = m_rollback,
-    .savepoint = m_savepoint,
-    .release = m_release,
-    .rollback_to = m_rollback_to,
-    .in_tx = m_in_tx,
-    .ensure_col = m_ensure_col,
-    .auto_index = m_auto_index,
-    .get = m_get,
-    .put = m_put,
-    .del = m_del,
-    .find = m_find,
-    .append_change = m_append_change,
-    .append_activity = m_append_activity,
-    .idem_get = m_idem_get,
-    .idem_put = m_idem_put,
-    .cred_put = m_cred_put,
-    .session_put = m_session_put,
-    .session_del = m_session_del,
-    .sessions_del = m_sessions_del,
-    .probe = m_probe,
-    .write_fault = m_write_fault,
-};
+const txn_methods sqlite_txn_methods = {TXN_METHODS(m), .write_fault = m_write_fault};

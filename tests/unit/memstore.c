@@ -272,27 +272,4 @@ static int m_sessions_del(void *s, const char *account, err_t *err)
 
 static int m_probe(void *s, int64_t now_ms, err_t *err) { return 0; }
 
-const txn_methods memstore_methods = {
-    .begin = m_begin,
-    .commit = m_commit,
-    .rollback = m_rollback,
-    .savepoint = m_savepoint,
-    .release = m_release,
-    .rollback_to = m_rollback_to,
-    .in_tx = m_in_tx,
-    .ensure_col = m_ensure_col,
-    .auto_index = m_auto_index,
-    .get = m_get,
-    .put = m_put,
-    .del = m_del,
-    .find = m_find,
-    .append_change = m_append_change,
-    .append_activity = m_append_activity,
-    .idem_get = m_idem_get,
-    .idem_put = m_idem_put,
-    .cred_put = m_cred_put,
-    .session_put = m_session_put,
-    .session_del = m_session_del,
-    .sessions_del = m_sessions_del,
-    .probe = m_probe,
-};
+const txn_methods memstore_methods = {TXN_METHODS(m)};

@@ -1,7 +1,9 @@
 /*
- * test_txn.c: what a write means (core/txn.c), on two stores: the
- * in-memory one (memstore.c) and the SQLite one (its txn_t driven from
- * this thread while its writer thread waits for jobs that never come).
+ * test_txn.c: what a write means (core/txn.c), on every store: the
+ * in-memory one (memstore.c), the SQLite one (its txn_t driven from this
+ * thread while its writer thread waits for jobs that never come) and,
+ * when LIVEDB_TEST_PG names a server, the PostgreSQL one (a fresh schema
+ * each time).
  * Faults are injected by wrapping either store's method table.
  */
 #include <ftw.h>
@@ -14,6 +16,7 @@
 
 #include "../../src/store/sqlite_int.h"
 #include "harness.h"
+#include "../../src/store/pg.h"
 #include "memstore.h"
 
 /* ------------------------------------------------------------------ the two stores */
@@ -21,11 +24,21 @@
 typedef struct fx {
     memstore *mem;
     store_t *st;
+    pgstore *pg;
+    char schema[64];
     uv_loop_t loop;
     char dir[64];
     txn_t own;
     txn_t *t;
 } fx;
+
+/* The PostgreSQL server of the tests (LIVEDB_TEST_PG, a libpq connection
+ * string; make test-unit starts a throwaway cluster for it), or NULL. */
+static const char *test_pg(void)
+{
+    const char *ci = getenv("LIVEDB_TEST_PG");
+    return ci && *ci ? ci : NULL;
+}
 
 static fx *fx_open(fx *f, int which)
 {
@@ -33,6 +46,23 @@ static fx *fx_open(fx *f, int which)
     if (which == 0) {
         f->mem = memstore_new();
         txn_init(&f->own, &memstore_methods, f->mem, 1, 1, NULL);
+        f->t = &f->own;
+        return f;
+    }
+    if (which == 2) {
+        if (!test_pg())
+            return NULL;
+        static int n;
+        snprintf(f->schema, sizeof f->schema, "t_%d_%d", (int)getpid(), ++n);
+        err_t e = {0};
+        int64_t seq, aseq;
+        unsigned char hash[32];
+        if (!(f->pg = pg_open(test_pg(), f->schema, &e)) || pg_head(f->pg, &seq, &aseq, hash, &e)) {
+            FAILF("pg_open: %s", e.msg);
+            err_clear(&e);
+            return NULL;
+        }
+        txn_init(&f->own, &pg_txn_methods, f->pg, seq, aseq, NULL);
         f->t = &f->own;
         return f;
     }
@@ -60,6 +90,13 @@ static void fx_close(fx *f)
 {
     if (f->mem)
         memstore_free(f->mem);
+    if (f->pg) {
+        err_t e = {0};
+        pg_close(f->pg);
+        if (pg_drop_schema(test_pg(), f->schema, &e))
+            FAILF("drop schema %s: %s", f->schema, e.msg);
+        err_clear(&e);
+    }
     if (f->st) {
         /* The loop's handle first (store_close leaves it to the drain). */
         uv_close((uv_handle_t *)&f->st->async, NULL);
@@ -70,9 +107,10 @@ static void fx_close(fx *f)
     }
 }
 
-/* Runs the body once on each store, with f set. */
+/* Runs the body once on each store, with f set (PostgreSQL's when
+ * LIVEDB_TEST_PG names a server). */
 #define EACH_STORE(f)                                                                   \
-    for (int which_ = 0; which_ < 2; which_++)                                          \
+    for (int which_ = 0; which_ < 3; which_++)                                          \
         for (fx f##_s, *f = fx_open(&f##_s, which_); f; fx_close(f), f = NULL)
 
 /* ------------------------------------------------------------------ jobs */

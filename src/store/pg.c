@@ -1,0 +1,594 @@
+/*
+ * pg.c: the PostgreSQL store (see pg.h): core/txn.h's txn_methods on one
+ * libpq connection, and the schema livedb keeps in the database.
+ *
+ * Statements go with PQexecParams, values as text parameters, so no value
+ * is ever spliced into SQL; only names that were checked (the schema, a
+ * collection, a field) are. A statement that fails inside a transaction
+ * aborts it in PostgreSQL, so nothing here relies on a failing statement:
+ * an insert that may meet an existing id says ON CONFLICT DO NOTHING, and
+ * a unique field is looked up before the write (the head's lock makes the
+ * writers of every node take turns, so the look-up cannot race).
+ */
+#include "pg.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "../core/apps.h"
+#include "../util/util.h"
+
+struct pgstore {
+    PGconn *conn;
+    char schema[64];
+    bool head_locked; /* this transaction holds the head's row */
+};
+
+/* ------------------------------------------------------------------ statements */
+
+/* The error of r (or of the connection), as err: E_UNAVAILABLE when the
+ * server cannot be reached, E_STORAGE_FULL for a full disk, else internal. */
+static int pq_fail(pgstore *p, PGresult *r, const char *what, err_t *err)
+{
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = r ? PQresultErrorMessage(r) : PQerrorMessage(p->conn);
+    err_code code = E_INTERNAL;
+    if (PQstatus(p->conn) != CONNECTION_OK || (state && strncmp(state, "08", 2) == 0) ||
+        (state && strncmp(state, "57P", 3) == 0))
+        code = E_UNAVAILABLE;
+    else if (state && strcmp(state, "53100") == 0)
+        code = E_STORAGE_FULL;
+    err_set(err, code, "PostgreSQL: %s: %.*s", what, (int)strcspn(msg, "\n"), msg);
+    PQclear(r);
+    return -1;
+}
+
+/* Runs sql with n text parameters (none: sql may be several statements);
+ * the result (tuples or command), or NULL with err set. */
+static PGresult *pq(pgstore *p, const char *sql, int n, const char *const *v, err_t *err)
+{
+    PGresult *r = n ? PQexecParams(p->conn, sql, n, NULL, v, NULL, NULL, 0) : PQexec(p->conn, sql);
+    ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK)
+        return r;
+    pq_fail(p, r, sql, err);
+    return NULL;
+}
+
+/* Runs sql for its effect: 0, or -1 with err set. */
+static int pq_do(pgstore *p, const char *sql, int n, const char *const *v, err_t *err)
+{
+    PGresult *r = pq(p, sql, n, v, err);
+    PQclear(r);
+    return r ? 0 : -1;
+}
+
+/* How many rows sql touched, or -1 with err set. */
+static long pq_count(pgstore *p, const char *sql, int n, const char *const *v, err_t *err)
+{
+    PGresult *r = pq(p, sql, n, v, err);
+    if (!r)
+        return -1;
+    long k = PQresultStatus(r) == PGRES_TUPLES_OK ? PQntuples(r) : atol(PQcmdTuples(r));
+    PQclear(r);
+    return k;
+}
+
+#define I64(buf, x) (snprintf((buf), sizeof(buf), "%lld", (long long)(x)), (buf))
+
+/* ------------------------------------------------------------------ schema */
+
+bool pg_schema_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > 63 || !(islower((unsigned char)name[0]) || name[0] == '_'))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!(islower((unsigned char)name[i]) || isdigit((unsigned char)name[i]) || name[i] == '_'))
+            return false;
+    return true;
+}
+
+/* Each step takes the schema from the version before it to its own. */
+static const char *const migrations[PG_SCHEMA_VERSION] = {
+    /* 1 */
+    "CREATE TABLE docs(col text NOT NULL, id text NOT NULL, version bigint NOT NULL,"
+    " created_at text NOT NULL, updated_at text NOT NULL, body text NOT NULL,"
+    " PRIMARY KEY(col, id));"
+    "CREATE TABLE changes(seq bigint PRIMARY KEY, col text NOT NULL, id text NOT NULL,"
+    " op text NOT NULL, version bigint NOT NULL, at text NOT NULL, doc text, prev text);"
+    "CREATE TABLE idempotency(account text NOT NULL, key text NOT NULL, at bigint NOT NULL,"
+    " status int NOT NULL, version bigint NOT NULL, body text NOT NULL,"
+    " PRIMARY KEY(account, key));"
+    "CREATE TABLE indexes(col text NOT NULL, field text NOT NULL, name text NOT NULL,"
+    " PRIMARY KEY(col, field));"
+    "CREATE TABLE credentials(account text PRIMARY KEY, hash text NOT NULL);"
+    "CREATE TABLE sessions(token_hash text PRIMARY KEY, session text NOT NULL,"
+    " account text NOT NULL, created_at bigint NOT NULL, expires_at bigint NOT NULL);"
+    "CREATE INDEX sessions_account ON sessions(account);"
+    "CREATE TABLE activity(seq bigint PRIMARY KEY, at bigint NOT NULL, account text NOT NULL,"
+    " action text NOT NULL, entry text NOT NULL, hash text NOT NULL);"
+    "CREATE INDEX activity_at ON activity(at);"
+    "CREATE INDEX activity_account ON activity(account, seq);"
+    "CREATE INDEX activity_action ON activity(action, seq);"
+    "CREATE TABLE head(one boolean PRIMARY KEY DEFAULT true CHECK (one),"
+    " next_seq bigint NOT NULL, next_aseq bigint NOT NULL, last_hash text NOT NULL);"
+    "INSERT INTO head VALUES(true, 1, 1, '');",
+};
+
+/* Makes the schema, or brings it to PG_SCHEMA_VERSION, under an advisory
+ * lock that the nodes starting at once queue on. */
+static int migrate(pgstore *p, err_t *err)
+{
+    char sql[512];
+    const char *lock_key[] = {p->schema};
+    if (pq_do(p, "SELECT pg_advisory_lock(hashtext('livedb schema ' || $1))", 1, lock_key, err))
+        return -1;
+    int rc = -1;
+    snprintf(sql, sizeof sql,
+             "CREATE SCHEMA IF NOT EXISTS \"%s\"; SET search_path TO \"%s\";"
+             " CREATE TABLE IF NOT EXISTS meta(key text PRIMARY KEY, value text NOT NULL)",
+             p->schema, p->schema);
+    if (pq_do(p, sql, 0, NULL, err))
+        goto out;
+    PGresult *r = pq(p, "SELECT value FROM meta WHERE key = 'schema_version'", 0, NULL, err);
+    if (!r)
+        goto out;
+    int have = PQntuples(r) ? atoi(PQgetvalue(r, 0, 0)) : 0;
+    PQclear(r);
+    if (have > PG_SCHEMA_VERSION) {
+        err_set(err, E_INTERNAL,
+                "schema %s is at version %d, newer than this livedb's %d: upgrade livedb",
+                p->schema, have, PG_SCHEMA_VERSION);
+        goto out;
+    }
+    for (int v = have + 1; v <= PG_SCHEMA_VERSION; v++) {
+        char ver[16];
+        const char *args[] = {I64(ver, v)};
+        if (pq_do(p, "BEGIN", 0, NULL, err))
+            goto out;
+        if (pq_do(p, migrations[v - 1], 0, NULL, err) ||
+            pq_do(p, "INSERT INTO meta VALUES('schema_version', $1) ON CONFLICT (key)"
+                     " DO UPDATE SET value = excluded.value", 1, args, err) ||
+            pq_do(p, "COMMIT", 0, NULL, err)) {
+            PQclear(PQexec(p->conn, "ROLLBACK"));
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    PQclear(PQexecParams(p->conn, "SELECT pg_advisory_unlock(hashtext('livedb schema ' || $1))",
+                         1, NULL, lock_key, NULL, NULL, 0));
+    return rc;
+}
+
+/* PostgreSQL's notices (IF NOT EXISTS skipping, CASCADE listing) are not
+ * news to livedb. */
+static void quiet(void *arg, const char *message) {}
+
+pgstore *pg_open(const char *conninfo, const char *schema, err_t *err)
+{
+    if (!pg_schema_name_ok(schema)) {
+        err_set(err, E_BAD_REQUEST, "--pg-schema %s: a schema is [a-z_][a-z0-9_]*, up to 63",
+                schema);
+        return NULL;
+    }
+    pgstore *p = xcalloc(1, sizeof *p);
+    snprintf(p->schema, sizeof p->schema, "%s", schema);
+    p->conn = PQconnectdb(conninfo);
+    if (PQstatus(p->conn) != CONNECTION_OK) {
+        const char *m = PQerrorMessage(p->conn);
+        err_set(err, E_UNAVAILABLE, "PostgreSQL: cannot connect: %.*s", (int)strcspn(m, "\n"), m);
+        pg_close(p);
+        return NULL;
+    }
+    PQsetNoticeProcessor(p->conn, quiet, NULL);
+    if (migrate(p, err)) {
+        pg_close(p);
+        return NULL;
+    }
+    return p;
+}
+
+void pg_close(pgstore *p)
+{
+    if (!p)
+        return;
+    PQfinish(p->conn);
+    free(p);
+}
+
+int pg_drop_schema(const char *conninfo, const char *schema, err_t *err)
+{
+    if (!pg_schema_name_ok(schema))
+        return err_set(err, E_BAD_REQUEST, "not a schema name: %s", schema);
+    pgstore p = {.conn = PQconnectdb(conninfo)};
+    PQsetNoticeProcessor(p.conn, quiet, NULL);
+    char sql[128];
+    snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS \"%s\" CASCADE", schema);
+    int rc = PQstatus(p.conn) == CONNECTION_OK ? pq_do(&p, sql, 0, NULL, err)
+                                               : pq_fail(&p, NULL, "connect", err);
+    PQfinish(p.conn);
+    return rc;
+}
+
+static int read_head(pgstore *p, const char *sql, int64_t *next_seq, int64_t *next_aseq,
+                     unsigned char last_hash[32], err_t *err)
+{
+    PGresult *r = pq(p, sql, 0, NULL, err);
+    if (!r)
+        return -1;
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        return err_set(err, E_INTERNAL, "schema %s has no head row", p->schema);
+    }
+    *next_seq = atoll(PQgetvalue(r, 0, 0));
+    *next_aseq = atoll(PQgetvalue(r, 0, 1));
+    const char *hex = PQgetvalue(r, 0, 2);
+    memset(last_hash, 0, 32);
+    for (int i = 0; i < 32 && strlen(hex) == 64; i++) {
+        unsigned x;
+        sscanf(hex + 2 * i, "%2x", &x);
+        last_hash[i] = (unsigned char)x;
+    }
+    PQclear(r);
+    return 0;
+}
+
+int pg_head(pgstore *p, int64_t *next_seq, int64_t *next_aseq, unsigned char last_hash[32],
+            err_t *err)
+{
+    return read_head(p, "SELECT next_seq, next_aseq, last_hash FROM head", next_seq, next_aseq,
+                     last_hash, err);
+}
+
+/* ------------------------------------------------------------------ transactions */
+
+static int m_begin(void *s, err_t *err)
+{
+    pgstore *p = s;
+    p->head_locked = false;
+    return pq_do(p, "BEGIN", 0, NULL, err);
+}
+
+static int m_head(void *s, int64_t *next_seq, int64_t *next_aseq, unsigned char last_hash[32],
+                  err_t *err)
+{
+    pgstore *p = s;
+    if (read_head(p, "SELECT next_seq, next_aseq, last_hash FROM head FOR UPDATE", next_seq,
+                  next_aseq, last_hash, err))
+        return -1;
+    p->head_locked = true;
+    return 0;
+}
+
+/* The head follows what the transaction left in the feed and the log (a
+ * job undone inside the group gave its seqs back, so the rows are the
+ * truth, not a count); the newest rows are at the end of their keys. */
+static int m_commit(void *s, err_t *err)
+{
+    pgstore *p = s;
+    if (p->head_locked &&
+        pq_do(p, "UPDATE head SET"
+                 " next_seq = coalesce((SELECT max(seq) + 1 FROM changes), next_seq),"
+                 " next_aseq = coalesce((SELECT max(seq) + 1 FROM activity), next_aseq),"
+                 " last_hash = coalesce((SELECT hash FROM activity ORDER BY seq DESC LIMIT 1),"
+                 " last_hash)", 0, NULL, err))
+        return -1;
+    return pq_do(p, "COMMIT", 0, NULL, err);
+}
+
+static void m_rollback(void *s)
+{
+    pgstore *p = s;
+    PQclear(PQexec(p->conn, "ROLLBACK"));
+}
+
+static int m_savepoint(void *s, err_t *err) { return pq_do(s, "SAVEPOINT job", 0, NULL, err); }
+
+static void m_release(void *s)
+{
+    PQclear(PQexec(((pgstore *)s)->conn, "RELEASE SAVEPOINT job"));
+}
+
+static void m_rollback_to(void *s)
+{
+    PQclear(PQexec(((pgstore *)s)->conn, "ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job"));
+}
+
+static bool m_in_tx(void *s)
+{
+    PGTransactionStatusType t = PQtransactionStatus(((pgstore *)s)->conn);
+    return t == PQTRANS_INTRANS || t == PQTRANS_INERROR || t == PQTRANS_ACTIVE;
+}
+
+/* ------------------------------------------------------------------ collections */
+
+/* field as a jsonb path literal ("a.b" -> '{a,b}'), for a field name that
+ * apps.c has checked ([A-Za-z0-9_.]); false for any other. */
+static bool field_path(const char *field, char *out, size_t n)
+{
+    size_t k = 0;
+    out[k++] = '{';
+    for (const char *c = field; *c && k + 2 < n; c++) {
+        if (!isalnum((unsigned char)*c) && *c != '_' && *c != '.')
+            return false;
+        out[k++] = *c == '.' ? ',' : *c;
+    }
+    if (k + 2 >= n)
+        return false;
+    out[k++] = '}';
+    out[k] = '\0';
+    return true;
+}
+
+/* A collection name as documents check it ([A-Za-z0-9_-]), for index names. */
+static bool name_ok(const char *s)
+{
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-')
+            return false;
+    return true;
+}
+
+/* Every collection shares docs; a declared unique field gets a partial
+ * unique index (col = COL) on its value, named ux_COL_SLOT. */
+static int m_ensure_col(void *s, const char *col, err_t *err)
+{
+    pgstore *p = s;
+    const col_spec *spec = apps_col(col);
+    for (int i = 0; spec && i < spec->nfields; i++) {
+        char path[160], sql[512];
+        if (!spec->fields[i].unique)
+            continue;
+        if (!name_ok(col) || !field_path(spec->fields[i].name, path, sizeof path))
+            return err_set(err, E_INTERNAL, "cannot index %s.%s", col, spec->fields[i].name);
+        snprintf(sql, sizeof sql,
+                 "CREATE UNIQUE INDEX IF NOT EXISTS \"ux_%s_%d\" ON docs ((body::jsonb #> '%s'))"
+                 " WHERE col = '%s'",
+                 col, i, path, col);
+        if (pq_do(p, sql, 0, NULL, err))
+            return -1;
+    }
+    return 0;
+}
+
+static int m_auto_index(void *s, const char *col, const char *field, err_t *err)
+{
+    pgstore *p = s;
+    char path[160], sql[600];
+    if (!name_ok(col) || !field_path(field, path, sizeof path))
+        return err_set(err, E_INTERNAL, "cannot index %s.%s", col, field);
+    const char *v[] = {col, field};
+    PGresult *r = pq(p, "SELECT count(*) FROM indexes WHERE col = $1", 1, v, err);
+    if (!r)
+        return -1;
+    int n = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    snprintf(sql, sizeof sql,
+             "CREATE INDEX IF NOT EXISTS \"ix_%s_%d\" ON docs ((body::jsonb #> '%s'))"
+             " WHERE col = '%s'",
+             col, n, path, col);
+    char name[128];
+    snprintf(name, sizeof name, "ix_%s_%d", col, n);
+    const char *w[] = {col, field, name};
+    if (pq_count(p, "SELECT 1 FROM indexes WHERE col = $1 AND field = $2", 2, v, err) != 0)
+        return 0;
+    return pq_do(p, sql, 0, NULL, err) ||
+                   pq_do(p, "INSERT INTO indexes VALUES($1, $2, $3) ON CONFLICT DO NOTHING", 3, w,
+                         err)
+               ? -1
+               : 0;
+}
+
+/* ------------------------------------------------------------------ rows */
+
+static int m_get(void *s, const char *col, const char *id, txn_row *row, err_t *err)
+{
+    const char *v[] = {col, id};
+    PGresult *r = pq(s, "SELECT version, created_at, body FROM docs WHERE col = $1 AND id = $2",
+                     2, v, err);
+    if (!r)
+        return -1;
+    int found = PQntuples(r) == 1;
+    if (found) {
+        row->version = atoll(PQgetvalue(r, 0, 0));
+        row->created = xstrdup(PQgetvalue(r, 0, 1));
+        buf_put(&row->body, PQgetvalue(r, 0, 2), (size_t)PQgetlength(r, 0, 2));
+    }
+    PQclear(r);
+    return found ? TXN_FOUND : 0;
+}
+
+/* The declared unique field whose value doc shares with another document
+ * of col (its slot), -1 for none, -2 with err set. */
+static int unique_clash(pgstore *p, const char *col, const char *id, const char *body,
+                        size_t len, err_t *err)
+{
+    const col_spec *spec = apps_col(col);
+    int slot = -1;
+    json_t *doc = NULL;
+    for (int i = 0; spec && i < spec->nfields && slot == -1; i++) {
+        if (!spec->fields[i].unique)
+            continue;
+        if (!doc && !(doc = json_loadb(body, len, 0, NULL)))
+            break;
+        json_t *val = query_field(doc, spec->fields[i].name);
+        char path[160];
+        if (!val || !field_path(spec->fields[i].name, path, sizeof path))
+            continue;
+        char *vj = json_dumps(val, JSON_ENCODE_ANY | JSON_COMPACT);
+        const char *v[] = {col, id, path, vj};
+        long k = pq_count(p, "SELECT 1 FROM docs WHERE col = $1 AND id <> $2"
+                             " AND body::jsonb #> $3::text[] = $4::jsonb LIMIT 1", 4, v, err);
+        free(vj);
+        slot = k < 0 ? -2 : k > 0 ? i : -1;
+    }
+    json_decref(doc);
+    return slot;
+}
+
+static int m_put(void *s, const char *col, const char *id, int64_t version, const char *created,
+                 const char *now, const char *body, size_t len, int *slot, err_t *err)
+{
+    pgstore *p = s;
+    *slot = unique_clash(p, col, id, body, len, err);
+    if (*slot == -2)
+        return -1;
+    if (*slot >= 0)
+        return TXN_UNIQUE;
+    char ver[24];
+    char *text = xstrndup(body, len);
+    const char *ins[] = {col, id, I64(ver, version), created, now, text};
+    const char *upd[] = {col, id, ver, now, text};
+    long n = created ? pq_count(p, "INSERT INTO docs VALUES($1, $2, $3, $4, $5, $6)"
+                                   " ON CONFLICT (col, id) DO NOTHING", 6, ins, err)
+                     : pq_count(p, "UPDATE docs SET version = $3, updated_at = $4, body = $5"
+                                   " WHERE col = $1 AND id = $2", 5, upd, err);
+    free(text);
+    if (n < 0)
+        return -1;
+    if (n == 0)
+        return created ? TXN_EXISTS : err_set(err, E_INTERNAL, "update of a missing row %s", id);
+    return 0;
+}
+
+static int m_del(void *s, const char *col, const char *id, err_t *err)
+{
+    const char *v[] = {col, id};
+    return pq_do(s, "DELETE FROM docs WHERE col = $1 AND id = $2", 2, v, err);
+}
+
+/* The documents of col matching q, in id order: the filter runs here, with
+ * the evaluator that every list uses (query_match). */
+static json_t *m_find(void *s, const char *col, const query_t *q)
+{
+    err_t e = {0};
+    const char *v[] = {col};
+    json_t *out = json_array();
+    PGresult *r = pq(s, "SELECT body FROM docs WHERE col = $1 ORDER BY id COLLATE \"C\"", 1, v,
+                     &e);
+    for (int i = 0; r && i < PQntuples(r); i++) {
+        if (q->limit > 0 && json_array_size(out) >= (size_t)q->limit)
+            break;
+        json_t *d = json_loadb(PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0), 0, NULL);
+        if (d && query_match(q, d))
+            json_array_append(out, d);
+        json_decref(d);
+    }
+    PQclear(r);
+    err_clear(&e);
+    return out;
+}
+
+/* ------------------------------------------------------------------ feed and log */
+
+static int m_append_change(void *s, const change_t *ch, err_t *err)
+{
+    pgstore *p = s;
+    char seq[24], ver[24];
+    char *doc = ch->doc ? xstrndup(ch->doc, ch->doc_len) : NULL;
+    char *prev = ch->prev ? xstrndup(ch->prev, ch->prev_len) : NULL;
+    const char *v[] = {I64(seq, ch->seq), ch->col, ch->id, change_op_name(ch->op),
+                       I64(ver, ch->version), ch->at, doc, prev};
+    int rc = pq_do(p, "INSERT INTO changes VALUES($1, $2, $3, $4, $5, $6, $7, $8)", 8, v, err);
+    free(doc);
+    free(prev);
+    return rc;
+}
+
+static int m_append_activity(void *s, int64_t seq, int64_t at_ms, const char *account,
+                             const char *action, const char *entry, size_t len,
+                             const char hash_hex[64], err_t *err)
+{
+    pgstore *p = s;
+    char sq[24], at[24], hash[65];
+    snprintf(hash, sizeof hash, "%.64s", hash_hex);
+    char *text = xstrndup(entry, len);
+    const char *v[] = {I64(sq, seq), I64(at, at_ms), account, action, text, hash};
+    int rc = pq_do(p, "INSERT INTO activity VALUES($1, $2, $3, $4, $5, $6)", 6, v, err);
+    free(text);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ private tables */
+
+static int m_idem_get(void *s, const char *account, const char *key, int64_t since_ms,
+                      int *status, int64_t *version, buf_t *body)
+{
+    err_t e = {0};
+    char since[24];
+    const char *v[] = {account, key, I64(since, since_ms)};
+    PGresult *r = pq(s, "SELECT status, version, body FROM idempotency"
+                        " WHERE account = $1 AND key = $2 AND at > $3", 3, v, &e);
+    if (!r) {
+        err_clear(&e);
+        return -1;
+    }
+    int found = PQntuples(r) == 1;
+    if (found) {
+        *status = atoi(PQgetvalue(r, 0, 0));
+        *version = atoll(PQgetvalue(r, 0, 1));
+        buf_put(body, PQgetvalue(r, 0, 2), (size_t)PQgetlength(r, 0, 2));
+    }
+    PQclear(r);
+    return found ? TXN_FOUND : 0;
+}
+
+static int m_idem_put(void *s, const char *account, const char *key, int64_t at_ms, int status,
+                      int64_t version, const char *body, size_t len, err_t *err)
+{
+    char at[24], st[16], ver[24];
+    char *text = xstrndup(body, len);
+    const char *v[] = {account, key, I64(at, at_ms), I64(st, status), I64(ver, version), text};
+    int rc = pq_do(s, "INSERT INTO idempotency VALUES($1, $2, $3, $4, $5, $6)"
+                      " ON CONFLICT (account, key) DO UPDATE SET at = excluded.at,"
+                      " status = excluded.status, version = excluded.version,"
+                      " body = excluded.body", 6, v, err);
+    free(text);
+    return rc;
+}
+
+static int m_cred_put(void *s, const char *account, const char *hash, err_t *err)
+{
+    const char *v[] = {account, hash};
+    return pq_do(s, "INSERT INTO credentials VALUES($1, $2)"
+                    " ON CONFLICT (account) DO UPDATE SET hash = excluded.hash", 2, v, err);
+}
+
+static int m_session_put(void *s, const char *token_hash, const char *session,
+                         const char *account, int64_t created_ms, int64_t expires_ms, err_t *err)
+{
+    char c[24], x[24];
+    const char *v[] = {token_hash, session, account, I64(c, created_ms), I64(x, expires_ms)};
+    return pq_do(s, "INSERT INTO sessions VALUES($1, $2, $3, $4, $5) ON CONFLICT (token_hash)"
+                    " DO UPDATE SET session = excluded.session, account = excluded.account,"
+                    " created_at = excluded.created_at, expires_at = excluded.expires_at",
+                 5, v, err);
+}
+
+static int m_session_del(void *s, const char *token_hash, err_t *err)
+{
+    const char *v[] = {token_hash};
+    return pq_do(s, "DELETE FROM sessions WHERE token_hash = $1", 1, v, err);
+}
+
+static int m_sessions_del(void *s, const char *account, err_t *err)
+{
+    const char *v[] = {account};
+    return pq_do(s, "DELETE FROM sessions WHERE account = $1", 1, v, err);
+}
+
+static int m_probe(void *s, int64_t now_ms, err_t *err)
+{
+    char at[24];
+    const char *v[] = {I64(at, now_ms)};
+    return pq_do(s, "INSERT INTO meta VALUES('health_probe', $1)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value", 1, v, err);
+}
+
+const txn_methods pg_txn_methods = {TXN_METHODS(m), .head = m_head};

@@ -1,0 +1,46 @@
+/*
+ * pg.h: the PostgreSQL store (pg.c): the txn_methods of core/txn.h on one
+ * libpq connection, in one schema that livedb creates and migrates itself.
+ *
+ * Every table livedb makes lives in the schema (default "livedb"). Its
+ * version is in meta('schema_version'); pg_open brings an older one up to
+ * date under an advisory lock, so two nodes that start at once migrate it
+ * once. The tables are those of the SQLite store, with the documents of
+ * every collection in one table (docs, keyed by col and id) and the feed's
+ * head (head: the next seq, the next activity seq, the newest entry's hash)
+ * in one row that a group's transaction locks, so that the groups of
+ * several nodes commit one after another, in seq order.
+ *
+ * Threads: a pgstore is used by one thread at a time (the writer's).
+ */
+#ifndef LIVEDB_PG_H
+#define LIVEDB_PG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../core/txn.h"
+
+typedef struct pgstore pgstore;
+
+#define PG_SCHEMA_VERSION 1
+
+/* Connects (conninfo: a libpq connection string or a postgres:// URL) and
+ * makes or migrates schema. NULL with err set when it cannot. */
+pgstore *pg_open(const char *conninfo, const char *schema, err_t *err);
+void pg_close(pgstore *p);
+
+/* Whether name may be a schema: [a-z_][a-z0-9_]*, at most 63 bytes. */
+bool pg_schema_name_ok(const char *name);
+
+/* Drops the schema and everything in it (tests' throwaway schemas). */
+int pg_drop_schema(const char *conninfo, const char *schema, err_t *err);
+
+/* Where the feed and the log stand: the next seqs and the newest activity
+ * entry's hash (all zeros: none). */
+int pg_head(pgstore *p, int64_t *next_seq, int64_t *next_aseq, unsigned char last_hash[32],
+            err_t *err);
+
+extern const txn_methods pg_txn_methods;
+
+#endif

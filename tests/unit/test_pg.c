@@ -1,0 +1,241 @@
+/*
+ * test_pg.c: what the PostgreSQL store adds to the others (store/pg.c):
+ * writers on several connections, as several nodes are, share one feed and
+ * one activity chain; a group that waits for another's lock commits after
+ * it, with the larger seqs; nodes that start at once make the schema once.
+ * Runs when LIVEDB_TEST_PG names a server (make test-unit starts one).
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+#include <sodium.h>
+
+#include "../../src/store/pg.h"
+#include "harness.h"
+
+static const char *test_pg(void)
+{
+    const char *ci = getenv("LIVEDB_TEST_PG");
+    return ci && *ci ? ci : NULL;
+}
+
+/* A node: its own connection and its own txn_t, over one schema. */
+typedef struct node {
+    pgstore *pg;
+    txn_t t;
+} node;
+
+static bool node_open(node *n, const char *schema)
+{
+    err_t e = {0};
+    int64_t seq, aseq;
+    unsigned char hash[32];
+    n->pg = pg_open(test_pg(), schema, &e);
+    if (!n->pg || pg_head(n->pg, &seq, &aseq, hash, &e)) {
+        FAILF("pg_open %s: %s", schema, e.msg);
+        err_clear(&e);
+        return false;
+    }
+    txn_init(&n->t, &pg_txn_methods, n->pg, seq, aseq, NULL);
+    return true;
+}
+
+static wjob *create_job(const char *id)
+{
+    wjob *j = wjob_new(WJ_OPS, 1);
+    j->actor.system = true;
+    j->ops[0].kind = W_CREATE;
+    snprintf(j->ops[0].col, sizeof j->ops[0].col, "notes");
+    j->ops[0].id = xstrdup(id);
+    j->ops[0].doc = json_pack("{ss}", "id", id);
+    return j;
+}
+
+/* One create through node n; its seq, or -1. */
+static int64_t create_on(node *n, const char *id)
+{
+    wjob *j = create_job(id);
+    txn_prepare(&n->t, j);
+    int rc = txn_run_group(&n->t, j);
+    int64_t seq = rc == 0 && !j->err.code && j->changes ? j->changes->seq : -1;
+    wjob_free(j);
+    return seq;
+}
+
+static void schema_name(char *out, size_t n, const char *what)
+{
+    snprintf(out, n, "p_%s_%d", what, (int)getpid());
+}
+
+static void drop(const char *schema)
+{
+    err_t e = {0};
+    if (pg_drop_schema(test_pg(), schema, &e))
+        FAILF("drop %s: %s", schema, e.msg);
+    err_clear(&e);
+}
+
+/* Two nodes over a fresh schema named for what (schema: 64 bytes). */
+static bool two_nodes(const char *what, char *schema, node *a, node *b)
+{
+    schema_name(schema, 64, what);
+    return node_open(a, schema) && node_open(b, schema);
+}
+
+static void close_nodes(const char *schema, node *a, node *b)
+{
+    pg_close(a->pg);
+    pg_close(b->pg);
+    drop(schema);
+}
+
+/* Checks the schema's activity chain from the first entry, as verify does:
+ * each hash is BLAKE2b-256 of the one before and the entry. */
+static void check_chain(const char *schema, int want_entries)
+{
+    PGconn *c = PQconnectdb(test_pg());
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT seq, entry, hash FROM \"%s\".activity ORDER BY seq", schema);
+    PGresult *r = PQexec(c, sql);
+    REQUIRE(PQresultStatus(r) == PGRES_TUPLES_OK);
+    CHECK_INT(PQntuples(r), want_entries);
+    unsigned char h[32] = {0};
+    for (int i = 0; i < PQntuples(r); i++) {
+        CHECK_INT(atoll(PQgetvalue(r, i, 0)), i + 1);
+        crypto_generichash_state gs;
+        crypto_generichash_init(&gs, NULL, 0, sizeof h);
+        crypto_generichash_update(&gs, h, sizeof h);
+        crypto_generichash_update(&gs, (const unsigned char *)PQgetvalue(r, i, 1),
+                                  (size_t)PQgetlength(r, i, 1));
+        crypto_generichash_final(&gs, h, sizeof h);
+        char hex[65];
+        sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+        CHECK_STR(PQgetvalue(r, i, 2), hex);
+    }
+    PQclear(r);
+    PQfinish(c);
+}
+
+TEST(pg_nodes_share_one_feed_and_one_chain)
+{
+    if (!test_pg())
+        return;
+    char schema[64];
+    node a, b;
+    REQUIRE(two_nodes("share", schema, &a, &b));
+    /* b's own count is stale after each of a's writes: the head decides. */
+    CHECK_INT(create_on(&a, "a1"), 1);
+    CHECK_INT(create_on(&a, "a2"), 2);
+    CHECK_INT(create_on(&b, "b1"), 3);
+    CHECK_INT(create_on(&a, "a3"), 4);
+    CHECK_INT(create_on(&b, "a1"), -1); /* the id is taken, whichever node wrote it */
+    CHECK_INT(create_on(&b, "b2"), 5);  /* and the failure gave its seq back */
+    check_chain(schema, 5);
+    close_nodes(schema, &a, &b);
+}
+
+typedef struct waiter {
+    node *n;
+    int64_t seq;
+    volatile bool done;
+} waiter;
+
+static void *write_b(void *arg)
+{
+    waiter *w = arg;
+    w->seq = create_on(w->n, "late");
+    w->done = true;
+    return NULL;
+}
+
+TEST(pg_a_group_that_waits_commits_after_with_larger_seqs)
+{
+    if (!test_pg())
+        return;
+    char schema[64];
+    node a, b;
+    REQUIRE(two_nodes("wait", schema, &a, &b));
+    /* a's group holds the head; b's must wait for it, and then follow. */
+    err_t e = {0};
+    int64_t seq, aseq;
+    unsigned char hash[32];
+    REQUIRE(pg_txn_methods.begin(a.pg, &e) == 0);
+    REQUIRE(pg_txn_methods.head(a.pg, &seq, &aseq, hash, &e) == 0);
+    CHECK_INT(seq, 1);
+    waiter w = {.n = &b};
+    pthread_t th;
+    REQUIRE(pthread_create(&th, NULL, write_b, &w) == 0);
+    nanosleep(&(struct timespec){.tv_nsec = 200 * 1000 * 1000}, NULL);
+    CHECK(!w.done); /* blocked on the head's row */
+    /* The rest of a's group by hand: the write, then the commit. */
+    int slot;
+    CHECK_INT(pg_txn_methods.put(a.pg, "notes", "early", 1, "2026-12-07T00:00:00.000Z",
+                                 "2026-12-07T00:00:00.000Z", "{\"id\":\"early\"}", 14, &slot, &e),
+              0);
+    change_t *ch = change_new(1, "notes", "early", CH_CREATE, 1, "{\"id\":\"early\"}", 14,
+                              "2026-12-07T00:00:00.000Z");
+    CHECK_INT(pg_txn_methods.append_change(a.pg, ch, &e), 0);
+    change_unref(ch);
+    CHECK_INT(pg_txn_methods.commit(a.pg, &e), 0);
+    pthread_join(th, NULL);
+    CHECK(w.done);
+    CHECK_INT(w.seq, 2); /* after a's 1, though b had counted from 1 too */
+    err_clear(&e);
+    close_nodes(schema, &a, &b);
+}
+
+static void *open_one(void *arg)
+{
+    err_t e = {0};
+    pgstore *p = pg_open(test_pg(), arg, &e);
+    err_clear(&e);
+    if (p)
+        pg_close(p);
+    return p ? arg : NULL;
+}
+
+TEST(pg_nodes_starting_at_once_make_the_schema_once)
+{
+    if (!test_pg())
+        return;
+    char schema[64];
+    schema_name(schema, sizeof schema, "race");
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        REQUIRE(pthread_create(&th[i], NULL, open_one, schema) == 0);
+    for (int i = 0; i < 4; i++) {
+        void *ok;
+        pthread_join(th[i], &ok);
+        CHECK(ok != NULL);
+    }
+    PGconn *c = PQconnectdb(test_pg());
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT value FROM \"%s\".meta WHERE key = 'schema_version'",
+             schema);
+    PGresult *r = PQexec(c, sql);
+    CHECK_INT(PQntuples(r), 1);
+    if (PQntuples(r) == 1)
+        CHECK_INT(atoi(PQgetvalue(r, 0, 0)), PG_SCHEMA_VERSION);
+    PQclear(r);
+    PQfinish(c);
+    drop(schema);
+}
+
+TEST(pg_refuses_a_bad_schema_name_and_an_unreachable_server)
+{
+    err_t e = {0};
+    CHECK(pg_open("host=127.0.0.1 port=1", "livedb", &e) == NULL);
+    CHECK_INT(e.code, E_UNAVAILABLE);
+    err_clear(&e);
+    CHECK(pg_open("host=127.0.0.1 port=1", "Bad\"name", &e) == NULL);
+    CHECK_INT(e.code, E_BAD_REQUEST);
+    err_clear(&e);
+    CHECK(!pg_schema_name_ok(""));
+    CHECK(!pg_schema_name_ok("1abc"));
+    CHECK(pg_schema_name_ok("livedb_2"));
+}
