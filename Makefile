@@ -176,6 +176,11 @@ build/rtload: bench/rtload.c $(call obj,build,$(RTLOADSRC))
 	@mkdir -p build
 	$(CC) $(CPPFLAGS) -O2 -g -Wall -Wextra -o $@ $^ -luv -lwslay -lhiredis -lsodium -lnettle
 
+# The write path of several nodes over one PostgreSQL, without HTTP
+# (bench/run-postgres).
+build/pgnodes: $(call obj,build,$(LIBSRC) bench/pgnodes.c)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
 bench: deps
 	scripts/install-deps --bench
 	$(MAKE) build/livedb build/rtload
