@@ -26,6 +26,15 @@ struct pgstore {
     PGconn *conn;
     char schema[64];
     bool head_locked; /* this transaction holds the head's row */
+    /* Inside a transaction the connection is in pipeline mode: a statement
+     * whose answer nothing waits for (the inserts of changes and entries,
+     * a savepoint) is sent and not waited for; the next statement that
+     * needs an answer (a read, a create) carries them to the server in the
+     * same round trip, and their results are read with its own. */
+    bool piped;
+    int pending;      /* sent, results not read */
+    bool tx_failed;   /* one of them failed: the transaction cannot commit */
+    err_t first_err;  /* what failed first */
 };
 
 /* ------------------------------------------------------------------ statements */
@@ -47,21 +56,85 @@ static int pq_fail(pgstore *p, PGresult *r, const char *what, err_t *err)
     return -1;
 }
 
-/* Runs sql with n text parameters (none: sql may be several statements);
- * the result (tuples or command), or NULL with err set. */
+static bool result_ok(const PGresult *r)
+{
+    ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    return s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK;
+}
+
+/* In pipeline mode: sends sql (one statement) unanswered. */
+static int pq_send(pgstore *p, const char *sql, int n, const char *const *v, err_t *err)
+{
+    if (!PQsendQueryParams(p->conn, sql, n, NULL, v, NULL, NULL, 0))
+        return pq_fail(p, NULL, sql, err);
+    p->pending++;
+    return 0;
+}
+
+/* In pipeline mode: a sync, then the results of everything sent. The last
+ * statement's result is returned when keep_last (NULL if it failed); a
+ * failure of any marks the transaction failed and sets err. */
+static PGresult *pq_sync(pgstore *p, bool keep_last, err_t *err)
+{
+    PGresult *last = NULL;
+    int n = p->pending;
+    p->pending = 0;
+    if (!PQpipelineSync(p->conn)) {
+        pq_fail(p, NULL, "sync", err);
+        p->tx_failed = true;
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        PGresult *r, *got = NULL;
+        while ((r = PQgetResult(p->conn))) {
+            PQclear(got);
+            got = r;
+        }
+        if (!result_ok(got) && !p->tx_failed) {
+            p->tx_failed = true;
+            pq_fail(p, got, "a statement of the transaction", &p->first_err);
+            got = NULL;
+        }
+        if (i == n - 1 && keep_last && result_ok(got))
+            last = got;
+        else
+            PQclear(got);
+    }
+    PGresult *r;
+    while ((r = PQgetResult(p->conn)) && PQresultStatus(r) != PGRES_PIPELINE_SYNC)
+        PQclear(r);
+    PQclear(r);
+    if (p->tx_failed && !err->code)
+        err_set(err, p->first_err.code, "%s", p->first_err.msg);
+    return p->tx_failed ? (PQclear(last), NULL) : last;
+}
+
+/* Runs sql with n text parameters and waits for its result (tuples or
+ * command): in a transaction through the pipeline, with what was sent
+ * before it; outside one alone (n == 0: sql may be several statements).
+ * NULL with err set when it (or, in a transaction, anything before it)
+ * failed. */
 static PGresult *pq(pgstore *p, const char *sql, int n, const char *const *v, err_t *err)
 {
+    if (p->piped) {
+        if (p->tx_failed || pq_send(p, sql, n, v, err))
+            return pq_sync(p, false, err);
+        return pq_sync(p, true, err);
+    }
     PGresult *r = n ? PQexecParams(p->conn, sql, n, NULL, v, NULL, NULL, 0) : PQexec(p->conn, sql);
-    ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-    if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK)
+    if (result_ok(r))
         return r;
     pq_fail(p, r, sql, err);
     return NULL;
 }
 
-/* Runs sql for its effect: 0, or -1 with err set. */
+/* Runs sql for its effect: in a transaction sent unanswered (a failure
+ * shows at the next sync, and the commit fails); outside one at once. 0,
+ * or -1 with err set. */
 static int pq_do(pgstore *p, const char *sql, int n, const char *const *v, err_t *err)
 {
+    if (p->piped)
+        return p->tx_failed ? -1 : pq_send(p, sql, n, v, err);
     PGresult *r = pq(p, sql, n, v, err);
     PQclear(r);
     return r ? 0 : -1;
@@ -251,8 +324,25 @@ int pg_head(pgstore *p, int64_t *next_seq, int64_t *next_aseq, unsigned char las
 static int m_begin(void *s, err_t *err)
 {
     pgstore *p = s;
-    p->head_locked = false;
+    p->head_locked = p->tx_failed = false;
+    err_clear(&p->first_err);
+    if (!PQenterPipelineMode(p->conn))
+        return pq_fail(p, NULL, "pipeline mode", err);
+    p->piped = true;
     return pq_do(p, "BEGIN", 0, NULL, err);
+}
+
+/* The transaction is over (committed or not): the pipeline is drained and
+ * the connection back to one statement at a time. */
+static void end_tx(pgstore *p)
+{
+    if (p->pending) {
+        err_t e = {0};
+        pq_sync(p, false, &e);
+        err_clear(&e);
+    }
+    PQexitPipelineMode(p->conn);
+    p->piped = false;
 }
 
 static int m_head(void *s, int64_t *next_seq, int64_t *next_aseq, unsigned char last_hash[32],
@@ -272,39 +362,50 @@ static int m_head(void *s, int64_t *next_seq, int64_t *next_aseq, unsigned char 
 static int m_commit(void *s, err_t *err)
 {
     pgstore *p = s;
-    if (p->head_locked &&
+    if (p->head_locked)
         pq_do(p, "UPDATE head SET"
                  " next_seq = coalesce((SELECT max(seq) + 1 FROM changes), next_seq),"
                  " next_aseq = coalesce((SELECT max(seq) + 1 FROM activity), next_aseq),"
                  " last_hash = coalesce((SELECT hash FROM activity ORDER BY seq DESC LIMIT 1),"
-                 " last_hash)", 0, NULL, err))
-        return -1;
-    return pq_do(p, "COMMIT", 0, NULL, err);
+                 " last_hash)", 0, NULL, err);
+    /* COMMIT of a transaction that failed answers ROLLBACK, not an error. */
+    PGresult *r = pq(p, "COMMIT", 0, NULL, err);
+    bool ok = r && strcmp(PQcmdStatus(r), "COMMIT") == 0;
+    if (r && !ok)
+        err_set(err, E_INTERNAL, "PostgreSQL rolled the transaction back");
+    PQclear(r);
+    end_tx(p);
+    return ok ? 0 : -1;
 }
 
 static void m_rollback(void *s)
 {
     pgstore *p = s;
-    PQclear(PQexec(p->conn, "ROLLBACK"));
+    err_t e = {0};
+    p->tx_failed = false; /* ROLLBACK is what a failed transaction wants */
+    PQclear(pq(p, "ROLLBACK", 0, NULL, &e));
+    err_clear(&e);
+    end_tx(p);
 }
 
 static int m_savepoint(void *s, err_t *err) { return pq_do(s, "SAVEPOINT job", 0, NULL, err); }
 
 static void m_release(void *s)
 {
-    PQclear(PQexec(((pgstore *)s)->conn, "RELEASE SAVEPOINT job"));
+    err_t e = {0};
+    pq_do(s, "RELEASE SAVEPOINT job", 0, NULL, &e);
+    err_clear(&e);
 }
 
 static void m_rollback_to(void *s)
 {
-    PQclear(PQexec(((pgstore *)s)->conn, "ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job"));
+    err_t e = {0};
+    pq_do(s, "ROLLBACK TO SAVEPOINT job", 0, NULL, &e);
+    pq_do(s, "RELEASE SAVEPOINT job", 0, NULL, &e);
+    err_clear(&e);
 }
 
-static bool m_in_tx(void *s)
-{
-    PGTransactionStatusType t = PQtransactionStatus(((pgstore *)s)->conn);
-    return t == PQTRANS_INTRANS || t == PQTRANS_INERROR || t == PQTRANS_ACTIVE;
-}
+static bool m_in_tx(void *s) { return ((pgstore *)s)->piped; }
 
 /* ------------------------------------------------------------------ collections */
 
@@ -445,16 +546,20 @@ static int m_put(void *s, const char *col, const char *id, int64_t version, cons
     char *text = xstrndup(body, len);
     const char *ins[] = {col, id, I64(ver, version), created, now, text};
     const char *upd[] = {col, id, ver, now, text};
-    long n = created ? pq_count(p, "INSERT INTO docs VALUES($1, $2, $3, $4, $5, $6)"
-                                   " ON CONFLICT (col, id) DO NOTHING", 6, ins, err)
-                     : pq_count(p, "UPDATE docs SET version = $3, updated_at = $4, body = $5"
-                                   " WHERE col = $1 AND id = $2", 5, upd, err);
+    /* A new version goes unanswered: core read the row in this same
+     * transaction, and the head's lock keeps every other writer out. */
+    if (!created) {
+        int rc = pq_do(p, "UPDATE docs SET version = $3, updated_at = $4, body = $5"
+                          " WHERE col = $1 AND id = $2", 5, upd, err);
+        free(text);
+        return rc;
+    }
+    long n = pq_count(p, "INSERT INTO docs VALUES($1, $2, $3, $4, $5, $6)"
+                         " ON CONFLICT (col, id) DO NOTHING", 6, ins, err);
     free(text);
     if (n < 0)
         return -1;
-    if (n == 0)
-        return created ? TXN_EXISTS : err_set(err, E_INTERNAL, "update of a missing row %s", id);
-    return 0;
+    return n == 0 ? TXN_EXISTS : 0;
 }
 
 static int m_del(void *s, const char *col, const char *id, err_t *err)
