@@ -842,7 +842,7 @@ void txn_refuse_group(wjob *jobs, err_code code, const char *msg)
 }
 
 /* The group's transaction; on a shared store, from where its head stands. */
-static int group_begin(txn_t *t, err_t *err)
+static int group_begin(txn_t *t, const wjob *jobs, err_t *err)
 {
     if (t->m->begin(t->s, err))
         return -1;
@@ -850,6 +850,8 @@ static int group_begin(txn_t *t, err_t *err)
         t->m->rollback(t->s);
         return -1;
     }
+    if (t->m->prefetch)
+        t->m->prefetch(t->s, jobs);
     return 0;
 }
 
@@ -857,7 +859,7 @@ int txn_run_group(txn_t *t, wjob *jobs)
 {
     const txn_methods *m = t->m;
     err_t txerr = {0};
-    int began = group_begin(t, &txerr);
+    int began = group_begin(t, jobs, &txerr);
     mark m0 = mark_now(t);
     if (began == 0) {
         t->careful = false;
@@ -874,7 +876,7 @@ int txn_run_group(txn_t *t, wjob *jobs)
             group_undo(t, jobs, &m0);
             t->careful = true;
             metrics_add(M_GROUP_RERUNS, 1);
-            if (group_begin(t, &txerr))
+            if (group_begin(t, jobs, &txerr))
                 break;
             m0 = mark_now(t);
         }

@@ -221,6 +221,11 @@ typedef struct txn_methods {
      * another in seq order; the store writes the new head at commit. */
     int (*head)(void *s, int64_t *next_seq, int64_t *next_aseq, unsigned char last_hash[32],
                 err_t *err);
+    /* May be NULL. Just after head: the group's jobs, for a store that
+     * learns in one round trip which of the ids they create are free (and
+     * then need not wait for the answer of each insert). A failure here
+     * only costs that: put still answers TXN_EXISTS. */
+    void (*prefetch)(void *s, const wjob *jobs);
 } txn_methods;
 
 /* The designators of every method a store must fill, for a store whose

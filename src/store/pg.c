@@ -20,6 +20,7 @@
 #include <libpq-fe.h>
 
 #include "../core/apps.h"
+#include "../util/map.h"
 #include "../util/util.h"
 
 struct pgstore {
@@ -35,6 +36,9 @@ struct pgstore {
     int pending;      /* sent, results not read */
     bool tx_failed;   /* one of them failed: the transaction cannot commit */
     err_t first_err;  /* what failed first */
+    /* "col\tid" of the ids this group's requests create that were free
+     * when it took the head (prefetch): their inserts need no answer. */
+    map_t free_ids;
 };
 
 /* ------------------------------------------------------------------ statements */
@@ -252,6 +256,7 @@ pgstore *pg_open(const char *conninfo, const char *schema, err_t *err)
     }
     pgstore *p = xcalloc(1, sizeof *p);
     snprintf(p->schema, sizeof p->schema, "%s", schema);
+    map_init(&p->free_ids);
     p->conn = PQconnectdb(conninfo);
     if (PQstatus(p->conn) != CONNECTION_OK) {
         const char *m = PQerrorMessage(p->conn);
@@ -272,6 +277,7 @@ void pg_close(pgstore *p)
     if (!p)
         return;
     PQfinish(p->conn);
+    map_free(&p->free_ids);
     free(p);
 }
 
@@ -359,6 +365,45 @@ static int m_head(void *s, int64_t *next_seq, int64_t *next_aseq, unsigned char 
 /* The head follows what the transaction left in the feed and the log (a
  * job undone inside the group gave its seqs back, so the rows are the
  * truth, not a count); the newest rows are at the end of their keys. */
+static char *id_key(const char *col, const char *id, size_t *n)
+{
+    buf_t k = {0};
+    buf_printf(&k, "%s\t%s", col, id);
+    return buf_take(&k, n);
+}
+
+/* One round trip for the whole group: which of the ids its requests create
+ * are free (the head's lock keeps them so until the commit). */
+static void m_prefetch(void *s, const wjob *jobs)
+{
+    pgstore *p = s;
+    map_free(&p->free_ids);
+    map_init(&p->free_ids);
+    json_t *pairs = json_array();
+    for (const wjob *j = jobs; j; j = j->next)
+        for (int i = 0; j->kind == WJ_OPS && i < j->nops; i++)
+            if (j->ops[i].kind == W_CREATE && j->ops[i].id)
+                json_array_append_new(pairs, json_pack("[ss]", j->ops[i].col, j->ops[i].id));
+    if (json_array_size(pairs) > 0) {
+        char *arg = json_dumps(pairs, JSON_COMPACT);
+        const char *v[] = {arg};
+        err_t e = {0};
+        PGresult *r = pq(p, "SELECT x->>0, x->>1 FROM jsonb_array_elements($1::jsonb) x"
+                            " WHERE NOT EXISTS (SELECT 1 FROM docs d"
+                            " WHERE d.col = x->>0 AND d.id = x->>1)", 1, v, &e);
+        for (int i = 0; r && i < PQntuples(r); i++) {
+            size_t n;
+            char *k = id_key(PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), &n);
+            map_put(&p->free_ids, k, n, p);
+            free(k);
+        }
+        PQclear(r);
+        err_clear(&e);
+        free(arg);
+    }
+    json_decref(pairs);
+}
+
 static int m_commit(void *s, err_t *err)
 {
     pgstore *p = s;
@@ -554,6 +599,15 @@ static int m_put(void *s, const char *col, const char *id, int64_t version, cons
         free(text);
         return rc;
     }
+    size_t kn;
+    char *k = id_key(col, id, &kn);
+    bool known_free = map_del(&p->free_ids, k, kn) != NULL;
+    free(k);
+    if (known_free) { /* a clash here fails the transaction, never a row */
+        int rc = pq_do(p, "INSERT INTO docs VALUES($1, $2, $3, $4, $5, $6)", 6, ins, err);
+        free(text);
+        return rc;
+    }
     long n = pq_count(p, "INSERT INTO docs VALUES($1, $2, $3, $4, $5, $6)"
                          " ON CONFLICT (col, id) DO NOTHING", 6, ins, err);
     free(text);
@@ -696,4 +750,4 @@ static int m_probe(void *s, int64_t now_ms, err_t *err)
                     " ON CONFLICT (key) DO UPDATE SET value = excluded.value", 1, v, err);
 }
 
-const txn_methods pg_txn_methods = {TXN_METHODS(m), .head = m_head};
+const txn_methods pg_txn_methods = {TXN_METHODS(m), .head = m_head, .prefetch = m_prefetch};
