@@ -187,6 +187,7 @@ bench: deps
 	bench/run
 	bench/run-realtime
 	bench/run-orders
+	bench/run-postgres
 
 clean:
 	rm -rf build
