@@ -6,7 +6,7 @@
 #   make asan    build/asan/livedb, with AddressSanitizer and UBSan
 #   make fuzz    the fuzzers, longer (FUZZ_SECONDS each, default 300)
 #   make bench   benchmarks side by side with Redis and PostgreSQL (bench/run,
-#                bench/run-realtime, bench/run-orders)
+#                bench/run-realtime, bench/run-orders, bench/run-postgres)
 
 CC      ?= cc
 PKGS    := libuv jansson sqlite3 libsodium nettle libpq
