@@ -39,6 +39,12 @@ struct pgstore {
     /* "col\tid" of the ids this group's requests create that were free
      * when it took the head (prefetch): their inserts need no answer. */
     map_t free_ids;
+    /* The group's change rows and activity entries, as JSON arrays of
+     * their columns: nothing reads them back inside the group, so they go
+     * to the server as two statements at commit, not two a write. A job's
+     * savepoint marks where its own begin (rollback_to cuts them off). */
+    json_t *changes, *entries;
+    size_t changes_mark, entries_mark;
 };
 
 /* ------------------------------------------------------------------ statements */
@@ -257,6 +263,8 @@ pgstore *pg_open(const char *conninfo, const char *schema, err_t *err)
     pgstore *p = xcalloc(1, sizeof *p);
     snprintf(p->schema, sizeof p->schema, "%s", schema);
     map_init(&p->free_ids);
+    p->changes = json_array();
+    p->entries = json_array();
     p->conn = PQconnectdb(conninfo);
     if (PQstatus(p->conn) != CONNECTION_OK) {
         const char *m = PQerrorMessage(p->conn);
@@ -278,6 +286,8 @@ void pg_close(pgstore *p)
         return;
     PQfinish(p->conn);
     map_free(&p->free_ids);
+    json_decref(p->changes);
+    json_decref(p->entries);
     free(p);
 }
 
@@ -327,10 +337,19 @@ int pg_head(pgstore *p, int64_t *next_seq, int64_t *next_aseq, unsigned char las
 
 /* ------------------------------------------------------------------ transactions */
 
+/* Keeps the first n items of a (the rest go). */
+static void cut(json_t *a, size_t n)
+{
+    while (json_array_size(a) > n)
+        json_array_remove(a, json_array_size(a) - 1);
+}
+
 static int m_begin(void *s, err_t *err)
 {
     pgstore *p = s;
     p->head_locked = p->tx_failed = false;
+    json_array_clear(p->changes);
+    json_array_clear(p->entries);
     err_clear(&p->first_err);
     if (!PQenterPipelineMode(p->conn))
         return pq_fail(p, NULL, "pipeline mode", err);
@@ -407,12 +426,33 @@ static void m_prefetch(void *s, const wjob *jobs)
 static int m_commit(void *s, err_t *err)
 {
     pgstore *p = s;
+    /* The feed's rows and the log's entries, a statement each. */
+    static const char *const ins[2] = {
+        "INSERT INTO changes SELECT (x->>0)::bigint, x->>1, x->>2, x->>3, (x->>4)::bigint,"
+        " x->>5, x->>6, x->>7 FROM jsonb_array_elements($1::jsonb) x",
+        "INSERT INTO activity SELECT (x->>0)::bigint, (x->>1)::bigint, x->>2, x->>3, x->>4,"
+        " x->>5 FROM jsonb_array_elements($1::jsonb) x",
+    };
+    json_t *rows[2] = {p->changes, p->entries};
+    for (int i = 0; i < 2; i++) {
+        if (!json_array_size(rows[i]))
+            continue;
+        char *arg = json_dumps(rows[i], JSON_COMPACT);
+        const char *v[] = {arg};
+        if (!arg)
+            err_set(err, E_INTERNAL, "a change or an entry is not UTF-8");
+        else
+            pq_do(p, ins[i], 1, v, err);
+        free(arg);
+    }
     if (p->head_locked)
         pq_do(p, "UPDATE head SET"
                  " next_seq = coalesce((SELECT max(seq) + 1 FROM changes), next_seq),"
                  " next_aseq = coalesce((SELECT max(seq) + 1 FROM activity), next_aseq),"
                  " last_hash = coalesce((SELECT hash FROM activity ORDER BY seq DESC LIMIT 1),"
                  " last_hash)", 0, NULL, err);
+    if (err->code)
+        return -1; /* still in the transaction: core rolls it back */
     /* COMMIT of a transaction that failed answers ROLLBACK, not an error. */
     PGresult *r = pq(p, "COMMIT", 0, NULL, err);
     bool ok = r && strcmp(PQcmdStatus(r), "COMMIT") == 0;
@@ -433,7 +473,13 @@ static void m_rollback(void *s)
     end_tx(p);
 }
 
-static int m_savepoint(void *s, err_t *err) { return pq_do(s, "SAVEPOINT job", 0, NULL, err); }
+static int m_savepoint(void *s, err_t *err)
+{
+    pgstore *p = s;
+    p->changes_mark = json_array_size(p->changes);
+    p->entries_mark = json_array_size(p->entries);
+    return pq_do(p, "SAVEPOINT job", 0, NULL, err);
+}
 
 static void m_release(void *s)
 {
@@ -444,6 +490,9 @@ static void m_release(void *s)
 
 static void m_rollback_to(void *s)
 {
+    pgstore *p = s;
+    cut(p->changes, p->changes_mark);
+    cut(p->entries, p->entries_mark);
     err_t e = {0};
     pq_do(s, "ROLLBACK TO SAVEPOINT job", 0, NULL, &e);
     pq_do(s, "RELEASE SAVEPOINT job", 0, NULL, &e);
@@ -646,18 +695,22 @@ static json_t *m_find(void *s, const char *col, const query_t *q)
 
 /* ------------------------------------------------------------------ feed and log */
 
+/* A JSON string of n bytes, or null (NULL p). */
+static json_t *text_or_null(const char *p, size_t n)
+{
+    return p ? json_stringn(p, n) : json_null();
+}
+
 static int m_append_change(void *s, const change_t *ch, err_t *err)
 {
     pgstore *p = s;
-    char seq[24], ver[24];
-    char *doc = ch->doc ? xstrndup(ch->doc, ch->doc_len) : NULL;
-    char *prev = ch->prev ? xstrndup(ch->prev, ch->prev_len) : NULL;
-    const char *v[] = {I64(seq, ch->seq), ch->col, ch->id, change_op_name(ch->op),
-                       I64(ver, ch->version), ch->at, doc, prev};
-    int rc = pq_do(p, "INSERT INTO changes VALUES($1, $2, $3, $4, $5, $6, $7, $8)", 8, v, err);
-    free(doc);
-    free(prev);
-    return rc;
+    json_t *row = json_pack("[IsssIsoo]", (json_int_t)ch->seq, ch->col, ch->id,
+                            change_op_name(ch->op), (json_int_t)ch->version, ch->at,
+                            text_or_null(ch->doc, ch->doc_len), text_or_null(ch->prev, ch->prev_len));
+    if (!row)
+        return err_set(err, E_INTERNAL, "change %lld is not UTF-8", (long long)ch->seq);
+    json_array_append_new(p->changes, row);
+    return 0;
 }
 
 static int m_append_activity(void *s, int64_t seq, int64_t at_ms, const char *account,
@@ -665,13 +718,12 @@ static int m_append_activity(void *s, int64_t seq, int64_t at_ms, const char *ac
                              const char hash_hex[64], err_t *err)
 {
     pgstore *p = s;
-    char sq[24], at[24], hash[65];
-    snprintf(hash, sizeof hash, "%.64s", hash_hex);
-    char *text = xstrndup(entry, len);
-    const char *v[] = {I64(sq, seq), I64(at, at_ms), account, action, text, hash};
-    int rc = pq_do(p, "INSERT INTO activity VALUES($1, $2, $3, $4, $5, $6)", 6, v, err);
-    free(text);
-    return rc;
+    json_t *row = json_pack("[IIsss%s%]", (json_int_t)seq, (json_int_t)at_ms, account, action,
+                            entry, len, hash_hex, (size_t)64);
+    if (!row)
+        return err_set(err, E_INTERNAL, "activity entry %lld is not UTF-8", (long long)seq);
+    json_array_append_new(p->entries, row);
+    return 0;
 }
 
 /* ------------------------------------------------------------------ private tables */
