@@ -451,6 +451,11 @@ static int m_commit(void *s, err_t *err)
                  " next_aseq = coalesce((SELECT max(seq) + 1 FROM activity), next_aseq),"
                  " last_hash = coalesce((SELECT hash FROM activity ORDER BY seq DESC LIMIT 1),"
                  " last_hash)", 0, NULL, err);
+    /* Wakes every node's feed, when (and only if) this commits. */
+    if (json_array_size(p->changes)) {
+        const char *v[] = {p->schema};
+        pq_do(p, "SELECT pg_notify('livedb_feed_' || $1, '')", 1, v, err);
+    }
     if (err->code)
         return -1; /* still in the transaction: core rolls it back */
     /* COMMIT of a transaction that failed answers ROLLBACK, not an error. */
@@ -800,6 +805,80 @@ static int m_probe(void *s, int64_t now_ms, err_t *err)
     const char *v[] = {I64(at, now_ms)};
     return pq_do(s, "INSERT INTO meta VALUES('health_probe', $1)"
                     " ON CONFLICT (key) DO UPDATE SET value = excluded.value", 1, v, err);
+}
+
+/* ------------------------------------------------------------------ the feed between nodes */
+
+struct pgfeed {
+    pgstore p;
+    int64_t last;
+};
+
+pgfeed *pgfeed_open(const char *conninfo, const char *schema, int64_t after_seq, err_t *err)
+{
+    pgstore *p = pg_open(conninfo, schema, err);
+    if (!p)
+        return NULL;
+    pgfeed *f = xcalloc(1, sizeof *f);
+    f->p = *p;
+    free(p);
+    f->last = after_seq;
+    char sql[128];
+    snprintf(sql, sizeof sql, "LISTEN livedb_feed_%s", schema);
+    if (pq_do(&f->p, sql, 0, NULL, err)) {
+        pgfeed_close(f);
+        return NULL;
+    }
+    return f;
+}
+
+void pgfeed_close(pgfeed *f)
+{
+    if (!f)
+        return;
+    PQfinish(f->p.conn);
+    map_free(&f->p.free_ids);
+    json_decref(f->p.changes);
+    json_decref(f->p.entries);
+    free(f);
+}
+
+int pgfeed_socket(const pgfeed *f) { return PQsocket(f->p.conn); }
+int64_t pgfeed_last(const pgfeed *f) { return f->last; }
+
+int pgfeed_read(pgfeed *f, int limit, void (*each)(void *ctx, change_t *ch), void *ctx,
+                err_t *err)
+{
+    pgstore *p = &f->p;
+    /* The notifications only say "look": each read takes all there is. */
+    if (!PQconsumeInput(p->conn))
+        return pq_fail(p, NULL, "the feed's connection", err);
+    PGnotify *n;
+    while ((n = PQnotifies(p->conn)))
+        PQfreemem(n);
+    char after[24], lim[16];
+    const char *v[] = {I64(after, f->last), I64(lim, limit)};
+    PGresult *r = pq(p, "SELECT seq, col, id, op, version, doc, at, prev FROM changes"
+                        " WHERE seq > $1 ORDER BY seq LIMIT $2", 2, v, err);
+    if (!r)
+        return -1;
+    int rows = PQntuples(r);
+    for (int i = 0; i < rows; i++) {
+        const char *op = PQgetvalue(r, i, 3);
+        change_t *ch = change_new(atoll(PQgetvalue(r, i, 0)), PQgetvalue(r, i, 1),
+                                  PQgetvalue(r, i, 2),
+                                  op[0] == 'c' ? CH_CREATE : op[0] == 'u' ? CH_UPDATE : CH_DELETE,
+                                  atoll(PQgetvalue(r, i, 4)),
+                                  PQgetisnull(r, i, 5) ? NULL : PQgetvalue(r, i, 5),
+                                  (size_t)PQgetlength(r, i, 5), PQgetvalue(r, i, 6));
+        if (!PQgetisnull(r, i, 7))
+            change_set_prev(ch, PQgetvalue(r, i, 7), (size_t)PQgetlength(r, i, 7));
+        INVARIANT(i == 0 || ch->seq == f->last + 1); /* commits come in seq order */
+        f->last = ch->seq;
+        each(ctx, ch);
+    }
+    PQclear(r);
+    return rows;
 }
 
 const txn_methods pg_txn_methods = {TXN_METHODS(m), .head = m_head, .prefetch = m_prefetch};

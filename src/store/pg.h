@@ -43,4 +43,27 @@ int pg_head(pgstore *p, int64_t *next_seq, int64_t *next_aseq, unsigned char las
 
 extern const txn_methods pg_txn_methods;
 
+/* ------------------------------------------------------------------ the feed between nodes */
+
+/* A node's view of the shared feed: a connection of its own that LISTENs
+ * on the schema's channel (a commit with changes notifies it, inside the
+ * transaction, so only committed changes wake anyone) and reads the
+ * changes after the last one it handed on, in seq order. Because groups
+ * commit in seq order (the head's lock), "seq > last" never skips one.
+ * A node serves its subscribers from this, its own commits included. */
+typedef struct pgfeed pgfeed;
+
+/* From after_seq on (0: the start of the feed). */
+pgfeed *pgfeed_open(const char *conninfo, const char *schema, int64_t after_seq, err_t *err);
+void pgfeed_close(pgfeed *f);
+/* The socket to wait on for notifications (a loop's poll handle). */
+int pgfeed_socket(const pgfeed *f);
+/* Takes what the socket brought and hands every change after the last one
+ * to each(ctx, change) in seq order (the change is the callee's), at most
+ * limit; returns how many, or -1 with err when the connection is gone (the
+ * caller opens a new pgfeed from pgfeed_last and nothing is lost). */
+int pgfeed_read(pgfeed *f, int limit, void (*each)(void *ctx, change_t *ch), void *ctx,
+                err_t *err);
+int64_t pgfeed_last(const pgfeed *f);
+
 #endif

@@ -6,6 +6,7 @@
  * Runs when LIVEDB_TEST_PG names a server (make test-unit starts one).
  */
 #include <pthread.h>
+#include <sys/select.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,4 +239,81 @@ TEST(pg_refuses_a_bad_schema_name_and_an_unreachable_server)
     CHECK(!pg_schema_name_ok(""));
     CHECK(!pg_schema_name_ok("1abc"));
     CHECK(pg_schema_name_ok("livedb_2"));
+}
+
+/* ------------------------------------------------------------------ the feed between nodes */
+
+typedef struct seen {
+    int64_t seqs[64];
+    char ids[64][16];
+    int n;
+} seen;
+
+static void on_change(void *ctx, change_t *ch)
+{
+    seen *s = ctx;
+    if (s->n < 64) {
+        s->seqs[s->n] = ch->seq;
+        snprintf(s->ids[s->n], sizeof s->ids[s->n], "%s", ch->id);
+        s->n++;
+    }
+    change_unref(ch);
+}
+
+/* Whether the feed's socket becomes readable within ms. */
+static bool woken(pgfeed *f, int ms)
+{
+    fd_set fds;
+    FD_ZERO(&fds);
+    FD_SET(pgfeed_socket(f), &fds);
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    return select(pgfeed_socket(f) + 1, &fds, NULL, NULL, &tv) == 1;
+}
+
+TEST(pg_feed_hears_every_node_commit_once_in_order)
+{
+    if (!test_pg())
+        return;
+    char schema[64];
+    node a, b;
+    REQUIRE(two_nodes("feed", schema, &a, &b));
+    err_t e = {0};
+    pgfeed *f = pgfeed_open(test_pg(), schema, 0, &e);
+    REQUIRE(f);
+    seen s = {0};
+    CHECK_INT(pgfeed_read(f, 100, on_change, &s, &e), 0);
+    CHECK(!woken(f, 50)); /* nothing committed, nothing to hear */
+    CHECK_INT(create_on(&a, "x1"), 1);
+    CHECK(woken(f, 2000));
+    CHECK_INT(create_on(&b, "x2"), 2);
+    CHECK_INT(create_on(&b, "x1"), -1); /* refused: no change, no wake-up of its own */
+    CHECK_INT(pgfeed_read(f, 100, on_change, &s, &e), 2);
+    CHECK_INT(s.n, 2);
+    CHECK_INT(s.seqs[0], 1);
+    CHECK_STR(s.ids[0], "x1");
+    CHECK_INT(s.seqs[1], 2);
+    CHECK_STR(s.ids[1], "x2");
+    CHECK_INT(pgfeed_read(f, 100, on_change, &s, &e), 0); /* nothing twice */
+    /* A node that comes back resumes after the last change it handed on. */
+    int64_t last = pgfeed_last(f);
+    pgfeed_close(f);
+    CHECK_INT(create_on(&a, "x3"), 3);
+    f = pgfeed_open(test_pg(), schema, last, &e);
+    REQUIRE(f);
+    CHECK_INT(pgfeed_read(f, 100, on_change, &s, &e), 1);
+    CHECK_INT(s.seqs[2], 3);
+    CHECK_STR(s.ids[2], "x3");
+    /* A page at a time: limit bounds a read, the next read goes on. */
+    for (int i = 0; i < 5; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "y%d", i);
+        CHECK_INT(create_on(i % 2 ? &a : &b, id), 4 + i);
+    }
+    CHECK_INT(pgfeed_read(f, 3, on_change, &s, &e), 3);
+    CHECK_INT(pgfeed_read(f, 3, on_change, &s, &e), 2);
+    for (int i = 0; i < s.n; i++)
+        CHECK_INT(s.seqs[i], i + 1);
+    pgfeed_close(f);
+    err_clear(&e);
+    close_nodes(schema, &a, &b);
 }
