@@ -344,9 +344,28 @@ static void cut(json_t *a, size_t n)
         json_array_remove(a, json_array_size(a) - 1);
 }
 
+/* A connection that PostgreSQL dropped (a restart, a failover, a network
+ * cut) is made again before the next transaction; until that works every
+ * group fails with 503, and nothing half-done is ever answered 2xx. The
+ * session settings (search_path) are set again. */
+static int reconnect(pgstore *p, err_t *err)
+{
+    if (PQstatus(p->conn) == CONNECTION_OK)
+        return 0;
+    PQreset(p->conn);
+    if (PQstatus(p->conn) != CONNECTION_OK)
+        return pq_fail(p, NULL, "reconnect", err);
+    PQsetNoticeProcessor(p->conn, quiet, NULL);
+    char sql[128];
+    snprintf(sql, sizeof sql, "SET search_path TO \"%s\"", p->schema);
+    return pq_do(p, sql, 0, NULL, err);
+}
+
 static int m_begin(void *s, err_t *err)
 {
     pgstore *p = s;
+    if (reconnect(p, err))
+        return -1;
     p->head_locked = p->tx_failed = false;
     json_array_clear(p->changes);
     json_array_clear(p->entries);

@@ -317,3 +317,40 @@ TEST(pg_feed_hears_every_node_commit_once_in_order)
     err_clear(&e);
     close_nodes(schema, &a, &b);
 }
+
+/* ------------------------------------------------------------------ faults */
+
+/* Ends every other connection to the database, as a PostgreSQL restart
+ * or a failover does to a node's. */
+static void terminate_others(void)
+{
+    PGconn *c = PQconnectdb(test_pg());
+    PQclear(PQexec(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                      " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                      " AND backend_type = 'client backend'"));
+    PQfinish(c);
+}
+
+TEST(pg_a_dropped_connection_fails_the_group_in_flight_then_reconnects)
+{
+    if (!test_pg())
+        return;
+    char schema[64];
+    schema_name(schema, sizeof schema, "drop");
+    node a;
+    REQUIRE(node_open(&a, schema));
+    CHECK_INT(create_on(&a, "before"), 1);
+    terminate_others();
+    /* The group that meets the dropped connection fails, with 503. */
+    wjob *j = create_job("lost");
+    txn_prepare(&a.t, j);
+    CHECK_INT(txn_run_group(&a.t, j), -1);
+    CHECK_INT(j->err.code, E_UNAVAILABLE);
+    wjob_free(j);
+    /* The next one finds a new connection, and the feed goes on gapless. */
+    CHECK_INT(create_on(&a, "after"), 2);
+    CHECK_INT(create_on(&a, "lost"), 3); /* it was never written */
+    check_chain(schema, 3);
+    pg_close(a.pg);
+    drop(schema);
+}
