@@ -829,7 +829,7 @@ static int m_probe(void *s, int64_t now_ms, err_t *err)
 /* ------------------------------------------------------------------ the feed between nodes */
 
 struct pgfeed {
-    pgstore p;
+    pgstore *p; /* its own connection, out of any transaction */
     int64_t last;
 };
 
@@ -839,12 +839,11 @@ pgfeed *pgfeed_open(const char *conninfo, const char *schema, int64_t after_seq,
     if (!p)
         return NULL;
     pgfeed *f = xcalloc(1, sizeof *f);
-    f->p = *p;
-    free(p);
+    f->p = p;
     f->last = after_seq;
     char sql[128];
     snprintf(sql, sizeof sql, "LISTEN livedb_feed_%s", schema);
-    if (pq_do(&f->p, sql, 0, NULL, err)) {
+    if (pq_do(p, sql, 0, NULL, err)) {
         pgfeed_close(f);
         return NULL;
     }
@@ -855,20 +854,17 @@ void pgfeed_close(pgfeed *f)
 {
     if (!f)
         return;
-    PQfinish(f->p.conn);
-    map_free(&f->p.free_ids);
-    json_decref(f->p.changes);
-    json_decref(f->p.entries);
+    pg_close(f->p);
     free(f);
 }
 
-int pgfeed_socket(const pgfeed *f) { return PQsocket(f->p.conn); }
+int pgfeed_socket(const pgfeed *f) { return PQsocket(f->p->conn); }
 int64_t pgfeed_last(const pgfeed *f) { return f->last; }
 
 int pgfeed_read(pgfeed *f, int limit, void (*each)(void *ctx, change_t *ch), void *ctx,
                 err_t *err)
 {
-    pgstore *p = &f->p;
+    pgstore *p = f->p;
     /* The notifications only say "look": each read takes all there is. */
     if (!PQconsumeInput(p->conn))
         return pq_fail(p, NULL, "the feed's connection", err);

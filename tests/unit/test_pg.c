@@ -81,18 +81,27 @@ static void drop(const char *schema)
     err_clear(&e);
 }
 
-/* Two nodes over a fresh schema named for what (schema: 64 bytes). */
-static bool two_nodes(const char *what, char *schema, node *a, node *b)
+/* Two nodes over one fresh schema. */
+typedef struct nodes {
+    char schema[64];
+    node a, b;
+} nodes;
+
+/* Opens n for a test named what; false when there is no server to test on
+ * (the test is skipped) or they cannot be opened (it fails). */
+static bool two_nodes(const char *what, nodes *n)
 {
-    schema_name(schema, 64, what);
-    return node_open(a, schema) && node_open(b, schema);
+    if (!test_pg())
+        return false;
+    schema_name(n->schema, sizeof n->schema, what);
+    return node_open(&n->a, n->schema) && node_open(&n->b, n->schema);
 }
 
-static void close_nodes(const char *schema, node *a, node *b)
+static void close_nodes(nodes *n)
 {
-    pg_close(a->pg);
-    pg_close(b->pg);
-    drop(schema);
+    pg_close(n->a.pg);
+    pg_close(n->b.pg);
+    drop(n->schema);
 }
 
 /* Checks the schema's activity chain from the first entry, as verify does:
@@ -124,20 +133,18 @@ static void check_chain(const char *schema, int want_entries)
 
 TEST(pg_nodes_share_one_feed_and_one_chain)
 {
-    if (!test_pg())
+    nodes n;
+    if (!two_nodes("share", &n))
         return;
-    char schema[64];
-    node a, b;
-    REQUIRE(two_nodes("share", schema, &a, &b));
     /* b's own count is stale after each of a's writes: the head decides. */
-    CHECK_INT(create_on(&a, "a1"), 1);
-    CHECK_INT(create_on(&a, "a2"), 2);
-    CHECK_INT(create_on(&b, "b1"), 3);
-    CHECK_INT(create_on(&a, "a3"), 4);
-    CHECK_INT(create_on(&b, "a1"), -1); /* the id is taken, whichever node wrote it */
-    CHECK_INT(create_on(&b, "b2"), 5);  /* and the failure gave its seq back */
-    check_chain(schema, 5);
-    close_nodes(schema, &a, &b);
+    CHECK_INT(create_on(&n.a, "a1"), 1);
+    CHECK_INT(create_on(&n.a, "a2"), 2);
+    CHECK_INT(create_on(&n.b, "b1"), 3);
+    CHECK_INT(create_on(&n.a, "a3"), 4);
+    CHECK_INT(create_on(&n.b, "a1"), -1); /* the id is taken, whichever node wrote it */
+    CHECK_INT(create_on(&n.b, "b2"), 5);  /* and the failure gave its seq back */
+    check_chain(n.schema, 5);
+    close_nodes(&n);
 }
 
 typedef struct waiter {
@@ -156,38 +163,36 @@ static void *write_b(void *arg)
 
 TEST(pg_a_group_that_waits_commits_after_with_larger_seqs)
 {
-    if (!test_pg())
+    nodes n;
+    if (!two_nodes("wait", &n))
         return;
-    char schema[64];
-    node a, b;
-    REQUIRE(two_nodes("wait", schema, &a, &b));
     /* a's group holds the head; b's must wait for it, and then follow. */
     err_t e = {0};
     int64_t seq, aseq;
     unsigned char hash[32];
-    REQUIRE(pg_txn_methods.begin(a.pg, &e) == 0);
-    REQUIRE(pg_txn_methods.head(a.pg, &seq, &aseq, hash, &e) == 0);
+    REQUIRE(pg_txn_methods.begin(n.a.pg, &e) == 0);
+    REQUIRE(pg_txn_methods.head(n.a.pg, &seq, &aseq, hash, &e) == 0);
     CHECK_INT(seq, 1);
-    waiter w = {.n = &b};
+    waiter w = {.n = &n.b};
     pthread_t th;
     REQUIRE(pthread_create(&th, NULL, write_b, &w) == 0);
     nanosleep(&(struct timespec){.tv_nsec = 200 * 1000 * 1000}, NULL);
     CHECK(!w.done); /* blocked on the head's row */
     /* The rest of a's group by hand: the write, then the commit. */
     int slot;
-    CHECK_INT(pg_txn_methods.put(a.pg, "notes", "early", 1, "2026-12-07T00:00:00.000Z",
+    CHECK_INT(pg_txn_methods.put(n.a.pg, "notes", "early", 1, "2026-12-07T00:00:00.000Z",
                                  "2026-12-07T00:00:00.000Z", "{\"id\":\"early\"}", 14, &slot, &e),
               0);
     change_t *ch = change_new(1, "notes", "early", CH_CREATE, 1, "{\"id\":\"early\"}", 14,
                               "2026-12-07T00:00:00.000Z");
-    CHECK_INT(pg_txn_methods.append_change(a.pg, ch, &e), 0);
+    CHECK_INT(pg_txn_methods.append_change(n.a.pg, ch, &e), 0);
     change_unref(ch);
-    CHECK_INT(pg_txn_methods.commit(a.pg, &e), 0);
+    CHECK_INT(pg_txn_methods.commit(n.a.pg, &e), 0);
     pthread_join(th, NULL);
     CHECK(w.done);
     CHECK_INT(w.seq, 2); /* after a's 1, though b had counted from 1 too */
     err_clear(&e);
-    close_nodes(schema, &a, &b);
+    close_nodes(&n);
 }
 
 static void *open_one(void *arg)
@@ -272,21 +277,19 @@ static bool woken(pgfeed *f, int ms)
 
 TEST(pg_feed_hears_every_node_commit_once_in_order)
 {
-    if (!test_pg())
+    nodes n;
+    if (!two_nodes("feed", &n))
         return;
-    char schema[64];
-    node a, b;
-    REQUIRE(two_nodes("feed", schema, &a, &b));
     err_t e = {0};
-    pgfeed *f = pgfeed_open(test_pg(), schema, 0, &e);
+    pgfeed *f = pgfeed_open(test_pg(), n.schema, 0, &e);
     REQUIRE(f);
     seen s = {0};
     CHECK_INT(pgfeed_read(f, 100, on_change, &s, &e), 0);
     CHECK(!woken(f, 50)); /* nothing committed, nothing to hear */
-    CHECK_INT(create_on(&a, "x1"), 1);
+    CHECK_INT(create_on(&n.a, "x1"), 1);
     CHECK(woken(f, 2000));
-    CHECK_INT(create_on(&b, "x2"), 2);
-    CHECK_INT(create_on(&b, "x1"), -1); /* refused: no change, no wake-up of its own */
+    CHECK_INT(create_on(&n.b, "x2"), 2);
+    CHECK_INT(create_on(&n.b, "x1"), -1); /* refused: no change, no wake-up of its own */
     CHECK_INT(pgfeed_read(f, 100, on_change, &s, &e), 2);
     CHECK_INT(s.n, 2);
     CHECK_INT(s.seqs[0], 1);
@@ -297,8 +300,8 @@ TEST(pg_feed_hears_every_node_commit_once_in_order)
     /* A node that comes back resumes after the last change it handed on. */
     int64_t last = pgfeed_last(f);
     pgfeed_close(f);
-    CHECK_INT(create_on(&a, "x3"), 3);
-    f = pgfeed_open(test_pg(), schema, last, &e);
+    CHECK_INT(create_on(&n.a, "x3"), 3);
+    f = pgfeed_open(test_pg(), n.schema, last, &e);
     REQUIRE(f);
     CHECK_INT(pgfeed_read(f, 100, on_change, &s, &e), 1);
     CHECK_INT(s.seqs[2], 3);
@@ -307,7 +310,7 @@ TEST(pg_feed_hears_every_node_commit_once_in_order)
     for (int i = 0; i < 5; i++) {
         char id[16];
         snprintf(id, sizeof id, "y%d", i);
-        CHECK_INT(create_on(i % 2 ? &a : &b, id), 4 + i);
+        CHECK_INT(create_on(i % 2 ? &n.a : &n.b, id), 4 + i);
     }
     CHECK_INT(pgfeed_read(f, 3, on_change, &s, &e), 3);
     CHECK_INT(pgfeed_read(f, 3, on_change, &s, &e), 2);
@@ -315,7 +318,7 @@ TEST(pg_feed_hears_every_node_commit_once_in_order)
         CHECK_INT(s.seqs[i], i + 1);
     pgfeed_close(f);
     err_clear(&e);
-    close_nodes(schema, &a, &b);
+    close_nodes(&n);
 }
 
 /* ------------------------------------------------------------------ faults */
