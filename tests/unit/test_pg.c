@@ -357,3 +357,107 @@ TEST(pg_a_dropped_connection_fails_the_group_in_flight_then_reconnects)
     pg_close(a.pg);
     drop(schema);
 }
+
+/* ------------------------------------------------------------------ promises across nodes */
+
+/* take: stock/s {"n"} goes down by one, or the call is refused. */
+static int fn_take_one(fn_tx *t, const json_t *args, json_t **result)
+{
+    json_t *s = fn_get(t, "stock", "s");
+    int64_t n = json_integer_value(json_object_get(s, "n"));
+    json_decref(s);
+    if (n < 1)
+        return fn_fail(t, E_CONFLICT, NULL, "sold out");
+    json_t *w = fn_write(t, W_PATCH, "stock", "s", json_pack("{sI}", "n", (json_int_t)(n - 1)));
+    if (!w)
+        return -1;
+    json_decref(w);
+    *result = json_object();
+    return 0;
+}
+
+typedef struct taker {
+    node *n;
+    int sold, refused;
+} taker;
+
+/* Calls take in groups of 4 until refused 8 times. */
+static void *take_until_sold_out(void *arg)
+{
+    taker *tk = arg;
+    while (tk->refused < 8) {
+        wjob *j[4], *first = NULL;
+        for (int i = 3; i >= 0; i--) {
+            j[i] = wjob_new(WJ_FN, 0);
+            j[i]->fn = fn_take_one;
+            snprintf(j[i]->fn_name, sizeof j[i]->fn_name, "take");
+            j[i]->fn_args = json_object();
+            j[i]->actor.system = true;
+            j[i]->next = first;
+            first = j[i];
+        }
+        txn_prepare(&tk->n->t, first);
+        txn_run_group(&tk->n->t, first);
+        for (int i = 0; i < 4; i++) {
+            if (j[i]->err.code == 0 && j[i]->status == 200)
+                tk->sold++;
+            else
+                tk->refused++;
+            j[i]->next = NULL;
+            wjob_free(j[i]);
+        }
+    }
+    return NULL;
+}
+
+TEST(pg_a_function_never_oversells_from_two_nodes_at_once)
+{
+    nodes n;
+    if (!two_nodes("sell", &n))
+        return;
+    wjob *j = wjob_new(WJ_OPS, 1);
+    j->actor.system = true;
+    j->ops[0].kind = W_CREATE;
+    snprintf(j->ops[0].col, sizeof j->ops[0].col, "stock");
+    j->ops[0].id = xstrdup("s");
+    j->ops[0].doc = json_pack("{si}", "n", 100);
+    txn_prepare(&n.a.t, j);
+    CHECK_INT(txn_run_group(&n.a.t, j), 0);
+    wjob_free(j);
+    taker ta = {.n = &n.a}, tb = {.n = &n.b};
+    pthread_t th;
+    REQUIRE(pthread_create(&th, NULL, take_until_sold_out, &tb) == 0);
+    take_until_sold_out(&ta);
+    pthread_join(th, NULL);
+    CHECK_INT(ta.sold + tb.sold, 100); /* every unit once, none twice */
+    CHECK(ta.sold > 0 && tb.sold > 0); /* both nodes sold */
+    /* One chain across both: the create; a sale's write and its call; a
+     * refused call. */
+    check_chain(n.schema, 1 + 2 * (ta.sold + tb.sold) + ta.refused + tb.refused);
+    close_nodes(&n);
+}
+
+TEST(pg_a_retry_on_another_node_answers_the_first_result)
+{
+    nodes n;
+    if (!two_nodes("idem", &n))
+        return;
+    wjob *j[2];
+    for (int i = 0; i < 2; i++) {
+        j[i] = create_job("once");
+        j[i]->idem_account = xstrdup("acct");
+        j[i]->idem_key = xstrdup("k1");
+        node *on = i ? &n.b : &n.a;
+        txn_prepare(&on->t, j[i]);
+        CHECK_INT(txn_run_group(&on->t, j[i]), 0);
+        CHECK_INT(j[i]->err.code, 0);
+        CHECK_INT(j[i]->status, 201);
+    }
+    CHECK(!j[0]->replayed);
+    CHECK(j[1]->replayed); /* b answered what a had, wrote nothing */
+    CHECK_MEM(j[1]->answer.p, j[1]->answer.len, j[0]->answer.p, j[0]->answer.len);
+    CHECK_INT(create_on(&n.b, "next"), 2); /* the retry took no seq */
+    wjob_free(j[0]);
+    wjob_free(j[1]);
+    close_nodes(&n);
+}
