@@ -461,3 +461,25 @@ TEST(pg_a_retry_on_another_node_answers_the_first_result)
     wjob_free(j[1]);
     close_nodes(&n);
 }
+
+TEST(pg_refuses_a_schema_newer_than_itself)
+{
+    if (!test_pg())
+        return;
+    char schema[64];
+    schema_name(schema, sizeof schema, "newer");
+    err_t e = {0};
+    pgstore *p = pg_open(test_pg(), schema, &e);
+    REQUIRE(p);
+    pg_close(p);
+    PGconn *c = PQconnectdb(test_pg());
+    char sql[160];
+    snprintf(sql, sizeof sql, "UPDATE \"%s\".meta SET value = '99' WHERE key = 'schema_version'",
+             schema);
+    PQclear(PQexec(c, sql));
+    PQfinish(c);
+    CHECK(pg_open(test_pg(), schema, &e) == NULL);
+    CHECK(strstr(e.msg, "newer than this livedb") != NULL);
+    err_clear(&e);
+    drop(schema);
+}
