@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include <libpq-fe.h>
+#include <sodium.h>
 
 #include "../core/apps.h"
 #include "../util/map.h"
@@ -256,7 +257,7 @@ static void quiet(void *arg, const char *message) {}
 pgstore *pg_open(const char *conninfo, const char *schema, err_t *err)
 {
     if (!pg_schema_name_ok(schema)) {
-        err_set(err, E_BAD_REQUEST, "--pg-schema %s: a schema is [a-z_][a-z0-9_]*, up to 63",
+        err_set(err, E_BAD_REQUEST, "schema %s: a schema is [a-z_][a-z0-9_]*, up to 63 bytes",
                 schema);
         return NULL;
     }
@@ -317,14 +318,15 @@ static int read_head(pgstore *p, const char *sql, int64_t *next_seq, int64_t *ne
     }
     *next_seq = atoll(PQgetvalue(r, 0, 0));
     *next_aseq = atoll(PQgetvalue(r, 0, 1));
+    /* '' before the first entry; else the newest entry's BLAKE2b-256. */
     const char *hex = PQgetvalue(r, 0, 2);
+    size_t n = 0;
     memset(last_hash, 0, 32);
-    for (int i = 0; i < 32 && strlen(hex) == 64; i++) {
-        unsigned x;
-        sscanf(hex + 2 * i, "%2x", &x);
-        last_hash[i] = (unsigned char)x;
-    }
+    bool ok = !hex[0] || (strlen(hex) == 64 &&
+                          sodium_hex2bin(last_hash, 32, hex, 64, NULL, &n, NULL) == 0 && n == 32);
     PQclear(r);
+    if (!ok)
+        return err_set(err, E_INTERNAL, "schema %s: the head's hash is damaged", p->schema);
     return 0;
 }
 
@@ -400,9 +402,6 @@ static int m_head(void *s, int64_t *next_seq, int64_t *next_aseq, unsigned char 
     return 0;
 }
 
-/* The head follows what the transaction left in the feed and the log (a
- * job undone inside the group gave its seqs back, so the rows are the
- * truth, not a count); the newest rows are at the end of their keys. */
 static char *id_key(const char *col, const char *id, size_t *n)
 {
     buf_t k = {0};
@@ -464,34 +463,54 @@ static int m_commit(void *s, err_t *err)
             pq_do(p, ins[i], 1, v, err);
         free(arg);
     }
-    if (p->head_locked)
-        pq_do(p, "UPDATE head SET"
-                 " next_seq = coalesce((SELECT max(seq) + 1 FROM changes), next_seq),"
-                 " next_aseq = coalesce((SELECT max(seq) + 1 FROM activity), next_aseq),"
-                 " last_hash = coalesce((SELECT hash FROM activity ORDER BY seq DESC LIMIT 1),"
-                 " last_hash)", 0, NULL, err);
+    /* The head follows the group's last change and entry (an undone job's
+     * were cut off with its seqs, so the buffers are the truth). */
+    json_t *lc = json_array_get(p->changes, json_array_size(p->changes) - 1);
+    json_t *le = json_array_get(p->entries, json_array_size(p->entries) - 1);
+    if (p->head_locked && (lc || le)) {
+        char ns[24], na[24];
+        const char *v[] = {
+            lc ? I64(ns, json_integer_value(json_array_get(lc, 0)) + 1) : NULL,
+            le ? I64(na, json_integer_value(json_array_get(le, 0)) + 1) : NULL,
+            le ? json_string_value(json_array_get(le, 5)) : NULL,
+        };
+        pq_do(p, "UPDATE head SET next_seq = coalesce($1::bigint, next_seq),"
+                 " next_aseq = coalesce($2::bigint, next_aseq),"
+                 " last_hash = coalesce($3, last_hash)", 3, v, err);
+    }
     /* Wakes every node's feed, when (and only if) this commits. */
     if (json_array_size(p->changes)) {
         const char *v[] = {p->schema};
         pq_do(p, "SELECT pg_notify('livedb_feed_' || $1, '')", 1, v, err);
     }
+    /* Every failure below leaves the transaction open (in_tx) for core's
+     * rollback: a COMMIT sent behind a failed statement is not run at all,
+     * and the server's transaction would otherwise stay open, aborted,
+     * under the next BEGIN. */
     if (err->code)
-        return -1; /* still in the transaction: core rolls it back */
-    /* COMMIT of a transaction that failed answers ROLLBACK, not an error. */
+        return -1;
+    if (p->tx_failed)
+        return err_set(err, p->first_err.code, "%s", p->first_err.msg);
     PGresult *r = pq(p, "COMMIT", 0, NULL, err);
-    bool ok = r && strcmp(PQcmdStatus(r), "COMMIT") == 0;
-    if (r && !ok)
-        err_set(err, E_INTERNAL, "PostgreSQL rolled the transaction back");
+    if (!r)
+        return -1;
+    /* COMMIT of a transaction that failed answers ROLLBACK, not an error. */
+    bool ok = strcmp(PQcmdStatus(r), "COMMIT") == 0;
     PQclear(r);
     end_tx(p);
-    return ok ? 0 : -1;
+    return ok ? 0 : err_set(err, E_INTERNAL, "PostgreSQL rolled the transaction back");
 }
 
 static void m_rollback(void *s)
 {
     pgstore *p = s;
     err_t e = {0};
-    p->tx_failed = false; /* ROLLBACK is what a failed transaction wants */
+    /* What was sent goes first (it may hold the failure), so that the
+     * ROLLBACK does not land behind it in an aborted pipeline and go
+     * unrun. */
+    if (p->pending)
+        pq_sync(p, false, &e);
+    p->tx_failed = false;
     PQclear(pq(p, "ROLLBACK", 0, NULL, &e));
     err_clear(&e);
     end_tx(p);
@@ -576,6 +595,8 @@ static int m_ensure_col(void *s, const char *col, err_t *err)
     return 0;
 }
 
+/* At most PG_AUTO_INDEX_MAX a collection, as --auto-index bounds SQLite's;
+ * a field asked for again, or past the bound, is a no-op. */
 static int m_auto_index(void *s, const char *col, const char *field, err_t *err)
 {
     pgstore *p = s;
@@ -583,11 +604,16 @@ static int m_auto_index(void *s, const char *col, const char *field, err_t *err)
     if (!name_ok(col) || !field_path(field, path, sizeof path))
         return err_set(err, E_INTERNAL, "cannot index %s.%s", col, field);
     const char *v[] = {col, field};
+    long have = pq_count(p, "SELECT 1 FROM indexes WHERE col = $1 AND field = $2", 2, v, err);
+    if (have != 0)
+        return have < 0 ? -1 : 0;
     PGresult *r = pq(p, "SELECT count(*) FROM indexes WHERE col = $1", 1, v, err);
     if (!r)
         return -1;
     int n = atoi(PQgetvalue(r, 0, 0));
     PQclear(r);
+    if (n >= PG_AUTO_INDEX_MAX)
+        return 0;
     snprintf(sql, sizeof sql,
              "CREATE INDEX IF NOT EXISTS \"ix_%s_%d\" ON docs ((body::jsonb #> '%s'))"
              " WHERE col = '%s'",
@@ -595,8 +621,6 @@ static int m_auto_index(void *s, const char *col, const char *field, err_t *err)
     char name[128];
     snprintf(name, sizeof name, "ix_%s_%d", col, n);
     const char *w[] = {col, field, name};
-    if (pq_count(p, "SELECT 1 FROM indexes WHERE col = $1 AND field = $2", 2, v, err) != 0)
-        return 0;
     return pq_do(p, sql, 0, NULL, err) ||
                    pq_do(p, "INSERT INTO indexes VALUES($1, $2, $3) ON CONFLICT DO NOTHING", 3, w,
                          err)
@@ -730,7 +754,8 @@ static int m_append_change(void *s, const change_t *ch, err_t *err)
     pgstore *p = s;
     json_t *row = json_pack("[IsssIsoo]", (json_int_t)ch->seq, ch->col, ch->id,
                             change_op_name(ch->op), (json_int_t)ch->version, ch->at,
-                            text_or_null(ch->doc, ch->doc_len), text_or_null(ch->prev, ch->prev_len));
+                            text_or_null(ch->doc, ch->doc_len),
+                            text_or_null(ch->prev, ch->prev_len));
     if (!row)
         return err_set(err, E_INTERNAL, "change %lld is not UTF-8", (long long)ch->seq);
     json_array_append_new(p->changes, row);

@@ -24,6 +24,8 @@
 typedef struct pgstore pgstore;
 
 #define PG_SCHEMA_VERSION 1
+/* Automatic indexes a collection may get (serve's --auto-index default). */
+#define PG_AUTO_INDEX_MAX 16
 
 /* Connects (conninfo: a libpq connection string or a postgres:// URL) and
  * makes or migrates schema. NULL with err set when it cannot. */

@@ -6,6 +6,7 @@
  * Runs when LIVEDB_TEST_PG names a server (make test-unit starts one).
  */
 #include <pthread.h>
+#include <stdarg.h>
 #include <sys/select.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +98,16 @@ static bool two_nodes(const char *what, nodes *n)
     return node_open(&n->a, n->schema) && node_open(&n->b, n->schema);
 }
 
+/* The same with only n->a (n->b stays closed). */
+static bool one_node(const char *what, nodes *n)
+{
+    memset(n, 0, sizeof *n);
+    if (!test_pg())
+        return false;
+    schema_name(n->schema, sizeof n->schema, what);
+    return node_open(&n->a, n->schema);
+}
+
 static void close_nodes(nodes *n)
 {
     pg_close(n->a.pg);
@@ -104,14 +115,26 @@ static void close_nodes(nodes *n)
     drop(n->schema);
 }
 
+/* sql (printf-style), run on a connection of its own, as another client
+ * of the database would; the caller clears the result (NULL: no answer). */
+__attribute__((format(printf, 1, 2))) static PGresult *side_sql(const char *fmt, ...)
+{
+    char sql[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    PGconn *c = PQconnectdb(test_pg());
+    PGresult *r = PQexec(c, sql);
+    PQfinish(c);
+    return r;
+}
+
 /* Checks the schema's activity chain from the first entry, as verify does:
  * each hash is BLAKE2b-256 of the one before and the entry. */
 static void check_chain(const char *schema, int want_entries)
 {
-    PGconn *c = PQconnectdb(test_pg());
-    char sql[160];
-    snprintf(sql, sizeof sql, "SELECT seq, entry, hash FROM \"%s\".activity ORDER BY seq", schema);
-    PGresult *r = PQexec(c, sql);
+    PGresult *r = side_sql("SELECT seq, entry, hash FROM \"%s\".activity ORDER BY seq", schema);
     REQUIRE(PQresultStatus(r) == PGRES_TUPLES_OK);
     CHECK_INT(PQntuples(r), want_entries);
     unsigned char h[32] = {0};
@@ -128,7 +151,6 @@ static void check_chain(const char *schema, int want_entries)
         CHECK_STR(PQgetvalue(r, i, 2), hex);
     }
     PQclear(r);
-    PQfinish(c);
 }
 
 TEST(pg_nodes_share_one_feed_and_one_chain)
@@ -161,32 +183,54 @@ static void *write_b(void *arg)
     return NULL;
 }
 
+/* A group's transaction opened by hand on nd, holding the head: the seq
+ * its first change gets, or -1. */
+static int64_t hold_head(node *nd)
+{
+    err_t e = {0};
+    int64_t seq = -1, aseq;
+    unsigned char hash[32];
+    if (pg_txn_methods.begin(nd->pg, &e) || pg_txn_methods.head(nd->pg, &seq, &aseq, hash, &e)) {
+        FAILF("begin and head: %s", e.msg);
+        seq = -1;
+    }
+    err_clear(&e);
+    return seq;
+}
+
+/* The writes of a create of notes/id with change seq, by hand inside the
+ * transaction hold_head opened: 0, or -1. */
+static int create_by_hand(node *nd, const char *id, int64_t seq)
+{
+    static const char at[] = "2026-12-07T00:00:00.000Z";
+    char body[64];
+    int len = snprintf(body, sizeof body, "{\"id\":\"%s\"}", id);
+    err_t e = {0};
+    int slot;
+    int rc = pg_txn_methods.put(nd->pg, "notes", id, 1, at, at, body, (size_t)len, &slot, &e);
+    change_t *ch = change_new(seq, "notes", id, CH_CREATE, 1, body, (size_t)len, at);
+    if (rc == 0)
+        rc = pg_txn_methods.append_change(nd->pg, ch, &e);
+    change_unref(ch);
+    err_clear(&e);
+    return rc;
+}
+
 TEST(pg_a_group_that_waits_commits_after_with_larger_seqs)
 {
     nodes n;
     if (!two_nodes("wait", &n))
         return;
     /* a's group holds the head; b's must wait for it, and then follow. */
-    err_t e = {0};
-    int64_t seq, aseq;
-    unsigned char hash[32];
-    REQUIRE(pg_txn_methods.begin(n.a.pg, &e) == 0);
-    REQUIRE(pg_txn_methods.head(n.a.pg, &seq, &aseq, hash, &e) == 0);
-    CHECK_INT(seq, 1);
+    CHECK_INT(hold_head(&n.a), 1);
     waiter w = {.n = &n.b};
     pthread_t th;
     REQUIRE(pthread_create(&th, NULL, write_b, &w) == 0);
     nanosleep(&(struct timespec){.tv_nsec = 200 * 1000 * 1000}, NULL);
     CHECK(!w.done); /* blocked on the head's row */
     /* The rest of a's group by hand: the write, then the commit. */
-    int slot;
-    CHECK_INT(pg_txn_methods.put(n.a.pg, "notes", "early", 1, "2026-12-07T00:00:00.000Z",
-                                 "2026-12-07T00:00:00.000Z", "{\"id\":\"early\"}", 14, &slot, &e),
-              0);
-    change_t *ch = change_new(1, "notes", "early", CH_CREATE, 1, "{\"id\":\"early\"}", 14,
-                              "2026-12-07T00:00:00.000Z");
-    CHECK_INT(pg_txn_methods.append_change(n.a.pg, ch, &e), 0);
-    change_unref(ch);
+    err_t e = {0};
+    CHECK_INT(create_by_hand(&n.a, "early", 1), 0);
     CHECK_INT(pg_txn_methods.commit(n.a.pg, &e), 0);
     pthread_join(th, NULL);
     CHECK(w.done);
@@ -219,16 +263,11 @@ TEST(pg_nodes_starting_at_once_make_the_schema_once)
         pthread_join(th[i], &ok);
         CHECK(ok != NULL);
     }
-    PGconn *c = PQconnectdb(test_pg());
-    char sql[160];
-    snprintf(sql, sizeof sql, "SELECT value FROM \"%s\".meta WHERE key = 'schema_version'",
-             schema);
-    PGresult *r = PQexec(c, sql);
+    PGresult *r = side_sql("SELECT value FROM \"%s\".meta WHERE key = 'schema_version'", schema);
     CHECK_INT(PQntuples(r), 1);
     if (PQntuples(r) == 1)
         CHECK_INT(atoi(PQgetvalue(r, 0, 0)), PG_SCHEMA_VERSION);
     PQclear(r);
-    PQfinish(c);
     drop(schema);
 }
 
@@ -327,35 +366,29 @@ TEST(pg_feed_hears_every_node_commit_once_in_order)
  * or a failover does to a node's. */
 static void terminate_others(void)
 {
-    PGconn *c = PQconnectdb(test_pg());
-    PQclear(PQexec(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                      " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                      " AND backend_type = 'client backend'"));
-    PQfinish(c);
+    PQclear(side_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                     " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                     " AND backend_type = 'client backend'"));
 }
 
 TEST(pg_a_dropped_connection_fails_the_group_in_flight_then_reconnects)
 {
-    if (!test_pg())
+    nodes n;
+    if (!one_node("drop", &n))
         return;
-    char schema[64];
-    schema_name(schema, sizeof schema, "drop");
-    node a;
-    REQUIRE(node_open(&a, schema));
-    CHECK_INT(create_on(&a, "before"), 1);
+    CHECK_INT(create_on(&n.a, "before"), 1);
     terminate_others();
     /* The group that meets the dropped connection fails, with 503. */
     wjob *j = create_job("lost");
-    txn_prepare(&a.t, j);
-    CHECK_INT(txn_run_group(&a.t, j), -1);
+    txn_prepare(&n.a.t, j);
+    CHECK_INT(txn_run_group(&n.a.t, j), -1);
     CHECK_INT(j->err.code, E_UNAVAILABLE);
     wjob_free(j);
     /* The next one finds a new connection, and the feed goes on gapless. */
-    CHECK_INT(create_on(&a, "after"), 2);
-    CHECK_INT(create_on(&a, "lost"), 3); /* it was never written */
-    check_chain(schema, 3);
-    pg_close(a.pg);
-    drop(schema);
+    CHECK_INT(create_on(&n.a, "after"), 2);
+    CHECK_INT(create_on(&n.a, "lost"), 3); /* it was never written */
+    check_chain(n.schema, 3);
+    close_nodes(&n);
 }
 
 /* ------------------------------------------------------------------ promises across nodes */
@@ -472,14 +505,66 @@ TEST(pg_refuses_a_schema_newer_than_itself)
     pgstore *p = pg_open(test_pg(), schema, &e);
     REQUIRE(p);
     pg_close(p);
-    PGconn *c = PQconnectdb(test_pg());
-    char sql[160];
-    snprintf(sql, sizeof sql, "UPDATE \"%s\".meta SET value = '99' WHERE key = 'schema_version'",
-             schema);
-    PQclear(PQexec(c, sql));
-    PQfinish(c);
+    PQclear(side_sql("UPDATE \"%s\".meta SET value = '99' WHERE key = 'schema_version'", schema));
     CHECK(pg_open(test_pg(), schema, &e) == NULL);
     CHECK(strstr(e.msg, "newer than this livedb") != NULL);
     err_clear(&e);
     drop(schema);
+}
+
+TEST(pg_a_write_that_fails_in_the_pipeline_fails_its_group_and_not_the_next)
+{
+    nodes n;
+    if (!two_nodes("fail", &n))
+        return;
+    /* a's group learns that "dup" is free; then another writer, outside
+     * livedb's lock, takes it, so a's unanswered insert fails in the
+     * pipeline and the commit must not be run. */
+    wjob *j = create_job("dup");
+    int64_t seq = hold_head(&n.a);
+    REQUIRE(seq == 1);
+    pg_txn_methods.prefetch(n.a.pg, j);
+    PGresult *r = side_sql("INSERT INTO \"%s\".docs VALUES('notes', 'dup', 1, 'x', 'x', '{}')",
+                           n.schema);
+    CHECK(PQresultStatus(r) == PGRES_COMMAND_OK);
+    PQclear(r);
+    CHECK_INT(create_by_hand(&n.a, "dup", seq), 0); /* sent, not yet answered */
+    err_t e = {0};
+    CHECK_INT(pg_txn_methods.commit(n.a.pg, &e), -1);
+    CHECK(e.code != 0);
+    err_clear(&e);
+    REQUIRE(pg_txn_methods.in_tx(n.a.pg)); /* as core sees it: roll back */
+    pg_txn_methods.rollback(n.a.pg);
+    CHECK(!pg_txn_methods.in_tx(n.a.pg));
+    /* Nothing of the group stayed, and the connection is fit for the next. */
+    CHECK_INT(create_on(&n.a, "fresh"), 1);
+    CHECK_INT(create_on(&n.b, "dup"), -1); /* the other writer's row */
+    check_chain(n.schema, 1);
+    wjob_free(j);
+    close_nodes(&n);
+}
+
+TEST(pg_automatic_indexes_are_bounded_per_collection)
+{
+    nodes n;
+    if (!one_node("ix", &n))
+        return;
+    err_t e = {0};
+    for (int i = 0; i < PG_AUTO_INDEX_MAX + 4; i++) {
+        char f[16];
+        snprintf(f, sizeof f, "f%d", i);
+        CHECK_INT(pg_txn_methods.auto_index(n.a.pg, "notes", f, &e), 0);
+        CHECK_INT(pg_txn_methods.auto_index(n.a.pg, "notes", f, &e), 0); /* again: no-op */
+    }
+    CHECK_INT(pg_txn_methods.auto_index(n.a.pg, "notes", "bad'field", &e), -1);
+    err_clear(&e);
+    PGresult *r = side_sql("SELECT (SELECT count(*) FROM \"%s\".indexes),"
+                           " (SELECT count(*) FROM pg_indexes"
+                           " WHERE schemaname = '%s' AND indexname LIKE 'ix_%%')",
+                           n.schema, n.schema);
+    REQUIRE(PQresultStatus(r) == PGRES_TUPLES_OK);
+    CHECK_INT(atoi(PQgetvalue(r, 0, 0)), PG_AUTO_INDEX_MAX);
+    CHECK_INT(atoi(PQgetvalue(r, 0, 1)), PG_AUTO_INDEX_MAX);
+    PQclear(r);
+    close_nodes(&n);
 }

@@ -40,6 +40,7 @@ function append(e, kids) {
 }
 
 export const $ = (sel, root = document) => root.querySelector(sel);
+export const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
 
 // Makes box's children one element per item, in order, keyed by item.id
 // (the element's data-id): made once by make(item), filled on every call
@@ -57,7 +58,6 @@ export function syncChildren(box, items, make, fill) {
   const same = want.length === box.children.length && want.every((e, i) => box.children[i] === e);
   if (!same) want.forEach((e) => box.append(e));
 }
-export const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
 
 // Restarts a CSS animation class on an element (the live-change highlight).
 export function flash(el, cls = 'flash') {
