@@ -422,19 +422,31 @@ done:
     return rc;
 }
 
-/* Removes the oldest backups beyond keep (and their files). */
-static void rotate(const char *dir, json_t *m, int keep)
+/* Takes the oldest backups beyond keep out of the manifest; returns their
+ * names, whose files go only once the manifest without them is on disk (a
+ * kill in between leaves an unnamed file, never a name without a file). */
+static json_t *rotate(json_t *m, int keep)
 {
     json_t *arr = json_object_get(m, "backups");
+    json_t *gone = json_array();
     while (keep > 0 && json_array_size(arr) > (size_t)keep) {
-        const char *name = json_string_value(json_object_get(json_array_get(arr, 0), "name"));
-        if (name && backup_name_ok(name)) {
-            char *p = path_of(dir, "backups", name);
-            if (unlink(p) != 0 && errno != ENOENT)
-                log_msg(LOG_WARN, "cannot remove old backup %s: %s", p, strerror(errno));
-            free(p);
-        }
+        json_t *name = json_object_get(json_array_get(arr, 0), "name");
+        if (json_is_string(name) && backup_name_ok(json_string_value(name)))
+            json_array_append(gone, name);
         json_array_remove(arr, 0);
+    }
+    return gone;
+}
+
+static void remove_rotated(const char *dir, json_t *gone)
+{
+    size_t i;
+    json_t *name;
+    json_array_foreach(gone, i, name) {
+        char *p = path_of(dir, "backups", json_string_value(name));
+        if (unlink(p) != 0 && errno != ENOENT)
+            log_msg(LOG_WARN, "cannot remove old backup %s: %s", p, strerror(errno));
+        free(p);
     }
 }
 
@@ -501,11 +513,14 @@ int backup_take(const char *dir, int keep, backup_info *out, err_t *err)
         goto done;
     }
     json_array_append_new(json_object_get(m, "backups"), info_json(&b));
-    rotate(dir, m, keep);
+    json_t *gone = rotate(m, keep);
     if (manifest_save(dir, m, err)) {
+        json_decref(gone);
         unlink(final);
         goto done;
     }
+    remove_rotated(dir, gone);
+    json_decref(gone);
     log_msg(LOG_INFO, "backup %s: seq %lld, %lld bytes, %.0f ms", b.name, (long long)b.seq,
             (long long)b.size, (double)(time_mono_ns() - t0) / 1e6);
     if (out)
