@@ -353,3 +353,59 @@ bool query_match(const query_t *q, const json_t *doc)
             return false;
     return true;
 }
+
+/* ------------------------------------------------------------------ order */
+
+json_t *query_order_key(const query_t *q, const json_t *doc)
+{
+    const char *field = q->order[0] ? q->order : "id";
+    const json_t *v = query_field(doc, field);
+    switch (v ? json_typeof(v) : JSON_NULL) {
+    case JSON_TRUE:
+        return json_integer(1);
+    case JSON_FALSE:
+        return json_integer(0);
+    case JSON_INTEGER:
+    case JSON_REAL:
+    case JSON_STRING:
+        return json_incref((json_t *)v);
+    case JSON_OBJECT:
+    case JSON_ARRAY: {
+        char *text = json_dumps(v, JSON_COMPACT);
+        json_t *s = json_string(text ? text : "");
+        free(text);
+        return s;
+    }
+    default:
+        return json_null();
+    }
+}
+
+/* null, then numbers (exactly), then text (bytes). */
+static int key_cmp(const json_t *a, const json_t *b)
+{
+    int ra = json_is_null(a) ? 0 : json_is_number(a) ? 1 : 2;
+    int rb = json_is_null(b) ? 0 : json_is_number(b) ? 1 : 2;
+    if (ra != rb)
+        return ra < rb ? -1 : 1;
+    if (ra == 0)
+        return 0;
+    bool ok;
+    return compare(a, b, &ok);
+}
+
+int query_order_cmp(const query_t *q, const json_t *ka, const char *ida, const json_t *kb,
+                    const char *idb)
+{
+    int c = key_cmp(ka, kb);
+    if (c == 0) {
+        c = strcmp(ida, idb);
+        c = (c > 0) - (c < 0);
+    }
+    return q->desc ? -c : c;
+}
+
+bool query_after_cursor(const query_t *q, const json_t *key, const char *id)
+{
+    return !q->has_after || query_order_cmp(q, key, id, q->after_key, q->after_id) > 0;
+}

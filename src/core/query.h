@@ -74,6 +74,18 @@ bool qcond_match(const qcond *c, const json_t *doc);
 
 const char *qop_name(qop op);
 
+/* The order of a list, for a store that sorts in C: the key of doc under
+ * q's order as every store orders by it (missing and null first, then
+ * numbers with booleans as 0 and 1, integers and reals compared exactly,
+ * then strings by bytes, arrays and objects among them as their JSON
+ * text); a new reference. query_order_cmp compares two rows (key, id)
+ * in q's direction, ties by id; query_after_cursor says whether a row
+ * comes after q's cursor (true without one). */
+json_t *query_order_key(const query_t *q, const json_t *doc);
+int query_order_cmp(const query_t *q, const json_t *ka, const char *ida, const json_t *kb,
+                    const char *idb);
+bool query_after_cursor(const query_t *q, const json_t *key, const char *id);
+
 /* The comparisons of the matcher, for other evaluators (rules): a
  * three-way compare of two numbers or two strings (*ok false for other
  * pairs), and type-strict equality of scalars (1 == 1.0; null only

@@ -10,7 +10,7 @@
  * a unique field is looked up before the write (the head's lock makes the
  * writers of every node take turns, so the look-up cannot race).
  */
-#include "pg.h"
+#include "pg_int.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -24,35 +24,11 @@
 #include "../util/map.h"
 #include "../util/util.h"
 
-struct pgstore {
-    PGconn *conn;
-    char schema[64];
-    bool head_locked; /* this transaction holds the head's row */
-    /* Inside a transaction the connection is in pipeline mode: a statement
-     * whose answer nothing waits for (the inserts of changes and entries,
-     * a savepoint) is sent and not waited for; the next statement that
-     * needs an answer (a read, a create) carries them to the server in the
-     * same round trip, and their results are read with its own. */
-    bool piped;
-    int pending;      /* sent, results not read */
-    bool tx_failed;   /* one of them failed: the transaction cannot commit */
-    err_t first_err;  /* what failed first */
-    /* "col\tid" of the ids this group's requests create that were free
-     * when it took the head (prefetch): their inserts need no answer. */
-    map_t free_ids;
-    /* The group's change rows and activity entries, as JSON arrays of
-     * their columns: nothing reads them back inside the group, so they go
-     * to the server as two statements at commit, not two a write. A job's
-     * savepoint marks where its own begin (rollback_to cuts them off). */
-    json_t *changes, *entries;
-    size_t changes_mark, entries_mark;
-};
-
 /* ------------------------------------------------------------------ statements */
 
 /* The error of r (or of the connection), as err: E_UNAVAILABLE when the
  * server cannot be reached, E_STORAGE_FULL for a full disk, else internal. */
-static int pq_fail(pgstore *p, PGresult *r, const char *what, err_t *err)
+int pq_fail(pgstore *p, PGresult *r, const char *what, err_t *err)
 {
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     const char *msg = r ? PQresultErrorMessage(r) : PQerrorMessage(p->conn);
@@ -125,7 +101,7 @@ static PGresult *pq_sync(pgstore *p, bool keep_last, err_t *err)
  * before it; outside one alone (n == 0: sql may be several statements).
  * NULL with err set when it (or, in a transaction, anything before it)
  * failed. */
-static PGresult *pq(pgstore *p, const char *sql, int n, const char *const *v, err_t *err)
+PGresult *pq(pgstore *p, const char *sql, int n, const char *const *v, err_t *err)
 {
     if (p->piped) {
         if (p->tx_failed || pq_send(p, sql, n, v, err))
@@ -142,7 +118,7 @@ static PGresult *pq(pgstore *p, const char *sql, int n, const char *const *v, er
 /* Runs sql for its effect: in a transaction sent unanswered (a failure
  * shows at the next sync, and the commit fails); outside one at once. 0,
  * or -1 with err set. */
-static int pq_do(pgstore *p, const char *sql, int n, const char *const *v, err_t *err)
+int pq_do(pgstore *p, const char *sql, int n, const char *const *v, err_t *err)
 {
     if (p->piped)
         return p->tx_failed ? -1 : pq_send(p, sql, n, v, err);
@@ -162,7 +138,6 @@ static long pq_count(pgstore *p, const char *sql, int n, const char *const *v, e
     return k;
 }
 
-#define I64(buf, x) (snprintf((buf), sizeof(buf), "%lld", (long long)(x)), (buf))
 
 /* ------------------------------------------------------------------ schema */
 
@@ -180,7 +155,8 @@ bool pg_schema_name_ok(const char *name)
 /* Each step takes the schema from the version before it to its own. */
 static const char *const migrations[PG_SCHEMA_VERSION] = {
     /* 1 */
-    "CREATE TABLE docs(col text NOT NULL, id text NOT NULL, version bigint NOT NULL,"
+    "CREATE TABLE docs(col text COLLATE \"C\" NOT NULL, id text COLLATE \"C\" NOT NULL,"
+    " version bigint NOT NULL,"
     " created_at text NOT NULL, updated_at text NOT NULL, body text NOT NULL,"
     " PRIMARY KEY(col, id));"
     "CREATE TABLE changes(seq bigint PRIMARY KEY, col text NOT NULL, id text NOT NULL,"
@@ -254,7 +230,7 @@ out:
  * news to livedb. */
 static void quiet(void *arg, const char *message) {}
 
-pgstore *pg_open(const char *conninfo, const char *schema, err_t *err)
+pgstore *pg_connect(const char *conninfo, const char *schema, bool make_schema, err_t *err)
 {
     if (!pg_schema_name_ok(schema)) {
         err_set(err, E_BAD_REQUEST, "schema %s: a schema is [a-z_][a-z0-9_]*, up to 63 bytes",
@@ -274,11 +250,18 @@ pgstore *pg_open(const char *conninfo, const char *schema, err_t *err)
         return NULL;
     }
     PQsetNoticeProcessor(p->conn, quiet, NULL);
-    if (migrate(p, err)) {
+    char sql[128];
+    snprintf(sql, sizeof sql, "SET search_path TO \"%s\"", p->schema);
+    if (make_schema ? migrate(p, err) : pq_do(p, sql, 0, NULL, err)) {
         pg_close(p);
         return NULL;
     }
     return p;
+}
+
+pgstore *pg_open(const char *conninfo, const char *schema, err_t *err)
+{
+    return pg_connect(conninfo, schema, true, err);
 }
 
 void pg_close(pgstore *p)
@@ -350,7 +333,7 @@ static void cut(json_t *a, size_t n)
  * cut) is made again before the next transaction; until that works every
  * group fails with 503, and nothing half-done is ever answered 2xx. The
  * session settings (search_path) are set again. */
-static int reconnect(pgstore *p, err_t *err)
+int pq_reconnect(pgstore *p, err_t *err)
 {
     if (PQstatus(p->conn) == CONNECTION_OK)
         return 0;
@@ -366,7 +349,7 @@ static int reconnect(pgstore *p, err_t *err)
 static int m_begin(void *s, err_t *err)
 {
     pgstore *p = s;
-    if (reconnect(p, err))
+    if (pq_reconnect(p, err))
         return -1;
     p->head_locked = p->tx_failed = false;
     json_array_clear(p->changes);
@@ -726,7 +709,7 @@ static json_t *m_find(void *s, const char *col, const query_t *q)
     err_t e = {0};
     const char *v[] = {col};
     json_t *out = json_array();
-    PGresult *r = pq(s, "SELECT body FROM docs WHERE col = $1 ORDER BY id COLLATE \"C\"", 1, v,
+    PGresult *r = pq(s, "SELECT body FROM docs WHERE col = $1 ORDER BY id", 1, v,
                      &e);
     for (int i = 0; r && i < PQntuples(r); i++) {
         if (q->limit > 0 && json_array_size(out) >= (size_t)q->limit)

@@ -175,66 +175,30 @@ static int checksum_pages(sqlite3 *db, const char *path, err_t *err)
     return 0;
 }
 
-static int mkdir_p(const char *dir)
-{
-    char *tmp = xstrdup(dir);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(tmp, 0700) != 0 && errno != EEXIST) {
-            free(tmp);
-            return -1;
-        }
-        *p = '/';
-    }
-    int rc = mkdir(tmp, 0700) != 0 && errno != EEXIST ? -1 : 0;
-    free(tmp);
-    return rc;
-}
+static const store_backend sqlite_backend;
 
-int store_open(store_t **out, uv_loop_t *loop, const store_opts *opts, err_t *err)
+int sqlite_backend_open(store_t *store, err_t *err)
 {
-    store_t *st = xcalloc(1, sizeof *st);
-    st->loop = loop;
-    st->opts = *opts;
-    if (st->opts.retain_changes < 1)
-        st->opts.retain_changes = 1;
-    if (st->opts.readers < 1)
-        st->opts.readers = 1;
-    st->dir = xstrdup(opts->dir);
-    st->lock_fd = -1;
-    pthread_mutex_init(&st->mu, NULL);
-    pthread_cond_init(&st->cv, NULL);
+    const store_opts *opts = &store->opts;
+    sqstore *st = xcalloc(1, sizeof *st);
+    st->store = store;
+    store->be = &sqlite_backend;
+    store->be_state = st;
+    store->feed_from_jobs = true;
     pthread_mutex_init(&st->rmu, NULL);
     pthread_cond_init(&st->rcv, NULL);
-
-    if (mkdir_p(st->dir) != 0) {
-        err_set(err, E_UNAVAILABLE, "cannot create data directory %s: %s", st->dir,
-                strerror(errno));
-        goto fail;
-    }
     buf_t b = {0};
-    buf_printf(&b, "%s/livedb.lock", st->dir);
-    st->lock_fd = open(b.p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    buf_free(&b);
-    if (st->lock_fd < 0 || flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        err_set(err, E_UNAVAILABLE,
-                "data directory %s is in use by another livedb process (or not writable)",
-                st->dir);
-        goto fail;
-    }
-    buf_printf(&b, "%s/livedb.db", st->dir);
+    buf_printf(&b, "%s/livedb.db", store->dir);
     st->path = buf_take(&b, NULL);
 
     /* Under the lock: check the database, recover it from a backup if it
      * is damaged (or refuse to start). */
     recovery rec_local, *rec = opts->recovered ? opts->recovered : &rec_local;
-    if (backup_recover(st->dir, opts->auto_recover, rec, err))
-        goto fail;
+    if (backup_recover(store->dir, opts->auto_recover, rec, err))
+        return -1;
 
     if (sq_open(st->path, false, &st->wdb, err) || checksum_pages(st->wdb, st->path, err))
-        goto fail;
+        return -1;
     if (sq_exec(st->wdb, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                       "PRAGMA foreign_keys=OFF; PRAGMA mmap_size=1073741824;"
                       /* Checkpoint every 32 MiB of WAL, not 4: pages written
@@ -249,12 +213,12 @@ int store_open(store_t **out, uv_loop_t *loop, const store_opts *opts, err_t *er
                       "PRAGMA temp_store=MEMORY;",
              err) ||
         sq_exec(st->wdb, schema, err))
-        goto fail;
+        return -1;
     /* Databases made before the feed kept the previous version. */
     if (sq_query_i64(st->wdb, "SELECT count(*) FROM pragma_table_info('changes') WHERE name='prev'",
                   1) == 0 &&
         sq_exec(st->wdb, "ALTER TABLE changes ADD COLUMN prev TEXT", err))
-        goto fail;
+        return -1;
     st->ins_change = sq_prepare(st->wdb, "INSERT INTO changes(seq,col,id,op,version,at,doc,prev)"
                                       " VALUES(?1,?2,?3,?4,?5,?6,?7,?8)");
     st->idem_get = sq_prepare(st->wdb, "SELECT status, version, body FROM idempotency"
@@ -279,7 +243,7 @@ int store_open(store_t **out, uv_loop_t *loop, const store_opts *opts, err_t *er
         !st->sess_del_account ||
         !st->commit || !st->rollback || !st->savepoint || !st->release || !st->rollback_to) {
         err_set(err, E_INTERNAL, "cannot prepare statements");
-        goto fail;
+        return -1;
     }
     int64_t last = sq_query_i64(st->wdb, "SELECT max(seq) FROM changes", 0);
     int64_t first = sq_query_i64(st->wdb, "SELECT min(seq) FROM changes", last + 1);
@@ -291,7 +255,7 @@ int store_open(store_t **out, uv_loop_t *loop, const store_opts *opts, err_t *er
         last = floor - 1;
         first = floor;
     }
-    atomic_store(&st->committed_seq, last);
+    atomic_store(&store->committed_seq, last);
     int64_t next_aseq = sq_query_i64(st->wdb, "SELECT max(seq) FROM activity", 0) + 1;
     unsigned char last_hash[32] = {0};
     sqlite3_stmt *lh = sq_prepare(st->wdb, "SELECT hash FROM activity ORDER BY seq DESC LIMIT 1");
@@ -299,26 +263,23 @@ int store_open(store_t **out, uv_loop_t *loop, const store_opts *opts, err_t *er
         sodium_hex2bin(last_hash, sizeof last_hash, (const char *)sqlite3_column_text(lh, 0), 64,
                        NULL, NULL, NULL);
     sqlite3_finalize(lh);
-    txn_init(&st->txn, &sqlite_txn_methods, st, last + 1, next_aseq, last_hash);
-    atomic_store(&st->first_seq, first);
-    atomic_store(&st->heartbeat, time_mono_ns());
+    txn_init(&store->txn, &sqlite_txn_methods, st, last + 1, next_aseq, last_hash);
+    atomic_store(&store->first_seq, first);
 
     /* Known indexes, so that store_want_index asks only once. */
     sqlite3_stmt *ix = NULL;
     sqlite3_prepare_v2(st->wdb, "SELECT col, field FROM indexes", -1, &ix, NULL);
     while (ix && sqlite3_step(ix) == SQLITE_ROW) {
-        buf_t k = {0};
-        buf_printf(&k, "%s\t%s", sqlite3_column_text(ix, 0), sqlite3_column_text(ix, 1));
-        st->index_keys = xrealloc(st->index_keys, (st->n_index_keys + 1) * sizeof(char *));
-        st->index_keys[st->n_index_keys++] = buf_take(&k, NULL);
+        store_index_known(store, (const char *)sqlite3_column_text(ix, 0),
+                          (const char *)sqlite3_column_text(ix, 1));
     }
     sqlite3_finalize(ix);
 
-    for (int i = 0; i < st->opts.readers; i++) {
+    for (int i = 0; i < opts->readers; i++) {
         reader *r = xcalloc(1, sizeof *r);
         if (sq_open(st->path, true, &r->db, err)) {
             free(r);
-            goto fail;
+            return -1;
         }
         sq_exec(r->db, "PRAGMA query_only=1; PRAGMA mmap_size=1073741824;", NULL);
         r->next = st->all_readers;
@@ -332,28 +293,10 @@ int store_open(store_t **out, uv_loop_t *loop, const store_opts *opts, err_t *er
         st->free_readers = f;
     }
 
-    uv_async_init(loop, &st->async, on_done_async);
-    st->async.data = st;
-    if (pthread_create(&st->thread, NULL, writer_main, st) != 0) {
-        err_set(err, E_INTERNAL, "cannot start the writer thread");
-        uv_close((uv_handle_t *)&st->async, NULL);
-        goto fail;
-    }
-    *out = st;
     return 0;
-fail:
-    st->thread = 0;
-    store_close(st);
-    return -1;
 }
 
-void store_set_commit_cb(store_t *st, store_commit_cb cb, void *ctx)
-{
-    st->commit_cb = cb;
-    st->commit_ctx = ctx;
-}
-
-static void free_cols(store_t *st)
+static void free_cols(sqstore *st)
 {
     for (int i = 0; i < COLS_BUCKETS; i++) {
         colstmts *c = st->cols[i];
@@ -370,18 +313,11 @@ static void free_cols(store_t *st)
     }
 }
 
-void store_close(store_t *st)
+static void sq_close(store_t *store)
 {
+    sqstore *st = store->be_state;
     if (!st)
         return;
-    if (st->thread) {
-        pthread_mutex_lock(&st->mu);
-        st->stopping = true;
-        st->exit_writer = true;
-        pthread_cond_signal(&st->cv);
-        pthread_mutex_unlock(&st->mu);
-        pthread_join(st->thread, NULL);
-    }
     free_cols(st);
     sqlite3_finalize(st->ins_change);
     sqlite3_finalize(st->idem_get);
@@ -419,19 +355,35 @@ void store_close(store_t *st)
             log_msg(LOG_WARN, "closing the database: %s (the WAL stays; the next start replays it)",
                     sqlite3_errstr(rc));
     }
-    for (size_t i = 0; i < st->n_index_keys; i++)
-        free(st->index_keys[i]);
-    free(st->index_keys);
-    if (st->lock_fd >= 0)
-        close(st->lock_fd);
-    pthread_mutex_destroy(&st->mu);
-    pthread_cond_destroy(&st->cv);
     pthread_mutex_destroy(&st->rmu);
     pthread_cond_destroy(&st->rcv);
-    free(st->dir);
     free(st->path);
     free(st);
+    store->be_state = NULL;
 }
+
+static int sq_prune(store_t *store, int64_t first, int64_t idem_before)
+{
+    sqstore *st = store->be_state;
+    char sql[128];
+    snprintf(sql, sizeof sql, "DELETE FROM changes WHERE seq < %lld", (long long)first);
+    int rc = sq_exec(st->wdb, sql, NULL);
+    if (idem_before > 0) {
+        snprintf(sql, sizeof sql, "DELETE FROM idempotency WHERE at < %lld",
+                 (long long)idem_before);
+        sq_exec(st->wdb, sql, NULL);
+    }
+    return rc;
+}
+
+static const store_backend sqlite_backend = {
+    .name = "sqlite",
+    .read = sqlite_read,
+    .load_auth = sqlite_load_auth,
+    .prune = sq_prune,
+    .close = sq_close,
+};
+
 
 /* ------------------------------------------------------------------ core's writes (core/txn.h) */
 
@@ -443,11 +395,11 @@ static unsigned hash_str(const char *s)
     return h;
 }
 
-static void declared_indexes(store_t *st, colstmts *c);
+static void declared_indexes(sqstore *st, colstmts *c);
 
 /* A collection's writer statements, its table made on first use (DDL: the
  * writer makes them before the group's transaction, txn_prepare). */
-static colstmts *writer_col(store_t *st, const char *col)
+static colstmts *writer_col(sqstore *st, const char *col)
 {
     unsigned h = hash_str(col) % COLS_BUCKETS;
     for (colstmts *c = st->cols[h]; c; c = c->next)
@@ -498,7 +450,7 @@ static colstmts *writer_col(store_t *st, const char *col)
 /* An expression index on col.field (unique: a unique one, named after
  * the field's place in the schema so that a violation can name it). DDL
  * outside the group transaction. */
-static int create_index(store_t *st, colstmts *c, const char *field, int unique_slot,
+static int create_index(sqstore *st, colstmts *c, const char *field, int unique_slot,
                         err_t *err)
 {
     buf_t sql = {0};
@@ -536,7 +488,7 @@ static int create_index(store_t *st, colstmts *c, const char *field, int unique_
 }
 
 /* What an app declares for a collection: its unique fields and indexes. */
-static void declared_indexes(store_t *st, colstmts *c)
+static void declared_indexes(sqstore *st, colstmts *c)
 {
     const col_spec *spec = apps_col(c->name);
     if (!spec)
@@ -555,7 +507,7 @@ static void declared_indexes(store_t *st, colstmts *c)
     }
 }
 
-static colstmts *col_or_err(store_t *st, const char *col, err_t *err)
+static colstmts *col_or_err(sqstore *st, const char *col, err_t *err)
 {
     colstmts *c = writer_col(st, col);
     if (!c)
@@ -564,7 +516,7 @@ static colstmts *col_or_err(store_t *st, const char *col, err_t *err)
 }
 
 /* Runs a bound statement that returns no rows, and clears it. */
-static int step_done(store_t *st, sqlite3_stmt *q, err_t *err, const char *what)
+static int step_done(sqstore *st, sqlite3_stmt *q, err_t *err, const char *what)
 {
     int rc = sqlite3_step(q);
     sqlite3_reset(q);
@@ -572,26 +524,26 @@ static int step_done(store_t *st, sqlite3_stmt *q, err_t *err, const char *what)
     return rc == SQLITE_DONE ? 0 : sq_err(err, st->wdb, rc, what);
 }
 
-static int step_ok(store_t *st, sqlite3_stmt *q, err_t *err, const char *what)
+static int step_ok(sqstore *st, sqlite3_stmt *q, err_t *err, const char *what)
 {
     int rc = sq_step(q);
     return rc == SQLITE_OK ? 0 : sq_err(err, st->wdb, rc, what);
 }
 
-static int m_begin(void *s, err_t *err) { return step_ok(s, ((store_t *)s)->begin, err, "begin"); }
-static int m_commit(void *s, err_t *err) { return step_ok(s, ((store_t *)s)->commit, err, "commit"); }
-static void m_rollback(void *s) { sq_step(((store_t *)s)->rollback); }
-static void m_release(void *s) { sq_step(((store_t *)s)->release); }
-static bool m_in_tx(void *s) { return !sqlite3_get_autocommit(((store_t *)s)->wdb); }
+static int m_begin(void *s, err_t *err) { return step_ok(s, ((sqstore *)s)->begin, err, "begin"); }
+static int m_commit(void *s, err_t *err) { return step_ok(s, ((sqstore *)s)->commit, err, "commit"); }
+static void m_rollback(void *s) { sq_step(((sqstore *)s)->rollback); }
+static void m_release(void *s) { sq_step(((sqstore *)s)->release); }
+static bool m_in_tx(void *s) { return !sqlite3_get_autocommit(((sqstore *)s)->wdb); }
 
 static int m_savepoint(void *s, err_t *err)
 {
-    return step_ok(s, ((store_t *)s)->savepoint, err, "savepoint");
+    return step_ok(s, ((sqstore *)s)->savepoint, err, "savepoint");
 }
 
 static void m_rollback_to(void *s)
 {
-    store_t *st = s;
+    sqstore *st = s;
     sq_step(st->rollback_to);
     sq_step(st->release);
 }
@@ -603,18 +555,18 @@ static int m_ensure_col(void *s, const char *col, err_t *err)
 
 static int m_auto_index(void *s, const char *col, const char *field, err_t *err)
 {
-    store_t *st = s;
+    sqstore *st = s;
     colstmts *c = col_or_err(st, col, err);
     if (!c)
         return -1;
-    if (c->nindexes >= st->opts.auto_index_max)
+    if (c->nindexes >= st->store->opts.auto_index_max)
         return 0;
     return create_index(st, c, field, -1, err);
 }
 
 static int m_get(void *s, const char *col, const char *id, txn_row *row, err_t *err)
 {
-    store_t *st = s;
+    sqstore *st = s;
     colstmts *c = col_or_err(st, col, err);
     if (!c)
         return -1;
@@ -636,7 +588,7 @@ static int m_get(void *s, const char *col, const char *id, txn_row *row, err_t *
 }
 
 /* "UNIQUE constraint failed: index 'ux_COL_N'": field N of COL's schema. */
-static int unique_slot(store_t *st)
+static int unique_slot(sqstore *st)
 {
     const char *msg = sqlite3_errmsg(st->wdb);
     const char *ix = strstr(msg, "'ux_");
@@ -647,7 +599,7 @@ static int unique_slot(store_t *st)
 static int m_put(void *s, const char *col, const char *id, int64_t version, const char *created,
                  const char *now, const char *body, size_t len, int *slot, err_t *err)
 {
-    store_t *st = s;
+    sqstore *st = s;
     colstmts *c = col_or_err(st, col, err);
     if (!c)
         return -1;
@@ -672,7 +624,7 @@ static int m_put(void *s, const char *col, const char *id, int64_t version, cons
 
 static int m_del(void *s, const char *col, const char *id, err_t *err)
 {
-    store_t *st = s;
+    sqstore *st = s;
     colstmts *c = col_or_err(st, col, err);
     if (!c)
         return -1;
@@ -682,7 +634,7 @@ static int m_del(void *s, const char *col, const char *id, err_t *err)
 
 static json_t *m_find(void *s, const char *col, const query_t *q)
 {
-    store_t *st = s;
+    sqstore *st = s;
     json_t *out = json_array();
     if (!writer_col(st, col))
         return out;
@@ -711,7 +663,7 @@ static void bind_text_or_null(sqlite3_stmt *q, int i, const char *p, size_t len)
 
 static int m_append_change(void *s, const change_t *ch, err_t *err)
 {
-    store_t *st = s;
+    sqstore *st = s;
     sqlite3_stmt *q = st->ins_change;
     sqlite3_bind_int64(q, 1, ch->seq);
     sqlite3_bind_text(q, 2, ch->col, -1, SQLITE_STATIC);
@@ -728,7 +680,7 @@ static int m_append_activity(void *s, int64_t seq, int64_t at_ms, const char *ac
                              const char *action, const char *entry, size_t len,
                              const char hash_hex[64], err_t *err)
 {
-    store_t *st = s;
+    sqstore *st = s;
     sqlite3_stmt *q = st->ins_activity;
     sqlite3_bind_int64(q, 1, seq);
     sqlite3_bind_int64(q, 2, at_ms);
@@ -742,7 +694,7 @@ static int m_append_activity(void *s, int64_t seq, int64_t at_ms, const char *ac
 static int m_idem_get(void *s, const char *account, const char *key, int64_t since_ms,
                       int *status, int64_t *version, buf_t *body)
 {
-    sqlite3_stmt *q = ((store_t *)s)->idem_get;
+    sqlite3_stmt *q = ((sqstore *)s)->idem_get;
     sqlite3_bind_text(q, 1, account, -1, SQLITE_STATIC);
     sqlite3_bind_text(q, 2, key, -1, SQLITE_STATIC);
     sqlite3_bind_int64(q, 3, since_ms);
@@ -761,7 +713,7 @@ static int m_idem_get(void *s, const char *account, const char *key, int64_t sin
 static int m_idem_put(void *s, const char *account, const char *key, int64_t at_ms, int status,
                       int64_t version, const char *body, size_t len, err_t *err)
 {
-    store_t *st = s;
+    sqstore *st = s;
     sqlite3_stmt *q = st->idem_put;
     sqlite3_bind_text(q, 1, account, -1, SQLITE_STATIC);
     sqlite3_bind_text(q, 2, key, -1, SQLITE_STATIC);
@@ -774,7 +726,7 @@ static int m_idem_put(void *s, const char *account, const char *key, int64_t at_
 
 static int m_cred_put(void *s, const char *account, const char *hash, err_t *err)
 {
-    store_t *st = s;
+    sqstore *st = s;
     sqlite3_bind_text(st->cred_put, 1, account, -1, SQLITE_STATIC);
     sqlite3_bind_text(st->cred_put, 2, hash, -1, SQLITE_STATIC);
     return step_done(st, st->cred_put, err, "account");
@@ -783,7 +735,7 @@ static int m_cred_put(void *s, const char *account, const char *hash, err_t *err
 static int m_session_put(void *s, const char *token_hash, const char *session,
                          const char *account, int64_t created_ms, int64_t expires_ms, err_t *err)
 {
-    store_t *st = s;
+    sqstore *st = s;
     sqlite3_stmt *q = st->sess_put;
     sqlite3_bind_text(q, 1, token_hash, -1, SQLITE_STATIC);
     sqlite3_bind_text(q, 2, session, -1, SQLITE_STATIC);
@@ -795,21 +747,21 @@ static int m_session_put(void *s, const char *token_hash, const char *session,
 
 static int m_session_del(void *s, const char *token_hash, err_t *err)
 {
-    store_t *st = s;
+    sqstore *st = s;
     sqlite3_bind_text(st->sess_del, 1, token_hash, -1, SQLITE_STATIC);
     return step_done(st, st->sess_del, err, "account");
 }
 
 static int m_sessions_del(void *s, const char *account, err_t *err)
 {
-    store_t *st = s;
+    sqstore *st = s;
     sqlite3_bind_text(st->sess_del_account, 1, account, -1, SQLITE_STATIC);
     return step_done(st, st->sess_del_account, err, "account");
 }
 
 static int m_probe(void *s, int64_t now_ms, err_t *err)
 {
-    store_t *st = s;
+    sqstore *st = s;
     sqlite3_bind_int64(st->probe, 1, now_ms);
     return step_ok(st, st->probe, err, "health probe");
 }

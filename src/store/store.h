@@ -1,6 +1,10 @@
 /*
  * store.h: durable storage of documents and the change feed.
  *
+ * Two backends hold the rows: SQLite (DATA/livedb.db, the default) and
+ * PostgreSQL (several nodes over one database). Everything here means the
+ * same on both.
+ *
  * One writer thread owns the only writing connection and commits groups of
  * jobs (group commit): every job queued while the previous commit was on
  * its way to disk goes into the next transaction, each in its own
@@ -58,6 +62,11 @@ typedef struct store_opts {
     /* Make the served apps' collections before the first job (a server
      * function never creates a table inside its transaction). */
     bool app_collections;
+    /* PostgreSQL instead of DATA/livedb.db (NULL: SQLite): a libpq
+     * connection string or postgres:// URL, and the schema livedb's tables
+     * live in (NULL: "livedb"). dir then holds only the node's own files. */
+    const char *postgres;
+    const char *pg_schema;
 } store_opts;
 
 /* Called on the loop thread with each job's committed changes and
@@ -183,5 +192,9 @@ int store_queue_depth(store_t *st);
 /* Monotonic ns of the writer's last progress, and whether it is busy. */
 uint64_t store_writer_heartbeat(store_t *st, bool *busy);
 const char *store_dir(const store_t *st);
+/* "sqlite" or "postgres". */
+const char *store_backend_name(const store_t *st);
+/* Whether the database can be reached now; *why says why not. */
+bool store_up(store_t *st, const char **why);
 
 #endif

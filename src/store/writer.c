@@ -5,8 +5,16 @@
  * queued and has core run them in one transaction (core/txn.c: what each
  * job means, the commit, the undo that keeps the feed gapless), then hands
  * them back through the done queue and a uv_async_t, in commit order.
+ * What a job means is core's; where its rows go is the backend's.
  */
-#include "sqlite_int.h"
+#include "store_int.h"
+
+#include <string.h>
+
+#include "../core/apps.h"
+#include "../util/log.h"
+#include "../util/metrics.h"
+#include "vfs.h"
 
 void store_submit(store_t *st, wjob *job)
 {
@@ -40,6 +48,9 @@ void store_drain(store_t *st, void (*done)(void *), void *ctx)
     st->drained_ctx = ctx;
     pthread_cond_signal(&st->cv);
     pthread_mutex_unlock(&st->mu);
+    if (st->be->stop && !st->stopped)
+        st->be->stop(st);
+    st->stopped = true;
 }
 
 int store_queue_depth(store_t *st)
@@ -53,6 +64,14 @@ int store_queue_depth(store_t *st)
 int64_t store_committed_seq(const store_t *st) { return atomic_load(&st->committed_seq); }
 bool store_failed(const store_t *st) { return atomic_load(&st->failed); }
 int64_t store_first_seq(const store_t *st) { return atomic_load(&st->first_seq); }
+
+void store_index_known(store_t *st, const char *col, const char *field)
+{
+    buf_t k = {0};
+    buf_printf(&k, "%s\t%s", col, field);
+    st->index_keys = xrealloc(st->index_keys, (st->n_index_keys + 1) * sizeof(char *));
+    st->index_keys[st->n_index_keys++] = buf_take(&k, NULL);
+}
 const char *store_dir(const store_t *st) { return st->dir; }
 
 uint64_t store_writer_heartbeat(store_t *st, bool *busy)
@@ -73,17 +92,13 @@ static void prune(store_t *st)
     if (last - first + 1 < keep + slack)
         return;
     int64_t new_first = last - keep + 1;
-    char sql[128];
-    snprintf(sql, sizeof sql, "DELETE FROM changes WHERE seq < %lld", (long long)new_first);
-    if (sq_exec(st->wdb, sql, NULL) == 0)
-        atomic_store(&st->first_seq, new_first);
-    int64_t now = time_now_ms();
+    int64_t now = time_now_ms(), idem_before = 0;
     if (now - st->last_prune_check > 600000) {
         st->last_prune_check = now;
-        snprintf(sql, sizeof sql, "DELETE FROM idempotency WHERE at < %lld",
-                 (long long)(now - TXN_IDEMPOTENCY_MS));
-        sq_exec(st->wdb, sql, NULL);
+        idem_before = now - TXN_IDEMPOTENCY_MS;
     }
+    if (st->be->prune(st, new_first, idem_before) == 0)
+        atomic_store(&st->first_seq, new_first);
 }
 
 /* One group: every queued job, one transaction, one fsync. */
@@ -108,7 +123,10 @@ static void commit_group(store_t *st, wjob *jobs, int n)
                            " (what was acknowledged before is safe; check the disk)");
     }
     int64_t committed = st->txn.next_seq - 1;
-    atomic_store(&st->committed_seq, committed);
+    /* A backend with a feed of its own moves committed_seq as the feed
+     * hands the changes on. */
+    if (st->feed_from_jobs)
+        atomic_store(&st->committed_seq, committed);
     uint64_t t1 = time_mono_ns();
     metrics_observe(M_COMMIT_SECONDS, (double)(t1 - t0) / 1e9);
     metrics_observe(M_COMMIT_BATCH, n);
@@ -123,7 +141,7 @@ void *writer_main(void *arg)
      * creates a table inside its transaction. */
     for (int i = 0; st->opts.app_collections && i < apps_count(); i++) {
         err_t e = {0};
-        sqlite_txn_methods.ensure_col(st, apps_at(i)->name, &e);
+        st->txn.m->ensure_col(st->txn.s, apps_at(i)->name, &e);
         err_clear(&e);
     }
     for (;;) {
@@ -181,8 +199,11 @@ void on_done_async(uv_async_t *h)
     while (j) {
         wjob *next = j->next;
         j->next = NULL;
-        if ((j->changes || j->activity) && st->commit_cb)
-            st->commit_cb(st->commit_ctx, j->changes, j->activity);
+        /* From a backend with a feed of its own, the changes come
+         * through it (in the seq order of every node's commits). */
+        change_t *ch = st->feed_from_jobs ? j->changes : NULL;
+        if ((ch || j->activity) && st->commit_cb)
+            st->commit_cb(st->commit_ctx, ch, j->activity);
         j->done(j);
         j = next;
     }

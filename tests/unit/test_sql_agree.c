@@ -661,6 +661,93 @@ static void check_paging(const char *order, int page, const char *where)
     free_rows(paged, npaged);
 }
 
+/* The order a store that sorts in C uses (query_order_key/_cmp, the
+ * PostgreSQL store's lists) is SQLite's, row for row, key for key. */
+static const query_t *sort_q;
+static json_t *sort_keys[NDOCS];
+
+static int by_order(const void *a, const void *b)
+{
+    int i = *(const int *)a, j = *(const int *)b;
+    return query_order_cmp(sort_q, sort_keys[i], docs[i].id, sort_keys[j], docs[j].id);
+}
+
+static void check_c_order(const char *order, const char *where)
+{
+    static row all[NDOCS + 1];
+    err_t e = {0};
+    query_t q;
+    query_init(&q);
+    q.limit = 999;
+    query_set_order(&q, order, strlen(order), &e);
+    if (where)
+        parse_where(&q, where);
+    int nall = run_sql(&q, all, NDOCS + 1, NULL);
+    static int idx[NDOCS];
+    int n = 0;
+    for (int i = 0; i < NDOCS; i++) {
+        sort_keys[i] = query_order_key(&q, docs[i].doc);
+        if (query_match(&q, docs[i].doc))
+            idx[n++] = i;
+    }
+    sort_q = &q;
+    qsort(idx, (size_t)n, sizeof *idx, by_order);
+    if (nall >= 0 && !CHECK_INT(n, nall))
+        FAILF("order=%s where=%s: C matched %d rows, SQLite %d", order, where ? where : "-", n,
+              nall);
+    for (int i = 0; nall >= 0 && i < n && i < nall; i++) {
+        if (strcmp(docs[idx[i]].id, all[i].id) != 0 || !same_key(sort_keys[idx[i]], all[i].key)) {
+            char *k1 = json_dumps(sort_keys[idx[i]], JSON_ENCODE_ANY);
+            char *k2 = json_dumps(all[i].key, JSON_ENCODE_ANY);
+            FAILF("order=%s where=%s: row %d is %s (key %s) in C, %s (key %s) in SQLite", order,
+                  where ? where : "-", i, docs[idx[i]].id, k1, all[i].id, k2);
+            free(k1);
+            free(k2);
+            break;
+        }
+        /* And the cursor of each row: exactly the rows after it follow. */
+        if (i % 37 == 0) {
+            q.has_after = true;
+            q.after_key = sort_keys[idx[i]];
+            q.after_id = docs[idx[i]].id;
+            for (int k = 0; k < n; k++)
+                if (query_after_cursor(&q, sort_keys[idx[k]], docs[idx[k]].id) != (k > i)) {
+                    FAILF("order=%s: row %d after the cursor of row %d is %s", order, k, i,
+                          k > i ? "not" : "yes");
+                    break;
+                }
+            q.has_after = false;
+            q.after_key = NULL;
+            q.after_id = NULL;
+        }
+    }
+    for (int i = 0; i < NDOCS; i++)
+        json_decref(sort_keys[i]);
+    if (nall >= 0)
+        free_rows(all, nall);
+    query_free(&q);
+}
+
+TEST(c_order_is_sqlite_order)
+{
+    REQUIRE(setup(20261207));
+    buf_t spec = {0}, w = {0};
+    for (size_t oi = 0; oi < ARRAY_LEN(order_fields); oi++) {
+        for (int desc = 0; desc < 2; desc++) {
+            spec.len = 0;
+            buf_printf(&spec, "%s%s", desc ? "-" : "", order_fields[oi]);
+            check_c_order(spec.p, NULL);
+            for (int k = 0; k < 5; k++) {
+                gen_where(&w);
+                check_c_order(spec.p, w.p);
+            }
+        }
+    }
+    buf_free(&spec);
+    buf_free(&w);
+    teardown();
+}
+
 TEST(sql_paging_with_cursors)
 {
     REQUIRE(setup(20260423));

@@ -1,5 +1,5 @@
 /*
- * reads.c: read jobs (store_read) on libuv's thread pool, each on one of
+ * sqlite_reads.c: read jobs (store_read) on libuv's thread pool, each on one of
  * the read-only connections of the reader pool and inside one read
  * transaction, so that a list and the seq it reports agree; and the
  * accounts, credentials and sessions loaded once at start.
@@ -8,30 +8,7 @@
 
 /* ------------------------------------------------------------------ reads */
 
-rjob *rjob_new(rjob_kind kind)
-{
-    rjob *job = xcalloc(1, sizeof *job);
-    job->kind = kind;
-    query_init(&job->query);
-    return job;
-}
-
-void rjob_free(rjob *job)
-{
-    if (!job)
-        return;
-    free(job->id);
-    query_free(&job->query);
-    err_clear(&job->err);
-    buf_free(&job->out);
-    change_list_free(job->recs);
-    free(job->chunks);
-    free(job->aq_actor);
-    free(job->aq_action);
-    free(job);
-}
-
-static sqlite3 *reader_take(store_t *st, reader **slot)
+static sqlite3 *reader_take(sqstore *st, reader **slot)
 {
     pthread_mutex_lock(&st->rmu);
     while (!st->free_readers)
@@ -43,7 +20,7 @@ static sqlite3 *reader_take(store_t *st, reader **slot)
     return r->db;
 }
 
-static void reader_give(store_t *st, reader *r)
+static void reader_give(sqstore *st, reader *r)
 {
     pthread_mutex_lock(&st->rmu);
     r->next = st->free_readers;
@@ -84,16 +61,9 @@ static void read_get(rjob *job, sqlite3 *db)
         job->found = true;
         job->version = sqlite3_column_int64(s, 0);
         buf_put(&job->out, sqlite3_column_text(s, 1), (size_t)sqlite3_column_bytes(s, 1));
-        if (!actor_is_admin(&job->actor)) {
-            /* A document the caller may not read does not exist for them. */
-            json_t *d = json_loadb(job->out.p, job->out.len, 0, NULL);
-            json_t *auth = actor_auth(&job->actor);
-            if (!access_can_read(&job->actor, auth, job->col, d)) {
-                job->found = false;
-                job->out.len = 0;
-            }
-            json_decref(auth);
-            json_decref(d);
+        if (!store_may_read(job, job->out.p, job->out.len)) {
+            job->found = false;
+            job->out.len = 0;
         }
     } else if (rc != SQLITE_DONE) {
         sq_err(&job->err, db, rc, "get");
@@ -403,11 +373,11 @@ static void (*const readers[])(rjob *, sqlite3 *) = {
     [R_ACTIVITY] = read_activity,
 };
 
-static void read_work(uv_work_t *req)
+void sqlite_read(store_t *store, rjob *job)
 {
-    rjob *job = req->data;
+    sqstore *st = store->be_state;
     reader *r;
-    sqlite3 *db = reader_take(job->st, &r);
+    sqlite3 *db = reader_take(st, &r);
     /* One read transaction: every statement below sees one snapshot. */
     sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
     if ((size_t)job->kind < sizeof readers / sizeof *readers && readers[job->kind])
@@ -415,28 +385,14 @@ static void read_work(uv_work_t *req)
     else
         err_set(&job->err, E_INTERNAL, "unknown read");
     sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-    reader_give(job->st, r);
-}
-
-static void read_after(uv_work_t *req, int status)
-{
-    rjob *job = req->data;
-    if (status == UV_ECANCELED && !job->err.code)
-        err_set(&job->err, E_UNAVAILABLE, "the server is shutting down");
-    job->done(job);
-}
-
-void store_read(store_t *st, rjob *job)
-{
-    job->st = st;
-    job->work.data = job;
-    uv_queue_work(st->loop, &job->work, read_work, read_after);
+    reader_give(st, r);
 }
 
 /* ------------------------------------------------------------------ accounts */
 
-int store_load_auth(store_t *st, const store_auth_cb *cb, err_t *err)
+int sqlite_load_auth(store_t *store, const store_auth_cb *cb, err_t *err)
 {
+    sqstore *st = store->be_state;
     /* At start, before the writer has work: the writer's connection is
      * idle, and the table of accounts may not exist yet. */
     sqlite3 *db = st->all_readers ? st->all_readers->db : st->wdb;
