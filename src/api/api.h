@@ -117,6 +117,10 @@ int auth_hash_password(const char *password, char out[128]);
  * changed or ended: open realtime connections and event streams of it
  * are closed, and its clients come back with what they may now see. */
 void auth_revoked(app_t *app, const actor_t *who);
+/* Several nodes: true when the request's token must first be looked up in
+ * the database (a session another node made); api_handle then runs again
+ * with the request once it is known. */
+bool auth_pending(app_t *app, conn_t *c, http_req *req);
 
 /* activity.c */
 void activity_get(app_t *app, conn_t *c, http_req *req);

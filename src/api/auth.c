@@ -469,7 +469,8 @@ static void on_account_written(wjob *job)
         identity_note_job(x->app->ident, job);
         a = identity_account(x->app->ident, x->id);
         /* A disabled account loses its sessions (the writer deleted them),
-         * and one whose role changed what its connections may see. */
+         * and one whose role changed what its connections may see. Other
+         * nodes hear of it from the store (on_auth_event). */
         if (a && a->disabled && !was_disabled)
             identity_sessions_drop(x->app->ident, a->id, NULL);
         if (a && ((a->disabled && !was_disabled) ||
@@ -648,6 +649,102 @@ void auth_revoked(app_t *app, const actor_t *who)
     hub_revoke(&app->hub, who);
 }
 
+/* ------------------------------------------------------------------ what every node commits */
+
+/* Accounts, sessions and passwords that another node changed (this
+ * node's own come back too, and change nothing the second time). */
+static void on_auth_event(void *ctx, store_auth_event ev, const char *key, const char *value)
+{
+    app_t *app = ctx;
+    actor_t who = {0};
+    switch (ev) {
+    case STORE_AUTH_SESSION_END:
+        if (identity_session_end(app->ident, key, &who))
+            auth_revoked(app, &who);
+        break;
+    case STORE_AUTH_ACCOUNT_END:
+        identity_sessions_drop(app->ident, key, NULL);
+        snprintf(who.id, sizeof who.id, "%s", key);
+        auth_revoked(app, &who);
+        break;
+    case STORE_AUTH_CREDENTIAL:
+        identity_set_hash(app->ident, key, value);
+        break;
+    case STORE_AUTH_ACCOUNT:
+        /* One disabled, deleted or given another role loses its sessions
+         * and its connections. */
+        if (identity_account_heard(app->ident, key, value)) {
+            const account_t *a = identity_account(app->ident, key);
+            if (!a || a->disabled)
+                identity_sessions_drop(app->ident, key, NULL);
+            snprintf(who.id, sizeof who.id, "%s", key);
+            auth_revoked(app, &who);
+        }
+        break;
+    case STORE_AUTH_RESYNC: {
+        err_t e = {0};
+        if (identity_reload(app->ident, app->store, &e))
+            log_msg(LOG_WARN, "reloading the accounts: %s", e.msg);
+        err_clear(&e);
+        break;
+    }
+    }
+}
+
+/* A token this node has not seen may be a session another node made a
+ * moment ago: asked of the database once, then the request runs again. */
+typedef struct lookup_ctx {
+    app_t *app;
+    conn_t *c;
+    http_req *req;
+    char th[65];
+} lookup_ctx;
+
+static void on_session_looked_up(rjob *job)
+{
+    lookup_ctx *l = job->ctx;
+    app_t *app = l->app;
+    json_t *s = job->found ? json_loadb(job->out.p, job->out.len, 0, NULL) : NULL;
+    const char *sid = json_string_value(json_object_get(s, "session"));
+    const char *account = json_string_value(json_object_get(s, "account"));
+    if (job->err.code) {
+        if (conn_open(l->c))
+            respond_err(l->c, &job->err);
+    } else {
+        if (sid && account)
+            identity_session_add(app->ident, l->th, sid, account,
+                                 json_integer_value(json_object_get(s, "expires_at")));
+        else
+            identity_note_unknown(app->ident, l->th);
+        if (conn_open(l->c) && !app->shutting_down)
+            api_handle(app, l->c, l->req);
+        else if (conn_open(l->c))
+            respond_simple(l->c, E_UNAVAILABLE, "the server is shutting down");
+    }
+    json_decref(s);
+    conn_unref(l->c);
+    free(l);
+    rjob_free(job);
+}
+
+bool auth_pending(app_t *app, conn_t *c, http_req *req)
+{
+    char th[65];
+    if (!store_shared(app->store) || !identity_unknown_token(app->ident, req, th))
+        return false;
+    lookup_ctx *l = xcalloc(1, sizeof *l);
+    l->app = app;
+    l->c = conn_ref(c);
+    l->req = req;
+    memcpy(l->th, th, sizeof th);
+    rjob *job = rjob_new(R_SESSION);
+    job->id = xstrdup(th);
+    job->done = on_session_looked_up;
+    job->ctx = l;
+    store_read(app->store, job);
+    return true;
+}
+
 /* ------------------------------------------------------------------ life */
 
 int auth_init(app_t *app, int64_t session_ttl_ms, err_t *err)
@@ -656,6 +753,7 @@ int auth_init(app_t *app, int64_t session_ttl_ms, err_t *err)
     map_init(&as->failures);
     as->ttl_ms = session_ttl_ms;
     app->auth = as;
+    store_set_auth_event_cb(app->store, on_auth_event, app);
     /* A real argon2id hash of a random password, for unknown emails. */
     unsigned char rnd[16];
     randombytes_buf(rnd, sizeof rnd);

@@ -17,7 +17,14 @@ struct identity {
     map_t accounts;  /* id -> account_t */
     map_t by_email;  /* email -> account_t */
     map_t sessions;  /* token hash -> session_t */
+    /* Several nodes: tokens the database did not know (token hash -> 1),
+     * so that a wrong token costs one look-up, not one a request; and
+     * password hashes heard of before their account (id -> hash). */
+    map_t unknown;
+    map_t early_hashes;
 };
+
+#define UNKNOWN_MAX 4096
 
 typedef struct session {
     char token_hash[65];
@@ -98,6 +105,11 @@ static void account_put(identity_t *ids, const json_t *doc)
     snprintf(a->name, sizeof a->name, "%s", name ? name : "");
     a->disabled = json_is_true(json_object_get(doc, "disabled"));
     map_put(&ids->by_email, a->email, strlen(a->email), a);
+    char *early = map_del(&ids->early_hashes, a->id, strlen(a->id));
+    if (early) {
+        free(a->hash);
+        a->hash = early;
+    }
 }
 
 static void account_drop(identity_t *ids, const char *id)
@@ -116,7 +128,33 @@ static void set_hash(identity_t *ids, const char *id, const char *hash)
     if (a) {
         free(a->hash);
         a->hash = xstrdup(hash);
+    } else if (hash) {
+        free(map_del(&ids->early_hashes, id, strlen(id)));
+        if (ids->early_hashes.count < UNKNOWN_MAX)
+            map_put(&ids->early_hashes, id, strlen(id), xstrdup(hash));
     }
+}
+
+void identity_set_hash(identity_t *ids, const char *account, const char *hash)
+{
+    set_hash(ids, account, hash);
+}
+
+bool identity_account_heard(identity_t *ids, const char *id, const char *doc)
+{
+    const account_t *a = account_by_id(ids, id);
+    char role[33] = "";
+    bool was_disabled = a && a->disabled, known = a != NULL;
+    if (a)
+        snprintf(role, sizeof role, "%s", a->role);
+    json_t *d = doc ? json_loads(doc, 0, NULL) : NULL;
+    if (d)
+        account_put(ids, d);
+    else
+        account_drop(ids, id);
+    json_decref(d);
+    a = account_by_id(ids, id);
+    return known && (!a || a->disabled != was_disabled || strcmp(a->role, role) != 0);
 }
 
 /* ------------------------------------------------------------------ sessions */
@@ -151,6 +189,46 @@ void identity_sessions_drop(identity_t *ids, const char *account, const char *on
             map_del(m, k, kl);
             free(s);
         }
+    }
+}
+
+bool identity_session_end(identity_t *ids, const char *th, actor_t *who)
+{
+    session_t *s = map_del(&ids->sessions, th, strlen(th));
+    if (!s)
+        return false;
+    memset(who, 0, sizeof *who);
+    snprintf(who->id, sizeof who->id, "%s", s->account);
+    snprintf(who->session, sizeof who->session, "%s", s->id);
+    free(s);
+    return true;
+}
+
+void identity_forget_sessions(identity_t *ids)
+{
+    map_free_values(&ids->sessions);
+    map_init(&ids->sessions);
+}
+
+bool identity_unknown_token(identity_t *ids, const http_req *req, char th[65])
+{
+    const char *tok;
+    size_t n;
+    if (identity_bearer(req, &tok, &n) != 1 || n > 128)
+        return false;
+    identity_token_hash(tok, n, th);
+    return !map_get(&ids->sessions, th, 64) && !map_get(&ids->unknown, th, 64);
+}
+
+void identity_note_unknown(identity_t *ids, const char *th)
+{
+    if (ids->unknown.count >= UNKNOWN_MAX) {
+        map_free_values(&ids->unknown);
+        map_init(&ids->unknown);
+    }
+    if (!map_get(&ids->unknown, th, strlen(th))) {
+        char *k = xstrdup(th);
+        map_put(&ids->unknown, k, strlen(k), k);
     }
 }
 
@@ -259,12 +337,27 @@ static void on_session_loaded(void *ctx, const char *th, const char *sid, const 
         identity_session_add(ctx, th, sid, account, expires);
 }
 
+static void on_session_skipped(void *ctx, const char *th, const char *sid, const char *account,
+                               int64_t expires)
+{
+}
+
+int identity_reload(identity_t *ids, store_t *store, err_t *err)
+{
+    identity_forget_sessions(ids);
+    store_auth_cb cb = {.account = on_account_loaded, .credential = on_credential_loaded,
+                        .session = on_session_skipped, .ctx = ids};
+    return store_load_auth(store, &cb, err);
+}
+
 identity_t *identity_open(store_t *store, err_t *err)
 {
     identity_t *ids = xcalloc(1, sizeof *ids);
     map_init(&ids->accounts);
     map_init(&ids->by_email);
     map_init(&ids->sessions);
+    map_init(&ids->unknown);
+    map_init(&ids->early_hashes);
     store_auth_cb cb = {.account = on_account_loaded, .credential = on_credential_loaded,
                         .session = on_session_loaded, .ctx = ids};
     if (store_load_auth(store, &cb, err)) {
@@ -286,6 +379,8 @@ void identity_free(identity_t *ids)
         free(v);
     }
     map_free_values(&ids->sessions);
+    map_free_values(&ids->unknown);
+    map_free_values(&ids->early_hashes);
     map_free(&ids->accounts);
     map_free(&ids->by_email);
     free(ids);

@@ -68,4 +68,25 @@ void identity_sessions_drop(identity_t *ids, const char *account, const char *on
  * its account documents and password hashes go to the cache. */
 void identity_note_job(identity_t *ids, struct wjob *job);
 
+/* ---- several nodes over one database (store_shared): what other nodes
+ * commit reaches the cache through the store's auth events. */
+
+/* An account document another node committed (doc NULL: deleted); true
+ * when the account's access changed (disabled, deleted, another role), so
+ * that its connections must be closed. */
+bool identity_account_heard(identity_t *ids, const char *id, const char *doc);
+void identity_set_hash(identity_t *ids, const char *account, const char *hash);
+/* Forgets the session of token hash th; true (and who: its account and
+ * session) when it was cached. */
+bool identity_session_end(identity_t *ids, const char *th, actor_t *who);
+/* Forgets every cached session (they are looked up again), then loads the
+ * accounts and their password hashes again. */
+int identity_reload(identity_t *ids, struct store *store, err_t *err);
+void identity_forget_sessions(identity_t *ids);
+/* Whether the request carries a token the cache does not know and the
+ * database has not been asked about (th: its hash); after the look-up,
+ * identity_session_add or identity_note_unknown. */
+bool identity_unknown_token(identity_t *ids, const http_req *req, char th[65]);
+void identity_note_unknown(identity_t *ids, const char *th);
+
 #endif

@@ -177,6 +177,8 @@ void api_handle(void *appv, conn_t *c, http_req *req)
         respond_simple(c, E_UNAVAILABLE, "the server is shutting down");
         return;
     }
+    if (auth_pending(app, c, req))
+        return;
     if (route_fixed(app, c, req, seg, n, m))
         return;
     if (n == 3 && strcmp(seg[1], "auth") == 0) {

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../store/pg.h"
 #include "../util/util.h"
 
 int cli_bad_usage(const char *fmt, ...)
@@ -44,5 +45,13 @@ int cli_parse_num(const char *s, int64_t lo, int64_t hi, int64_t *out)
     if (parse_i64(s, strlen(s), &v) || v < lo || v > hi)
         return -1;
     *out = v;
+    return 0;
+}
+
+int cli_parse_schema(const char *v, void *to, char *why, size_t n)
+{
+    if (!pg_schema_name_ok(v))
+        return -1;
+    *(const char **)to = v;
     return 0;
 }

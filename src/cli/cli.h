@@ -32,6 +32,8 @@ int cli_args(int argc, char **argv, const arg_spec *spec, const char *usage);
 int cli_fail(err_t *e, const char *what);
 /* A whole decimal number from lo to hi, or -1. */
 int cli_parse_num(const char *s, int64_t lo, int64_t hi, int64_t *out);
+/* An ARG_FN parser for --pg-schema (to: a const char *). */
+int cli_parse_schema(const char *v, void *to, char *why, size_t n);
 
 /* Fills ops[0..1]: the _accounts document and the password hash. */
 void cli_account_ops(wop *ops, const char *id, const char *email, const char *role,

@@ -13,6 +13,7 @@
 #include <sys/resource.h>
 
 #include <sqlite3.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "../api/api.h"
@@ -41,6 +42,7 @@ typedef struct serve_opts {
     int backup_interval, backup_keep, backup_max_age;
     bool auto_recover;
     const char *snapshot_dir;
+    const char *postgres, *pg_schema;
 } serve_opts;
 
 static int parse_listen(const char *s, void *to, char *why, size_t n)
@@ -95,7 +97,8 @@ static int parse_serve(int argc, char **argv, serve_opts *o)
                       .ws_ping = 15, .ws_max_pending = 8 * 1024 * 1024,
                       .apps = "wholesale,studio", .session_hours = 168,
                       .backup_interval = 30, .backup_keep = 10, .backup_max_age = 300,
-                      .auto_recover = true};
+                      .auto_recover = true, .postgres = getenv("LIVEDB_POSTGRES"),
+                      .pg_schema = "livedb"};
     const arg_opt opts[] = {
         {"--demo", ARG_SET, .to = &o->demo},
         {"--no-access-log", ARG_CLEAR, .to = &o->access_log},
@@ -104,6 +107,9 @@ static int parse_serve(int argc, char **argv, serve_opts *o)
         {"--apps", ARG_STR, .to = &o->apps},
         {"--web-root", ARG_STR, .to = &o->web_root},
         {"--snapshot-dir", ARG_STR, .to = &o->snapshot_dir},
+        {"--postgres", ARG_STR, .to = &o->postgres},
+        {"--pg-schema", ARG_FN, .to = &o->pg_schema, .fn = cli_parse_schema,
+         .takes = "a schema name: [a-z_][a-z0-9_]*, up to 63 bytes"},
         {"--listen", ARG_FN, .to = o, .takes = "HOST:PORT", .fn = parse_listen},
         {"--allow-origin", ARG_FN, .to = o, .fn = parse_origin,
          .takes = "an origin like https://shop.example:8443"},
@@ -180,6 +186,42 @@ static void log_recovery(app_t *app, const recovery *rec)
             rec->backup, (long long)rec->backup_seq, (long long)rec->feed_from, rec->aside);
 }
 
+/* Opens the store; PostgreSQL that cannot be reached yet (it starts after
+ * livedb, or restarts) is tried again every second, saying so, until it
+ * answers or a signal stops the wait. */
+static volatile sig_atomic_t start_stopped;
+static void on_start_signal(int sig) { start_stopped = 1; }
+
+static int open_store(app_t *app, uv_loop_t *loop, const store_opts *so)
+{
+    struct sigaction sa = {.sa_handler = on_start_signal}, old_term, old_int;
+    sigaction(SIGTERM, &sa, &old_term);
+    sigaction(SIGINT, &sa, &old_int);
+    int rc = 0;
+    for (int attempt = 0;; attempt++) {
+        err_t e = {0};
+        if (store_open(&app->store, loop, so, &e) == 0)
+            break;
+        if (!so->postgres || e.code != E_UNAVAILABLE || start_stopped) {
+            fprintf(stderr, "livedb: %s\n", e.msg);
+            err_clear(&e);
+            rc = -1;
+            break;
+        }
+        if (attempt == 0 || attempt % 30 == 0)
+            fprintf(stderr, "livedb: %s; trying again every second (Ctrl-C to stop)\n", e.msg);
+        err_clear(&e);
+        sleep(1);
+        if (start_stopped) {
+            rc = -1;
+            break;
+        }
+    }
+    sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGINT, &old_int, NULL);
+    return rc;
+}
+
 int cli_serve(int argc, char **argv)
 {
     serve_opts o;
@@ -207,13 +249,13 @@ int cli_serve(int argc, char **argv)
     uv_loop_t *loop = uv_default_loop();
     app_t *app = &rt->app;
     app->loop = loop;
-    recovery rec;
+    recovery rec = {0};
     store_opts so = {.dir = o.data, .retain_changes = o.retain, .readers = 4,
                      .auto_index_max = o.auto_index, .auto_recover = o.auto_recover,
-                     .recovered = &rec, .app_collections = true};
-    if (store_open(&app->store, loop, &so, &e)) {
-        fprintf(stderr, "livedb: %s\n", e.msg);
-        err_clear(&e);
+                     .recovered = &rec, .app_collections = true,
+                     .postgres = o.postgres && o.postgres[0] ? o.postgres : NULL,
+                     .pg_schema = o.pg_schema};
+    if (open_store(app, loop, &so)) {
         free(rt);
         apps_free();
         return 1;
@@ -240,7 +282,9 @@ int cli_serve(int argc, char **argv)
      * (api_init), realtime, snapshots. */
     realtime_opts ro = {.ping_seconds = o.ws_ping, .max_pending = (size_t)o.ws_max_pending};
     realtime_init(app, &ro);
-    backups_init(app, o.backup_interval, o.backup_keep, o.backup_max_age);
+    /* A PostgreSQL store's backups are PostgreSQL's (pg_dump, PITR). */
+    if (!so.postgres)
+        backups_init(app, o.backup_interval, o.backup_keep, o.backup_max_age);
     if (snapshot_init(app, o.snapshot_dir, &e)) {
         fprintf(stderr, "livedb: %s\n", e.msg);
         err_clear(&e);
@@ -282,8 +326,13 @@ int cli_serve(int argc, char **argv)
         snprintf(hostbuf, sizeof hostbuf, "%s", o.host);
     printf("livedb: listening on http://%s:%d\n", hostbuf, port);
     fflush(stdout);
-    log_msg(LOG_INFO, "serving %s on %s:%d (livedb %s, SQLite %s)", store_dir(app->store),
-            hostbuf, port, LIVEDB_VERSION, sqlite3_libversion());
+    if (so.postgres)
+        log_msg(LOG_INFO, "serving PostgreSQL schema %s (this node's files in %s) on %s:%d"
+                " (livedb %s)", o.pg_schema, store_dir(app->store), hostbuf, port,
+                LIVEDB_VERSION);
+    else
+        log_msg(LOG_INFO, "serving %s on %s:%d (livedb %s, SQLite %s)", store_dir(app->store),
+                hostbuf, port, LIVEDB_VERSION, sqlite3_libversion());
 
     uv_run(loop, UV_RUN_DEFAULT);
 

@@ -658,10 +658,10 @@ static int unique_clash(pgstore *p, const char *col, const char *id, const char 
     return slot;
 }
 
-static int m_put(void *s, const char *col, const char *id, int64_t version, const char *created,
-                 const char *now, const char *body, size_t len, int *slot, err_t *err)
+static int put_row(pgstore *p, const char *col, const char *id, int64_t version,
+                   const char *created, const char *now, const char *body, size_t len, int *slot,
+                   err_t *err)
 {
-    pgstore *p = s;
     *slot = unique_clash(p, col, id, body, len, err);
     if (*slot == -2)
         return -1;
@@ -696,10 +696,27 @@ static int m_put(void *s, const char *col, const char *id, int64_t version, cons
     return n == 0 ? TXN_EXISTS : 0;
 }
 
+static int auth_notify(pgstore *p, char kind, const char *key, const char *value, err_t *err);
+
+/* An account's document goes to the other nodes too (their caches of who
+ * may do what). */
+static int m_put(void *s, const char *col, const char *id, int64_t version, const char *created,
+                 const char *now, const char *body, size_t len, int *slot, err_t *err)
+{
+    int rc = put_row(s, col, id, version, created, now, body, len, slot, err);
+    if (rc == 0 && strcmp(col, "_accounts") == 0) {
+        char *text = xstrndup(body, len);
+        rc = auth_notify(s, 'u', id, text, err);
+        free(text);
+    }
+    return rc;
+}
+
 static int m_del(void *s, const char *col, const char *id, err_t *err)
 {
     const char *v[] = {col, id};
-    return pq_do(s, "DELETE FROM docs WHERE col = $1 AND id = $2", 2, v, err);
+    return pq_do(s, "DELETE FROM docs WHERE col = $1 AND id = $2", 2, v, err) ||
+           (strcmp(col, "_accounts") == 0 && auth_notify(s, 'x', id, NULL, err)) ? -1 : 0;
 }
 
 /* The documents of col matching q, in id order: the filter runs here, with
@@ -796,11 +813,27 @@ static int m_idem_put(void *s, const char *account, const char *key, int64_t at_
     return rc;
 }
 
+/* What the other nodes must hear of a session or a password, as a
+ * notification on the schema's auth channel: sent with the transaction's
+ * commit, dropped with its rollback (or its job's savepoint). */
+static int auth_notify(pgstore *p, char kind, const char *key, const char *value, err_t *err)
+{
+    buf_t b = {0};
+    buf_printf(&b, "%c %s%s%s", kind, key, value ? " " : "", value ? value : "");
+    char channel[80];
+    snprintf(channel, sizeof channel, "livedb_auth_%s", p->schema);
+    const char *v[] = {channel, b.p};
+    int rc = pq_do(p, "SELECT pg_notify($1, $2)", 2, v, err);
+    buf_free(&b);
+    return rc;
+}
+
 static int m_cred_put(void *s, const char *account, const char *hash, err_t *err)
 {
     const char *v[] = {account, hash};
     return pq_do(s, "INSERT INTO credentials VALUES($1, $2)"
-                    " ON CONFLICT (account) DO UPDATE SET hash = excluded.hash", 2, v, err);
+                    " ON CONFLICT (account) DO UPDATE SET hash = excluded.hash", 2, v, err) ||
+           auth_notify(s, 'c', account, hash, err);
 }
 
 static int m_session_put(void *s, const char *token_hash, const char *session,
@@ -817,13 +850,15 @@ static int m_session_put(void *s, const char *token_hash, const char *session,
 static int m_session_del(void *s, const char *token_hash, err_t *err)
 {
     const char *v[] = {token_hash};
-    return pq_do(s, "DELETE FROM sessions WHERE token_hash = $1", 1, v, err);
+    return pq_do(s, "DELETE FROM sessions WHERE token_hash = $1", 1, v, err) ||
+           auth_notify(s, 's', token_hash, NULL, err);
 }
 
 static int m_sessions_del(void *s, const char *account, err_t *err)
 {
     const char *v[] = {account};
-    return pq_do(s, "DELETE FROM sessions WHERE account = $1", 1, v, err);
+    return pq_do(s, "DELETE FROM sessions WHERE account = $1", 1, v, err) ||
+           auth_notify(s, 'a', account, NULL, err);
 }
 
 static int m_probe(void *s, int64_t now_ms, err_t *err)
@@ -839,7 +874,29 @@ static int m_probe(void *s, int64_t now_ms, err_t *err)
 struct pgfeed {
     pgstore *p; /* its own connection, out of any transaction */
     int64_t last;
+    void (*on_auth)(void *ctx, char kind, const char *key, const char *value);
+    void *auth_ctx;
 };
+
+void pgfeed_on_auth(pgfeed *f, void (*cb)(void *ctx, char kind, const char *key,
+                                         const char *value), void *ctx)
+{
+    f->on_auth = cb;
+    f->auth_ctx = ctx;
+}
+
+/* "K KEY[ VALUE]" from auth_notify. */
+static void auth_heard(pgfeed *f, const char *payload)
+{
+    if (!f->on_auth || !payload[0] || payload[1] != ' ')
+        return;
+    char *key = xstrdup(payload + 2);
+    char *value = strchr(key, ' ');
+    if (value)
+        *value++ = '\0';
+    f->on_auth(f->auth_ctx, payload[0], key, value);
+    free(key);
+}
 
 pgfeed *pgfeed_open(const char *conninfo, const char *schema, int64_t after_seq, err_t *err)
 {
@@ -849,8 +906,8 @@ pgfeed *pgfeed_open(const char *conninfo, const char *schema, int64_t after_seq,
     pgfeed *f = xcalloc(1, sizeof *f);
     f->p = p;
     f->last = after_seq;
-    char sql[128];
-    snprintf(sql, sizeof sql, "LISTEN livedb_feed_%s", schema);
+    char sql[200];
+    snprintf(sql, sizeof sql, "LISTEN livedb_feed_%s; LISTEN livedb_auth_%s", schema, schema);
     if (pq_do(p, sql, 0, NULL, err)) {
         pgfeed_close(f);
         return NULL;
@@ -877,8 +934,11 @@ int pgfeed_read(pgfeed *f, int limit, void (*each)(void *ctx, change_t *ch), voi
     if (!PQconsumeInput(p->conn))
         return pq_fail(p, NULL, "the feed's connection", err);
     PGnotify *n;
-    while ((n = PQnotifies(p->conn)))
+    while ((n = PQnotifies(p->conn))) {
+        if (strncmp(n->relname, "livedb_auth_", 12) == 0)
+            auth_heard(f, n->extra);
         PQfreemem(n);
+    }
     char after[24], lim[16];
     const char *v[] = {I64(after, f->last), I64(lim, limit)};
     PGresult *r = pq(p, "SELECT seq, col, id, op, version, doc, at, prev FROM changes"

@@ -67,5 +67,11 @@ int pgfeed_socket(const pgfeed *f);
 int pgfeed_read(pgfeed *f, int limit, void (*each)(void *ctx, change_t *ch), void *ctx,
                 err_t *err);
 int64_t pgfeed_last(const pgfeed *f);
+/* What pgfeed_read hears of sessions and passwords on the auth channel,
+ * committed by any node: kind 's' a session ended (key: its token hash),
+ * 'a' every session of account key ended, 'c' account key's password
+ * hash is now value. */
+void pgfeed_on_auth(pgfeed *f, void (*cb)(void *ctx, char kind, const char *key,
+                                         const char *value), void *ctx);
 
 #endif

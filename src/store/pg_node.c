@@ -168,6 +168,18 @@ static void on_feed(uv_poll_t *h, int status, int events)
     feed_drain(n);
 }
 
+static void auth_heard(void *ctx, char kind, const char *key, const char *value)
+{
+    store_t *st = ((pgnode *)ctx)->store;
+    store_auth_event ev = kind == 's' ? STORE_AUTH_SESSION_END
+                          : kind == 'a' ? STORE_AUTH_ACCOUNT_END
+                          : kind == 'c' && value ? STORE_AUTH_CREDENTIAL
+                          : kind == 'u' || kind == 'x' ? STORE_AUTH_ACCOUNT
+                                                       : STORE_AUTH_RESYNC;
+    if (st->auth_cb)
+        st->auth_cb(st->auth_ctx, ev, key, value);
+}
+
 static void feed_start(pgnode *n)
 {
     if (n->closing)
@@ -183,14 +195,20 @@ static void feed_start(pgnode *n)
         err_clear(&e);
         return;
     }
+    pgfeed_on_auth(n->feed, auth_heard, n);
     uv_poll_init_socket(n->store->loop, &n->poll, pgfeed_socket(n->feed));
     n->poll.data = n;
     n->poll_open = true;
     uv_poll_start(&n->poll, UV_READABLE, on_feed);
-    /* What committed while the feed was away (or before LISTEN). */
-    if (feed_drain(n) == 0 && atomic_exchange(&n->feed_down, false))
+    /* What committed while the feed was away (or before LISTEN); what was
+     * said of sessions meanwhile is lost with the connection, so the
+     * node's identity is made again from the database. */
+    if (feed_drain(n) == 0 && atomic_exchange(&n->feed_down, false)) {
         log_msg(LOG_INFO, "the change feed from PostgreSQL is back at seq %lld",
                 (long long)n->feed_last);
+        if (n->store->auth_cb)
+            n->store->auth_cb(n->store->auth_ctx, STORE_AUTH_RESYNC, "", NULL);
+    }
 }
 
 static int pgnode_start(store_t *st, err_t *err)
@@ -260,18 +278,8 @@ static void pgnode_close(store_t *st)
     st->be_state = NULL;
 }
 
-static const store_backend pg_backend = {
-    .name = "postgres",
-    .read = pg_read,
-    .load_auth = pg_load_auth,
-    .prune = pgnode_prune,
-    .start = pgnode_start,
-    .up = pgnode_up,
-    .stop = pgnode_stop,
-    .close = pgnode_close,
-};
 
-int pg_backend_open(store_t *st, err_t *err)
+static int pgnode_open(store_t *st, err_t *err)
 {
     const store_opts *o = &st->opts;
     pgnode *n = xcalloc(1, sizeof *n);
@@ -283,7 +291,6 @@ int pg_backend_open(store_t *st, err_t *err)
     pthread_mutex_init(&n->rmu, NULL);
     pthread_cond_init(&n->rcv, NULL);
     pthread_mutex_init(&n->why_mu, NULL);
-    st->be = &pg_backend;
     st->be_state = n;
     st->feed_from_jobs = false;
     n->w = pg_open(n->conninfo, n->schema, err);
@@ -315,3 +322,15 @@ int pg_backend_open(store_t *st, err_t *err)
     PQclear(r);
     return 0;
 }
+
+const store_backend pg_backend = {
+    .name = "postgres",
+    .open = pgnode_open,
+    .read = pg_read,
+    .load_auth = pg_load_auth,
+    .prune = pgnode_prune,
+    .start = pgnode_start,
+    .up = pgnode_up,
+    .stop = pgnode_stop,
+    .close = pgnode_close,
+};

@@ -373,12 +373,28 @@ static void read_activity(rjob *job, pgstore *p)
         job->seq = job->top_seq;
 }
 
+static void read_session(rjob *job, pgstore *p)
+{
+    const char *v[] = {job->id};
+    PGresult *r = pq(p, "SELECT json_build_object('session', session, 'account', account,"
+                        " 'expires_at', expires_at) FROM sessions WHERE token_hash = $1",
+                     1, v, &job->err);
+    if (!r)
+        return;
+    if (PQntuples(r) == 1) {
+        job->found = true;
+        buf_put(&job->out, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
+    }
+    PQclear(r);
+}
+
 static void (*const readers[])(rjob *, pgstore *) = {
     [R_GET] = read_get,
     [R_LIST] = read_list,
     [R_CHANGES] = read_changes,
     [R_SNAPSHOT] = read_snapshot,
     [R_ACTIVITY] = read_activity,
+    [R_SESSION] = read_session,
 };
 
 void pg_read(store_t *st, rjob *job)

@@ -175,14 +175,11 @@ static int checksum_pages(sqlite3 *db, const char *path, err_t *err)
     return 0;
 }
 
-static const store_backend sqlite_backend;
-
-int sqlite_backend_open(store_t *store, err_t *err)
+static int sq_open_backend(store_t *store, err_t *err)
 {
     const store_opts *opts = &store->opts;
     sqstore *st = xcalloc(1, sizeof *st);
     st->store = store;
-    store->be = &sqlite_backend;
     store->be_state = st;
     store->feed_from_jobs = true;
     pthread_mutex_init(&st->rmu, NULL);
@@ -376,8 +373,9 @@ static int sq_prune(store_t *store, int64_t first, int64_t idem_before)
     return rc;
 }
 
-static const store_backend sqlite_backend = {
+const store_backend sqlite_backend = {
     .name = "sqlite",
+    .open = sq_open_backend,
     .read = sqlite_read,
     .load_auth = sqlite_load_auth,
     .prune = sq_prune,

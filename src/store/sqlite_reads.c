@@ -364,6 +364,31 @@ static void read_activity(rjob *job, sqlite3 *db)
     job->top_seq = sq_query_i64(db, "SELECT max(seq) FROM activity", 0);
 }
 
+static void read_session(rjob *job, sqlite3 *db)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT session, account, expires_at FROM sessions"
+                               " WHERE token_hash = ?1", -1, &s, NULL) != SQLITE_OK) {
+        sq_err(&job->err, db, sqlite3_errcode(db), "session");
+        return;
+    }
+    sqlite3_bind_text(s, 1, job->id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        job->found = true;
+        json_t *o = json_pack("{sssssI}", "session", sqlite3_column_text(s, 0), "account",
+                              sqlite3_column_text(s, 1), "expires_at",
+                              (json_int_t)sqlite3_column_int64(s, 2));
+        char *t = json_dumps(o, JSON_COMPACT);
+        buf_puts(&job->out, t);
+        free(t);
+        json_decref(o);
+    } else if (rc != SQLITE_DONE) {
+        sq_err(&job->err, db, rc, "session");
+    }
+    sqlite3_finalize(s);
+}
+
 /* Each kind of read, in rjob_kind's order. */
 static void (*const readers[])(rjob *, sqlite3 *) = {
     [R_GET] = read_get,
@@ -371,6 +396,7 @@ static void (*const readers[])(rjob *, sqlite3 *) = {
     [R_CHANGES] = read_changes,
     [R_SNAPSHOT] = read_snapshot,
     [R_ACTIVITY] = read_activity,
+    [R_SESSION] = read_session,
 };
 
 void sqlite_read(store_t *store, rjob *job)

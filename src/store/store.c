@@ -64,7 +64,8 @@ int store_open(store_t **out, uv_loop_t *loop, const store_opts *opts, err_t *er
                 st->dir);
         goto fail;
     }
-    if (opts->postgres ? pg_backend_open(st, err) : sqlite_backend_open(st, err))
+    st->be = opts->postgres ? &pg_backend : &sqlite_backend;
+    if (st->be->open(st, err))
         goto fail;
     atomic_store(&st->heartbeat, time_mono_ns());
 
@@ -92,6 +93,14 @@ void store_set_commit_cb(store_t *st, store_commit_cb cb, void *ctx)
     st->commit_cb = cb;
     st->commit_ctx = ctx;
 }
+
+void store_set_auth_event_cb(store_t *st, store_auth_event_cb cb, void *ctx)
+{
+    st->auth_cb = cb;
+    st->auth_ctx = ctx;
+}
+
+bool store_shared(const store_t *st) { return !st->feed_from_jobs; }
 
 void store_close(store_t *st)
 {

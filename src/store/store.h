@@ -95,7 +95,9 @@ void store_want_index(store_t *st, const char *col, const char *field);
 
 /* ------------------------------------------------------------------ reads */
 
-typedef enum rjob_kind { R_GET, R_LIST, R_CHANGES, R_SNAPSHOT, R_ACTIVITY } rjob_kind;
+/* R_SESSION: the session whose token hash is id; out gets
+ * {"session":SID,"account":ID,"expires_at":MS} when found. */
+typedef enum rjob_kind { R_GET, R_LIST, R_CHANGES, R_SNAPSHOT, R_ACTIVITY, R_SESSION } rjob_kind;
 
 /* A piece of a snapshot: documents [off, off+len) of rjob.out, comma
  * separated, count of them. */
@@ -155,6 +157,26 @@ typedef struct store_auth_cb {
     void *ctx;
 } store_auth_cb;
 int store_load_auth(store_t *st, const store_auth_cb *cb, err_t *err);
+
+/* Several nodes over one database: what a node changed of the accounts,
+ * sessions and passwords, on the loop thread of every node, after it
+ * committed. key is a token hash (STORE_AUTH_SESSION_END), an account id
+ * (the others); value the new password hash (STORE_AUTH_CREDENTIAL), the
+ * account's document (STORE_AUTH_ACCOUNT; NULL: deleted). STORE_AUTH_RESYNC:
+ * the node may have missed some (PostgreSQL was away): forget the cached
+ * sessions (they are looked up again, R_SESSION) and load the rest again.
+ * Whether the store has other nodes at all: store_shared. */
+typedef enum store_auth_event {
+    STORE_AUTH_SESSION_END,
+    STORE_AUTH_ACCOUNT_END,
+    STORE_AUTH_CREDENTIAL,
+    STORE_AUTH_ACCOUNT,
+    STORE_AUTH_RESYNC,
+} store_auth_event;
+typedef void (*store_auth_event_cb)(void *ctx, store_auth_event ev, const char *key,
+                                    const char *value);
+void store_set_auth_event_cb(store_t *st, store_auth_event_cb cb, void *ctx);
+bool store_shared(const store_t *st);
 
 /* ------------------------------------------------------------------ activity */
 

@@ -26,6 +26,9 @@
 /* What differs between backends, beyond core's txn_methods. */
 typedef struct store_backend {
     const char *name; /* "sqlite", "postgres" */
+    /* Fills st->be_state and st->txn (txn_init) and the feed's position
+     * (committed_seq, first_seq), under the data directory's lock. */
+    int (*open)(store_t *st, err_t *err);
     /* On a thread of the pool: the read, inside one read snapshot. */
     void (*read)(store_t *st, rjob *job);
     /* At start, before serving (store_load_auth). */
@@ -83,6 +86,8 @@ struct store {
 
     store_commit_cb commit_cb;
     void *commit_ctx;
+    store_auth_event_cb auth_cb;
+    void *auth_ctx;
 
     /* Indexes known or asked for: "col\tfield" strings (loop thread). */
     char **index_keys;
@@ -105,10 +110,8 @@ void on_done_async(uv_async_t *h);
 /* Remembers that col.field has an index (at open: the indexes made). */
 void store_index_known(store_t *st, const char *col, const char *field);
 
-/* The backends' openers: fill st->be, st->be_state and st->txn (txn_init)
- * and the feed's position (committed_seq, first_seq). */
-int sqlite_backend_open(store_t *st, err_t *err);
-int pg_backend_open(store_t *st, err_t *err);
+/* The backends (sqlite.c, pg_node.c). */
+extern const store_backend sqlite_backend, pg_backend;
 
 /* Reads that every backend shares the result shape of: a document the
  * caller may not read does not exist for them (R_GET). */
