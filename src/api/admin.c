@@ -18,7 +18,7 @@
 typedef struct export_job {
     uv_work_t work;
     conn_t *c;
-    char *dir;
+    const store_opts *where; /* the store's */
     char *text;
     size_t len;
     err_t err;
@@ -32,7 +32,7 @@ static void export_work(uv_work_t *w)
         err_set(&x->err, E_INTERNAL, "out of memory");
         return;
     }
-    store_export(x->dir, f, &x->err);
+    store_export(x->where, f, &x->err);
     fclose(f);
 }
 
@@ -49,7 +49,6 @@ static void export_after(uv_work_t *w, int status)
     err_clear(&x->err);
     conn_unref(x->c);
     free(x->text);
-    free(x->dir);
     free(x);
 }
 
@@ -60,7 +59,7 @@ void admin_export(app_t *app, conn_t *c, http_req *req)
         return;
     export_job *x = xcalloc(1, sizeof *x);
     x->c = conn_ref(c);
-    x->dir = xstrdup(store_dir(app->store));
+    x->where = store_where(app->store);
     x->work.data = x;
     uv_queue_work(app->loop, &x->work, export_work, export_after);
 }

@@ -42,7 +42,8 @@ typedef struct snap_app {
 
 typedef struct snapshots {
     app_t *app;
-    char *dir, *data_dir;
+    char *dir;
+    const store_opts *where; /* the store's */
     snap_app apps[SNAPSHOT_APPS_MAX];
     int napps;
     uv_timer_t timer;
@@ -61,7 +62,7 @@ static void snap_work(uv_work_t *w)
         err_set(&a->err, E_INTERNAL, "out of memory");
         return;
     }
-    int rc = store_export_cols(s->data_dir, a->cols, mem, &a->err);
+    int rc = store_export_cols(s->where, a->cols, mem, &a->err);
     fclose(mem);
     if (rc == 0 && len > 1) {
         char now[TIME_RFC3339_LEN + 1];
@@ -163,7 +164,7 @@ int snapshot_init(app_t *app, const char *dir, err_t *err)
     snapshots *s = xcalloc(1, sizeof *s);
     s->app = app;
     s->dir = xstrdup(dir);
-    s->data_dir = xstrdup(store_dir(app->store));
+    s->where = store_where(app->store);
     for (int i = 0; i < apps_count(); i++) {
         const col_spec *c = apps_at(i);
         if (!c->snapshot)
@@ -217,7 +218,6 @@ void snapshot_free(app_t *app)
     if (!s)
         return;
     free(s->dir);
-    free(s->data_dir);
     free(s);
     app->snapshots = NULL;
 }

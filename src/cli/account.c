@@ -50,13 +50,14 @@ static void on_oneshot_done(wjob *job)
     wjob_free(job);
 }
 
-/* Opens the data directory (the server must be stopped: it holds the
+/* Opens the store (a data directory: the server must be stopped, it holds the
  * lock), runs one write job, closes. */
-static int run_offline(const char *data, wjob *job, oneshot *o)
+static int run_offline(const cli_where *w, wjob *job, oneshot *o)
 {
     err_t e = {0};
     uv_loop_init(&o->loop);
-    store_opts so = {.dir = data, .retain_changes = 1000000, .readers = 1, .auto_index_max = 0};
+    store_opts so = {.retain_changes = 1000000, .readers = 1, .auto_index_max = 0};
+    cli_where_store(w, &so);
     if (store_open(&o->store, &o->loop, &so, &e)) {
         fprintf(stderr, "livedb: %s\n", e.msg);
         err_clear(&e);
@@ -80,12 +81,13 @@ int cli_account(int argc, char **argv)
 {
     if (argc < 1 || strcmp(argv[0], "add") != 0)
         return cli_bad_usage("%s", "usage: livedb account add --email E --role R [--name N]"
-                               " --password-stdin [--data DIR]");
-    const char *data = "./data", *email = NULL, *role = NULL, *name = "", *apps = "wholesale,studio";
+                               " --password-stdin [--data DIR | --postgres CONNINFO]");
+    cli_where w = cli_where_default();
+    const char *email = NULL, *role = NULL, *name = "", *apps = "wholesale,studio";
     bool from_stdin = false;
     const arg_opt opts[] = {
         {"--password-stdin", ARG_SET, .to = &from_stdin},
-        {"--data", ARG_STR, .to = &data},
+        CLI_WHERE_OPTS(w),
         {"--email", ARG_STR, .to = &email},
         {"--role", ARG_STR, .to = &role},
         {"--name", ARG_STR, .to = &name},
@@ -145,7 +147,7 @@ int cli_account(int argc, char **argv)
     job->actor.system = true;
     snprintf(job->actor.remote, sizeof job->actor.remote, "command line");
     cli_account_ops(job->ops, o.id, lower, role, name, hash);
-    rc = run_offline(data, job, &o);
+    rc = run_offline(&w, job, &o);
     if (rc == 0 && o.err.code) {
         if (o.err.code == E_INVALID && strstr(o.err.msg, "another document"))
             fprintf(stderr, "livedb: an account with email %s exists\n", lower);

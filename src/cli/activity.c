@@ -56,10 +56,11 @@ static int parse_since(const char *v, void *to, char *why, size_t n)
 
 int cli_activity(int argc, char **argv)
 {
-    const char *data = "./data", *format = "json";
+    const char *format = "json";
+    cli_where w = cli_where_default();
     int64_t since = 0;
     const arg_opt opts[] = {
-        {"--data", ARG_STR, .to = &data},
+        CLI_WHERE_OPTS(w),
         {"--format", ARG_FN, .to = &format, .fn = parse_format, .takes = "json or csv"},
         {"--since", ARG_FN, .to = &since, .fn = parse_since,
          .takes = "a time like 2026-11-23T00:00:00Z"},
@@ -77,7 +78,9 @@ int cli_activity(int argc, char **argv)
         fputc('[', stdout);
     }
     err_t e = {0};
-    int rc = store_activity_each(data, since, dump_row, &d, &e);
+    store_opts where = {0};
+    cli_where_store(&w, &where);
+    int rc = store_activity_each(&where, since, dump_row, &d, &e);
     if (!d.csv)
         fputs("\n]\n", stdout);
     if (rc)
@@ -87,18 +90,28 @@ int cli_activity(int argc, char **argv)
 
 int cli_verify(int argc, char **argv)
 {
-    const char *data = "./data", *backup = NULL;
-    const arg_opt opts[] = {{"--data", ARG_STR, .to = &data}, {0}};
+    const char *backup = NULL;
+    cli_where w = cli_where_default();
+    const arg_opt opts[] = {CLI_WHERE_OPTS(w), {0}};
     if (cli_args(argc, argv, &(arg_spec){opts, &backup, "BACKUP"},
-                 "livedb verify [--data DIR] [BACKUP]"))
+                 "livedb verify [--data DIR | --postgres CONNINFO] [BACKUP]"))
         return 2;
+    store_opts where = {0};
+    cli_where_store(&w, &where);
+    if (backup && where.postgres)
+        return cli_bad_usage("%s", "a PostgreSQL store's backups are PostgreSQL's (pg_dump,"
+                                   " pg_basebackup): verify BACKUP is for a --data directory");
     if (backup)
-        return cli_verify_backup(data, backup);
+        return cli_verify_backup(w.data, backup);
     err_t e = {0};
     int64_t n = 0;
-    if (store_verify(data, &n, &e))
+    if (store_verify(&where, &n, &e))
         return cli_fail(&e, "verify FAILED");
-    printf("livedb: %s/livedb.db is sound: integrity check ok, %lld activity entries chained"
-           " unbroken\n", data, (long long)n);
+    if (where.postgres)
+        printf("livedb: PostgreSQL schema %s is sound: %lld activity entries chained unbroken,"
+               " the head agrees\n", where.pg_schema, (long long)n);
+    else
+        printf("livedb: %s/livedb.db is sound: integrity check ok, %lld activity entries chained"
+               " unbroken\n", w.data, (long long)n);
     return 0;
 }

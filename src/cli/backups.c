@@ -36,12 +36,8 @@ int cli_backup(int argc, char **argv)
     };
     if (cli_args(argc, argv, &(arg_spec){.opts = opts}, "livedb backup [--data DIR] [--keep N]"))
         return 2;
-    char db[4096];
-    snprintf(db, sizeof db, "%s/livedb.db", data);
-    if (access(db, R_OK) != 0) {
-        fprintf(stderr, "livedb: no database in %s (is --data right?)\n", data);
+    if (!cli_has_database(data))
         return 1;
-    }
     err_t e = {0};
     backup_info b;
     if (backup_take(data, keep, &b, &e))

@@ -6,9 +6,11 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../store/pg.h"
+#include "../store/store.h"
 #include "../util/util.h"
 
 int cli_bad_usage(const char *fmt, ...)
@@ -54,4 +56,33 @@ int cli_parse_schema(const char *v, void *to, char *why, size_t n)
         return -1;
     *(const char **)to = v;
     return 0;
+}
+
+cli_where cli_where_default(void)
+{
+    const char *pg = getenv("LIVEDB_POSTGRES");
+    return (cli_where){.data = "./data", .postgres = pg && pg[0] ? pg : NULL,
+                       .pg_schema = "livedb"};
+}
+
+void cli_where_store(const cli_where *w, store_opts *so)
+{
+    bool pg = w->postgres && w->postgres[0];
+    so->dir = pg ? NULL : w->data;
+    so->postgres = pg ? w->postgres : NULL;
+    so->pg_schema = w->pg_schema;
+}
+
+bool cli_has_database(const char *dir)
+{
+    buf_t db = {0};
+    buf_printf(&db, "%s/livedb.db", dir);
+    FILE *probe = fopen(db.p, "rb");
+    buf_free(&db);
+    if (!probe) {
+        fprintf(stderr, "livedb: no database in %s (is --data right?)\n", dir);
+        return false;
+    }
+    fclose(probe);
+    return true;
 }

@@ -35,6 +35,24 @@ int cli_parse_num(const char *s, int64_t lo, int64_t hi, int64_t *out);
 /* An ARG_FN parser for --pg-schema (to: a const char *). */
 int cli_parse_schema(const char *v, void *to, char *why, size_t n);
 
+/* Where a command's data is: --data DIR (SQLite), or --postgres CONNINFO
+ * (default $LIVEDB_POSTGRES) and --pg-schema NAME. CLI_WHERE_OPTS(w) are
+ * the three entries of an arg_opt table; cli_where_store fills a store's
+ * options from them (over PostgreSQL without a directory: a command runs
+ * beside the nodes, whose directories are theirs). */
+typedef struct cli_where {
+    const char *data, *postgres, *pg_schema;
+} cli_where;
+#define CLI_WHERE_OPTS(w)                                                                   \
+    {"--data", ARG_STR, .to = &(w).data}, {"--postgres", ARG_STR, .to = &(w).postgres},     \
+    {"--pg-schema", ARG_FN, .to = &(w).pg_schema, .fn = cli_parse_schema,                   \
+     .takes = "a schema name: [a-z_][a-z0-9_]*, up to 63 bytes"}
+cli_where cli_where_default(void);
+struct store_opts;
+void cli_where_store(const cli_where *w, struct store_opts *so);
+/* Whether DIR/livedb.db is there (else says so on stderr). */
+bool cli_has_database(const char *dir);
+
 /* Fills ops[0..1]: the _accounts document and the password hash. */
 void cli_account_ops(wop *ops, const char *id, const char *email, const char *role,
                      const char *name, const char *hash);

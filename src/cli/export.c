@@ -15,19 +15,15 @@
 
 int cli_export(int argc, char **argv)
 {
-    const char *data = "./data", *out = NULL;
-    const arg_opt opts[] = {{"--data", ARG_STR, .to = &data}, {"--out", ARG_STR, .to = &out}, {0}};
+    const char *out = NULL;
+    cli_where w = cli_where_default();
+    const arg_opt opts[] = {CLI_WHERE_OPTS(w), {"--out", ARG_STR, .to = &out}, {0}};
     if (cli_args(argc, argv, &(arg_spec){.opts = opts}, NULL))
         return 2;
-    buf_t db = {0};
-    buf_printf(&db, "%s/livedb.db", data);
-    FILE *probe = fopen(db.p, "rb");
-    buf_free(&db);
-    if (!probe) {
-        fprintf(stderr, "livedb: no database in %s (is --data right?)\n", data);
+    store_opts where = {0};
+    cli_where_store(&w, &where);
+    if (!where.postgres && !cli_has_database(w.data))
         return 1;
-    }
-    fclose(probe);
     /* Into a temporary file, renamed over FILE only when whole. */
     buf_t tmp = {0};
     FILE *f = stdout;
@@ -41,7 +37,7 @@ int cli_export(int argc, char **argv)
         }
     }
     err_t e = {0};
-    int rc = store_export(data, f, &e);
+    int rc = store_export(&where, f, &e);
     if (rc == 0 && (fflush(f) != 0 || ferror(f)))
         rc = err_set(&e, E_INTERNAL, "write error: %s", strerror(errno));
     if (out) {

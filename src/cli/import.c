@@ -68,12 +68,13 @@ static void import_done(void *ctx, const import_counts *n)
 
 int cli_import(int argc, char **argv)
 {
-    const char *file = NULL, *data = "./data", *only = NULL, *apps = "wholesale,studio";
+    const char *file = NULL, *only = NULL, *apps = "wholesale,studio";
+    cli_where w = cli_where_default();
     int64_t batch = 500;
     bool dry = false;
     const arg_opt opts[] = {
         {"--dry-run", ARG_SET, .to = &dry},
-        {"--data", ARG_STR, .to = &data},
+        CLI_WHERE_OPTS(w),
         {"--collection", ARG_STR, .to = &only},
         {"--apps", ARG_STR, .to = &apps},
         {"--batch", ARG_I64, .to = &batch, 1, 100000, "a number from 1 to 100000"},
@@ -124,7 +125,8 @@ int cli_import(int argc, char **argv)
     store_t *store = NULL;
     if (!dry) {
         uv_loop_init(&loop);
-        store_opts so = {.dir = data, .retain_changes = 1000000, .readers = 1, .auto_index_max = 0};
+        store_opts so = {.retain_changes = 1000000, .readers = 1, .auto_index_max = 0};
+        cli_where_store(&w, &so);
         if (store_open(&store, &loop, &so, &e)) {
             fprintf(stderr, "livedb: %s\n", e.msg);
             err_clear(&e);

@@ -22,7 +22,7 @@ static sqlite3 *open_snapshot(const char *dir, err_t *err)
 
 /* ------------------------------------------------------------------ verify */
 
-int store_verify(const char *dir, int64_t *entries, err_t *err)
+int sqlite_verify(const char *dir, int64_t *entries, err_t *err)
 {
     *entries = 0;
     sqlite3 *db = open_snapshot(dir, err);
@@ -51,37 +51,9 @@ int store_verify(const char *dir, int64_t *entries, err_t *err)
             const char *entry = (const char *)sqlite3_column_text(s, 4);
             size_t n = (size_t)sqlite3_column_bytes(s, 4);
             const char *stored = (const char *)sqlite3_column_text(s, 5);
-            if (expect && seq != expect) {
-                err_set(err, E_INTERNAL, "activity entry %lld is missing (the log jumps from %lld"
-                        " to %lld)", (long long)expect, (long long)expect - 1, (long long)seq);
-                break;
-            }
-            expect = seq + 1;
-            crypto_generichash_state gs;
-            crypto_generichash_init(&gs, NULL, 0, sizeof h);
-            crypto_generichash_update(&gs, h, sizeof h);
-            crypto_generichash_update(&gs, (const unsigned char *)entry, n);
-            crypto_generichash_final(&gs, h, sizeof h);
-            char hex[65];
-            sodium_bin2hex(hex, sizeof hex, h, sizeof h);
-            json_t *e = json_loadb(entry, n, 0, NULL);
-            json_t *eseq = json_object_get(e, "seq");
-            const char *eacc = json_string_value(json_object_get(e, "account"));
-            const char *eact = json_string_value(json_object_get(e, "action"));
-            int64_t at_ms = -1;
-            const char *eat = json_string_value(json_object_get(e, "at"));
-            if (eat)
-                time_parse_rfc3339(eat, &at_ms);
-            if (!stored || strcmp(hex, stored) != 0)
-                err_set(err, E_INTERNAL, "activity entry %lld was changed: its hash does not"
-                        " follow from the entries before it", (long long)seq);
-            else if (!e || json_integer_value(eseq) != seq || !eacc || !eact ||
-                     strcmp(eacc, (const char *)sqlite3_column_text(s, 2)) != 0 ||
-                     strcmp(eact, (const char *)sqlite3_column_text(s, 3)) != 0 ||
-                     at_ms != sqlite3_column_int64(s, 1))
-                err_set(err, E_INTERNAL, "activity entry %lld was changed: its columns do not"
-                        " match its entry", (long long)seq);
-            json_decref(e);
+            store_chain_step(h, &expect, seq, sqlite3_column_int64(s, 1),
+                             (const char *)sqlite3_column_text(s, 2),
+                             (const char *)sqlite3_column_text(s, 3), entry, n, stored, err);
             (*entries)++;
         }
     } else if (!err->code) {
@@ -95,7 +67,7 @@ int store_verify(const char *dir, int64_t *entries, err_t *err)
 
 /* ------------------------------------------------------------------ activity, offline */
 
-int store_activity_each(const char *dir, int64_t since_ms,
+int sqlite_activity_each(const char *dir, int64_t since_ms,
                         void (*row)(void *ctx, const char *entry, size_t len, const char *hash),
                         void *ctx, err_t *err)
 {
@@ -192,9 +164,7 @@ done:
     return err->code ? -1 : 0;
 }
 
-int store_export(const char *dir, FILE *out, err_t *err) { return export_from(dir, NULL, out, err); }
-
-int store_export_cols(const char *dir, const char *const *cols, FILE *out, err_t *err)
+int sqlite_export(const char *dir, const char *const *cols, FILE *out, err_t *err)
 {
     return export_from(dir, cols, out, err);
 }

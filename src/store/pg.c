@@ -23,6 +23,7 @@
 #include "../core/apps.h"
 #include "../util/map.h"
 #include "../util/util.h"
+#include "vfs.h"
 
 /* ------------------------------------------------------------------ statements */
 
@@ -964,4 +965,9 @@ int pgfeed_read(pgfeed *f, int limit, void (*each)(void *ctx, change_t *ch), voi
     return rows;
 }
 
-const txn_methods pg_txn_methods = {TXN_METHODS(m), .head = m_head, .prefetch = m_prefetch};
+/* The test seam of vfs.h, as on SQLite: a server function's second write
+ * fails (LIVEDB_FAULTS byte 3 'W'). */
+static bool m_write_fault(void *s) { return vfs_fault(3, 'W'); }
+
+const txn_methods pg_txn_methods = {TXN_METHODS(m), .head = m_head, .prefetch = m_prefetch,
+                                    .write_fault = m_write_fault};

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <sodium.h>
 
 #include "../util/log.h"
 
@@ -44,11 +45,18 @@ int store_open(store_t **out, uv_loop_t *loop, const store_opts *opts, err_t *er
         st->opts.retain_changes = 1;
     if (st->opts.readers < 1)
         st->opts.readers = 1;
-    st->dir = xstrdup(opts->dir);
+    st->dir = opts->dir ? xstrdup(opts->dir) : NULL;
     st->lock_fd = -1;
     pthread_mutex_init(&st->mu, NULL);
     pthread_cond_init(&st->cv, NULL);
 
+    /* A command's store over PostgreSQL needs no directory of its own. */
+    if (!st->dir && !opts->postgres) {
+        err_set(err, E_INTERNAL, "a store needs a data directory or PostgreSQL");
+        goto fail;
+    }
+    if (!st->dir)
+        goto open;
     if (mkdir_p(st->dir) != 0) {
         err_set(err, E_UNAVAILABLE, "cannot create data directory %s: %s", st->dir,
                 strerror(errno));
@@ -59,11 +67,12 @@ int store_open(store_t **out, uv_loop_t *loop, const store_opts *opts, err_t *er
     st->lock_fd = open(b.p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     buf_free(&b);
     if (st->lock_fd < 0 || flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        err_set(err, E_UNAVAILABLE,
+        err_set(err, E_CONFLICT,
                 "data directory %s is in use by another livedb process (or not writable)",
                 st->dir);
         goto fail;
     }
+open:
     st->be = opts->postgres ? &pg_backend : &sqlite_backend;
     if (st->be->open(st, err))
         goto fail;
@@ -199,3 +208,68 @@ int store_load_auth(store_t *st, const store_auth_cb *cb, err_t *err)
 {
     return st->be->load_auth(st, cb, err);
 }
+
+/* ------------------------------------------------------------------ the log's chain */
+
+int store_chain_step(unsigned char h[32], int64_t *expect, int64_t seq, int64_t at_ms,
+                     const char *account, const char *action, const char *entry, size_t n,
+                     const char *stored, err_t *err)
+{
+    if (*expect && seq != *expect)
+        return err_set(err, E_INTERNAL, "activity entry %lld is missing (the log jumps from %lld"
+                       " to %lld)", (long long)*expect, (long long)*expect - 1, (long long)seq);
+    *expect = seq + 1;
+    crypto_generichash_state gs;
+    crypto_generichash_init(&gs, NULL, 0, 32);
+    crypto_generichash_update(&gs, h, 32);
+    crypto_generichash_update(&gs, (const unsigned char *)entry, n);
+    crypto_generichash_final(&gs, h, 32);
+    char hex[65];
+    sodium_bin2hex(hex, sizeof hex, h, 32);
+    json_t *e = json_loadb(entry, n, 0, NULL);
+    const char *eacc = json_string_value(json_object_get(e, "account"));
+    const char *eact = json_string_value(json_object_get(e, "action"));
+    int64_t eat_ms = -1;
+    const char *eat = json_string_value(json_object_get(e, "at"));
+    if (eat)
+        time_parse_rfc3339(eat, &eat_ms);
+    if (!stored || strcmp(hex, stored) != 0)
+        err_set(err, E_INTERNAL, "activity entry %lld was changed: its hash does not"
+                " follow from the entries before it", (long long)seq);
+    else if (!e || json_integer_value(json_object_get(e, "seq")) != seq || !eacc || !eact ||
+             !account || strcmp(eacc, account) != 0 || !action || strcmp(eact, action) != 0 ||
+             eat_ms != at_ms)
+        err_set(err, E_INTERNAL, "activity entry %lld was changed: its columns do not"
+                " match its entry", (long long)seq);
+    json_decref(e);
+    return err->code ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------ offline work */
+
+int store_verify(const store_opts *where, int64_t *entries, err_t *err)
+{
+    return where->postgres ? pg_verify(where, entries, err)
+                           : sqlite_verify(where->dir, entries, err);
+}
+
+int store_activity_each(const store_opts *where, int64_t since_ms,
+                        void (*row)(void *ctx, const char *entry, size_t len, const char *hash),
+                        void *ctx, err_t *err)
+{
+    return where->postgres ? pg_activity_each(where, since_ms, row, ctx, err)
+                           : sqlite_activity_each(where->dir, since_ms, row, ctx, err);
+}
+
+int store_export(const store_opts *where, FILE *out, err_t *err)
+{
+    return store_export_cols(where, NULL, out, err);
+}
+
+int store_export_cols(const store_opts *where, const char *const *cols, FILE *out, err_t *err)
+{
+    return where->postgres ? pg_export(where, cols, out, err)
+                           : sqlite_export(where->dir, cols, out, err);
+}
+
+const store_opts *store_where(const store_t *st) { return &st->opts; }

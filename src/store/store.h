@@ -180,26 +180,31 @@ bool store_shared(const store_t *st);
 
 /* ------------------------------------------------------------------ activity */
 
-/* Checks the activity log's hash chain (and the database's integrity) in
- * DATA/livedb.db: 0 when sound; -1 with err naming the first broken
- * entry. *entries gets how many were checked. */
-int store_verify(const char *dir, int64_t *entries, err_t *err);
+/* The offline work below takes where the data is: where->dir
+ * (DATA/livedb.db) or where->postgres and where->pg_schema; a running
+ * store's own: store_where. */
+const store_opts *store_where(const store_t *st);
+
+/* Checks the activity log's hash chain (and, on SQLite, the database's
+ * integrity): 0 when sound; -1 with err naming the first broken entry.
+ * *entries gets how many were checked. */
+int store_verify(const store_opts *where, int64_t *entries, err_t *err);
 
 /* Every activity entry from since_ms on, oldest first, read with a
  * connection of its own (the command line). */
-int store_activity_each(const char *dir, int64_t since_ms,
+int store_activity_each(const store_opts *where, int64_t since_ms,
                         void (*row)(void *ctx, const char *entry, size_t len, const char *hash),
                         void *ctx, err_t *err);
 
 /* ------------------------------------------------------------------ export */
 
 /* Writes every collection as one JSON object {"COL":[doc, ...], ...} from
- * one read snapshot of the database in dir. Safe while a server runs. */
-int store_export(const char *dir, FILE *out, err_t *err);
+ * one read snapshot of the database. Safe while a server runs. */
+int store_export(const store_opts *where, FILE *out, err_t *err);
 /* The same for the named collections only (NULL-terminated), inside an
  * object that also holds the seq they were read at:
  * {"seq":S,"COL":[...],...}. */
-int store_export_cols(const char *dir, const char *const *cols, FILE *out, err_t *err);
+int store_export_cols(const store_opts *where, const char *const *cols, FILE *out, err_t *err);
 
 /* ------------------------------------------------------------------ state */
 

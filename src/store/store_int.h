@@ -113,6 +113,25 @@ void store_index_known(store_t *st, const char *col, const char *field);
 /* The backends (sqlite.c, pg_node.c). */
 extern const store_backend sqlite_backend, pg_backend;
 
+/* One entry of the activity log's hash chain, read in seq order: h is the
+ * hash so far (zeros before the first), *expect the seq it must have (0:
+ * any). 0, or -1 with err naming the entry that breaks the chain. */
+int store_chain_step(unsigned char h[32], int64_t *expect, int64_t seq, int64_t at_ms,
+                     const char *account, const char *action, const char *entry, size_t n,
+                     const char *stored, err_t *err);
+
+/* The offline work of each backend (offline.c, pg_offline.c); cols NULL:
+ * every collection. */
+typedef void (*store_activity_row)(void *ctx, const char *entry, size_t len, const char *hash);
+int sqlite_verify(const char *dir, int64_t *entries, err_t *err);
+int sqlite_activity_each(const char *dir, int64_t since_ms, store_activity_row row, void *ctx,
+                         err_t *err);
+int sqlite_export(const char *dir, const char *const *cols, FILE *out, err_t *err);
+int pg_verify(const store_opts *where, int64_t *entries, err_t *err);
+int pg_activity_each(const store_opts *where, int64_t since_ms, store_activity_row row,
+                     void *ctx, err_t *err);
+int pg_export(const store_opts *where, const char *const *cols, FILE *out, err_t *err);
+
 /* Reads that every backend shares the result shape of: a document the
  * caller may not read does not exist for them (R_GET). */
 bool store_may_read(const rjob *job, const char *body, size_t len);

@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { startServer, addAccount, login, BIN } from './lib.mjs';
+import { startServer, addAccount, login, BIN, PG, storeArgs, pgExec } from './lib.mjs';
 import { open, subscribe } from './rt.mjs';
 
 const PW = 'password-12345';
@@ -167,21 +167,36 @@ describe('activity log', () => {
 
   test('livedb activity prints the log (json and csv); verify passes, then names an edited entry', async () => {
     assert.equal(await srv.stop(), 0);
-    const j = spawnSync(BIN, ['activity', '--data', dir], { encoding: 'utf8' });
+    const j = spawnSync(BIN, ['activity', '--data', dir, ...storeArgs(dir)], { encoding: 'utf8' });
     assert.equal(j.status, 0, j.stderr);
     const entries = JSON.parse(j.stdout);
     assert.ok(entries.length > 10);
-    const c = spawnSync(BIN, ['activity', '--data', dir, '--format', 'csv', '--since', '2000-01-01T00:00:00Z'], { encoding: 'utf8' });
+    const c = spawnSync(BIN, ['activity', '--data', dir, ...storeArgs(dir), '--format', 'csv', '--since', '2000-01-01T00:00:00Z'], { encoding: 'utf8' });
     assert.equal(parseCsv(c.stdout).length - 1, entries.length);
-    assert.equal(spawnSync(BIN, ['activity', '--data', dir, '--format', 'xml']).status, 2);
-    let v = spawnSync(BIN, ['verify', '--data', dir], { encoding: 'utf8' });
+    assert.equal(spawnSync(BIN, ['activity', '--data', dir, ...storeArgs(dir), '--format', 'xml']).status, 2);
+    let v = spawnSync(BIN, ['verify', '--data', dir, ...storeArgs(dir)], { encoding: 'utf8' });
     assert.equal(v.status, 0, v.stderr);
     assert.match(v.stdout, /sound/);
+    const victim = entries[5].seq;
+    if (PG) {
+      // Over PostgreSQL the intruder has psql: the chain names the entry.
+      const verify = () => spawnSync(BIN, ['verify', ...storeArgs(dir)], { encoding: 'utf8' });
+      let t = pgExec(dir, `UPDATE activity SET entry = replace(entry, '127.0.0.1', '10.9.9.9') WHERE seq = ${victim}`);
+      assert.equal(t.status, 0, t.stderr);
+      v = verify();
+      assert.equal(v.status, 1);
+      assert.match(v.stderr, new RegExp(`entry ${victim} was changed`));
+      t = pgExec(dir, `UPDATE activity SET entry = replace(entry, '10.9.9.9', '127.0.0.1') WHERE seq = ${victim}; DELETE FROM activity WHERE seq = ${victim + 2}`);
+      assert.equal(t.status, 0, t.stderr);
+      v = verify();
+      assert.equal(v.status, 1);
+      assert.match(v.stderr, new RegExp(`entry ${victim + 2} is missing`));
+      return;
+    }
     // Edit one entry the way an intruder would, with SQLite directly, and
     // check while the intruder's connection is still open: the edited page
     // is still in the WAL (pages there carry no livedb checksum), so it is
     // the hash chain that must name the entry.
-    const victim = entries[5].seq;
     const tamper = (sql) => spawnSync('/usr/bin/python3', ['-c', `
 import sqlite3, subprocess, sys
 d = sqlite3.connect("${dir}/livedb.db")

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { startServer, addAccount, login, sleep, BIN, raw } from './lib.mjs';
+import { startServer, addAccount, login, sleep, BIN, raw, PG, pgExec } from './lib.mjs';
 import { connect, open, subscribe } from './rt.mjs';
 
 const PW = 'correct horse battery';
@@ -116,9 +116,15 @@ describe('login, tokens, logout', () => {
     await srv.restart();
     srv.token = (await login(srv, 'admin@test.livedb', 'admin-password-1')).token;
     assert.equal((await me(token)).status, 200);
-    const { readFileSync } = await import('node:fs');
-    const db = readFileSync(path.join(dir, 'livedb.db'));
-    assert.ok(!db.includes(Buffer.from(token)), 'the token is not in the database');
+    if (PG) {
+      const all = pgExec(dir, 'SELECT * FROM sessions; SELECT * FROM activity; SELECT * FROM docs');
+      assert.equal(all.status, 0, all.stderr);
+      assert.ok(!all.stdout.includes(token), 'the token is not in the database');
+    } else {
+      const { readFileSync } = await import('node:fs');
+      const db = readFileSync(path.join(dir, 'livedb.db'));
+      assert.ok(!db.includes(Buffer.from(token)), 'the token is not in the database');
+    }
     assert.ok(!srv.stderr.includes(token), 'the token is not in the log');
   });
 });

@@ -7,6 +7,7 @@
 // LIVEDB_TEST_VERBOSE=1 copies every server's stderr to ours.
 
 import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -18,6 +19,29 @@ import { before, after } from 'node:test';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BIN = path.resolve(ROOT, process.env.LIVEDB_BIN || 'build/livedb');
 const VERBOSE = !!process.env.LIVEDB_TEST_VERBOSE;
+// LIVEDB_TEST_STORE=postgres (with LIVEDB_TEST_PG, the conninfo that
+// scripts/with-pg sets) runs every server of the suite over PostgreSQL,
+// each data directory with a schema of its own: the second pass of
+// `make test-api`. Tests of what only SQLite has (its files, backups,
+// restore) say so with sqliteOnly.
+export const PG = process.env.LIVEDB_TEST_STORE === 'postgres' ? process.env.LIVEDB_TEST_PG : null;
+if (process.env.LIVEDB_TEST_STORE === 'postgres' && !PG) throw new Error('LIVEDB_TEST_STORE=postgres needs LIVEDB_TEST_PG (scripts/with-pg)');
+export const sqliteOnly = PG ? { skip: 'SQLite only (PostgreSQL pass)' } : {};
+const schemas = new Map(); // data dir -> its schema
+// Runs SQL in the schema of a data directory (the PostgreSQL pass), as an
+// intruder with psql would: {status, stdout, stderr}.
+export function pgExec(dataDir, sql) {
+  const schema = storeArgs(dataDir)[3];
+  return spawnSync('psql', [PG, '-v', 'ON_ERROR_STOP=1', '-Atc', `SET search_path TO ${schema}; ${sql}`],
+    { encoding: 'utf8' });
+}
+
+// The store arguments for a data directory: none on SQLite.
+export function storeArgs(dataDir) {
+  if (!PG) return [];
+  if (!schemas.has(dataDir)) schemas.set(dataDir, 't_' + randomBytes(6).toString('hex'));
+  return ['--postgres', PG, '--pg-schema', schemas.get(dataDir)];
+}
 const STDERR_KEEP = 64 * 1024;
 
 // Data directories made here are removed when the test process ends, and
@@ -48,7 +72,8 @@ function spawnServer(handle) {
   // Tests serve no app unless they ask (--apps): their collections are
   // their own, without the apps' schemas and rules.
   const apps = handle.args.includes('--apps') ? [] : ['--apps', 'none'];
-  const argv = ['serve', '--data', handle.dataDir, '--listen', '127.0.0.1:0', ...apps, ...handle.args];
+  const argv = ['serve', '--data', handle.dataDir, '--listen', '127.0.0.1:0', ...apps,
+    ...storeArgs(handle.dataDir), ...handle.args];
   const proc = spawn(BIN, argv, {
     cwd: ROOT,
     env: { ...process.env, ...(handle.env || {}) },
@@ -130,8 +155,8 @@ export function runBin(args, opts = {}) {
 // addAccount(dataDir, {email, role, password, name, apps}) runs
 // `livedb account add` (the server must not run on dataDir).
 export function addAccount(dataDir, { email, role, password, name, apps = 'wholesale,studio' }) {
-  const args = ['account', 'add', '--data', dataDir, '--email', email, '--role', role,
-    '--password-stdin', '--apps', apps];
+  const args = ['account', 'add', '--data', dataDir, ...storeArgs(dataDir), '--email', email,
+    '--role', role, '--password-stdin', '--apps', apps];
   if (name) args.push('--name', name);
   const r = spawnSync(BIN, args, { input: password + '\n', encoding: 'utf8', timeout: 30_000 });
   if (r.status !== 0) throw new Error(`account add ${email}: exit ${r.status}: ${r.stderr}`);
