@@ -118,9 +118,10 @@ int auth_hash_password(const char *password, char out[128]);
  * are closed, and its clients come back with what they may now see. */
 void auth_revoked(app_t *app, const actor_t *who);
 /* Several nodes: true when the request's token must first be looked up in
- * the database (a session another node made); api_handle then runs again
+ * the database (a session another node made); again (api_handle) then runs
  * with the request once it is known. */
-bool auth_pending(app_t *app, conn_t *c, http_req *req);
+typedef void (*auth_again_fn)(app_t *app, conn_t *c, http_req *req);
+bool auth_pending(app_t *app, conn_t *c, http_req *req, auth_again_fn again);
 
 /* activity.c */
 void activity_get(app_t *app, conn_t *c, http_req *req);

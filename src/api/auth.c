@@ -697,6 +697,7 @@ typedef struct lookup_ctx {
     app_t *app;
     conn_t *c;
     http_req *req;
+    auth_again_fn again;
     char th[65];
 } lookup_ctx;
 
@@ -717,7 +718,7 @@ static void on_session_looked_up(rjob *job)
         else
             identity_note_unknown(app->ident, l->th);
         if (conn_open(l->c) && !app->shutting_down)
-            api_handle(app, l->c, l->req);
+            l->again(app, l->c, l->req);
         else if (conn_open(l->c))
             respond_simple(l->c, E_UNAVAILABLE, "the server is shutting down");
     }
@@ -727,7 +728,7 @@ static void on_session_looked_up(rjob *job)
     rjob_free(job);
 }
 
-bool auth_pending(app_t *app, conn_t *c, http_req *req)
+bool auth_pending(app_t *app, conn_t *c, http_req *req, auth_again_fn again)
 {
     char th[65];
     if (!store_shared(app->store) || !identity_unknown_token(app->ident, req, th))
@@ -736,6 +737,7 @@ bool auth_pending(app_t *app, conn_t *c, http_req *req)
     l->app = app;
     l->c = conn_ref(c);
     l->req = req;
+    l->again = again;
     memcpy(l->th, th, sizeof th);
     rjob *job = rjob_new(R_SESSION);
     job->id = xstrdup(th);

@@ -54,7 +54,16 @@ typedef struct sse_stream {
     feed_sub s; /* first: in app->streams */
     bool db_pending;
     bool dead;
+    bool ahead; /* its since is past this node's feed: read the database once */
 } sse_stream;
+
+/* Several nodes: a client that comes from another node may know a seq this
+ * node's feed has not reached yet. The database says whether it exists
+ * (410 when not) and what follows it; then the feed goes on from there. */
+static bool ahead_of_feed(app_t *app, int64_t since)
+{
+    return store_shared(app->store) && since > feed_last(app->feed);
+}
 
 static void sub_start(feed_sub *s, feed_sub **list, app_t *app, conn_t *c, const feed_req *fr,
                       void (*wake)(feed_waiter *w))
@@ -316,7 +325,8 @@ static void sse_pump(sse_stream *ss)
             conn_close(s->c);
             return;
         }
-        if (s->fr.since < feed_first(app->feed) - 1) {
+        if (s->fr.since < feed_first(app->feed) - 1 || ss->ahead) {
+            ss->ahead = false;
             rjob *job = db_read(app, &s->fr, SSE_PAGE, true);
             job->done = on_sse_db_page;
             job->ctx = ss;
@@ -348,6 +358,7 @@ static void sse_pump(sse_stream *ss)
 static void sse_start(app_t *app, conn_t *c, const feed_req *fr)
 {
     sse_stream *ss = xcalloc(1, sizeof *ss);
+    ss->ahead = ahead_of_feed(app, fr->since);
     sub_start(&ss->s, &app->streams, app, c, fr, sse_wake);
     conn_stream_start(c, 200, "text/event-stream; charset=utf-8",
                       "Cache-Control: no-store\r\nX-Accel-Buffering: no\r\n", sse_conn_closed,
@@ -374,7 +385,7 @@ void changes_get(app_t *app, conn_t *c, http_req *req)
         return respond_err(c, &e);
     fr.who = who;
     int64_t committed = store_committed_seq(app->store);
-    if (fr.since > committed) {
+    if (fr.since > committed && !store_shared(app->store)) {
         err_set(&e, E_RESYNC_REQUIRED,
                 "since %lld is ahead of the feed (last seq %lld): the data was replaced;"
                 " list again",
@@ -391,7 +402,7 @@ void changes_get(app_t *app, conn_t *c, http_req *req)
         fr.auth = actor_auth(&who);
     if (fr.sse)
         return sse_start(app, c, &fr); /* takes fr.auth */
-    if (fr.since < feed_first(app->feed) - 1) {
+    if (fr.since < feed_first(app->feed) - 1 || ahead_of_feed(app, fr.since)) {
         rjob *job = db_read(app, &fr, fr.limit, false);
         job->done = on_db_page;
         job->ctx = conn_ref(c);

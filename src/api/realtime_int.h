@@ -39,6 +39,7 @@ struct rt_sub {
     sub_state state;
     int64_t pos;
     bool since_given;       /* send `synced` when caught up */
+    bool ahead;             /* since is past this node's feed: ask the database */
     bool presence;          /* on _presence */
     bool activity;          /* on _activity */
     bool indexed;

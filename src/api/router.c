@@ -149,6 +149,8 @@ static bool route_fixed(app_t *app, conn_t *c, http_req *req, char (*seg)[DOC_ID
     return false;
 }
 
+static void route_again(app_t *app, conn_t *c, http_req *req) { api_handle(app, c, req); }
+
 void api_handle(void *appv, conn_t *c, http_req *req)
 {
     app_t *app = appv;
@@ -177,7 +179,7 @@ void api_handle(void *appv, conn_t *c, http_req *req)
         respond_simple(c, E_UNAVAILABLE, "the server is shutting down");
         return;
     }
-    if (auth_pending(app, c, req))
+    if (auth_pending(app, c, req, route_again))
         return;
     if (route_fixed(app, c, req, seg, n, m))
         return;

@@ -168,11 +168,11 @@ void rt_sub_advance(rt_sub *u)
             go_live(u);
             return;
         }
-        if (u->pos >= feed_last(app->feed)) {
+        if (u->pos >= feed_last(app->feed) && !u->ahead) {
             go_live(u);
             return;
         }
-        if (u->pos >= feed_first(app->feed) - 1) {
+        if (u->pos >= feed_first(app->feed) - 1 && !u->ahead) {
             change_t *chs[CATCHUP_PAGE];
             int64_t covered;
             int n = feed_collect(app->feed, u->pos, u->e.col, CATCHUP_PAGE, chs, &covered);
@@ -190,6 +190,7 @@ void rt_sub_advance(rt_sub *u)
             sub_fail(u, &e);
             return;
         }
+        u->ahead = false;
         rjob *job = rjob_new(R_CHANGES);
         /* Every change of the collection: what was visible and is no
          * longer is a `removed` the subscriber must hear. */
@@ -370,8 +371,11 @@ void rt_handle_sub(rt_session *s, rt_msg *m)
         return;
     }
     if (m->has_since && !presence && !activity) {
+        /* Several nodes: a seq from another node may be past this node's
+         * feed for a moment; the database says whether it is one (u->ahead:
+         * the catch-up reads it first, 410 when not). */
         int64_t committed = store_committed_seq(app->store);
-        if (m->since > committed) {
+        if (m->since > committed && !store_shared(app->store)) {
             err_set(&e, E_RESYNC_REQUIRED,
                     "since %lld is ahead of the feed (last seq %lld): subscribe without since",
                     (long long)m->since, (long long)committed);
@@ -429,6 +433,7 @@ void rt_handle_sub(rt_session *s, rt_msg *m)
     if (m->has_since) {
         u->pos = m->since;
         u->since_given = true;
+        u->ahead = store_shared(app->store) && m->since > feed_last(app->feed);
         u->state = SUB_CATCHUP;
         rt_sub_advance(u);
         return;

@@ -22,8 +22,9 @@ static sqlite3 *open_snapshot(const char *dir, err_t *err)
 
 /* ------------------------------------------------------------------ verify */
 
-int sqlite_verify(const char *dir, int64_t *entries, err_t *err)
+int sqlite_verify(const store_opts *where, int64_t *entries, err_t *err)
 {
+    const char *dir = where->dir;
     *entries = 0;
     sqlite3 *db = open_snapshot(dir, err);
     if (!db)
@@ -67,10 +68,10 @@ int sqlite_verify(const char *dir, int64_t *entries, err_t *err)
 
 /* ------------------------------------------------------------------ activity, offline */
 
-int sqlite_activity_each(const char *dir, int64_t since_ms,
-                        void (*row)(void *ctx, const char *entry, size_t len, const char *hash),
-                        void *ctx, err_t *err)
+int sqlite_activity_each(const store_opts *where, int64_t since_ms, store_activity_row row,
+                         void *ctx, err_t *err)
 {
+    const char *dir = where->dir;
     sqlite3 *db = open_snapshot(dir, err);
     if (!db)
         return -1;
@@ -164,8 +165,8 @@ done:
     return err->code ? -1 : 0;
 }
 
-int sqlite_export(const char *dir, const char *const *cols, FILE *out, err_t *err)
+int sqlite_export(const store_opts *where, const char *const *cols, FILE *out, err_t *err)
 {
-    return export_from(dir, cols, out, err);
+    return export_from(where->dir, cols, out, err);
 }
 

@@ -67,6 +67,13 @@ pgstore *pgnode_reader_take(store_t *st, err_t *err);
 void pgnode_reader_give(store_t *st, pgstore *p);
 void pg_read(store_t *st, rjob *job);
 int pg_load_auth(store_t *st, const struct store_auth_cb *cb, err_t *err);
+/* pg_offline.c: the backend's work with a connection of its own. */
+struct store_opts;
+int pg_verify(const struct store_opts *where, int64_t *entries, err_t *err);
+int pg_activity_each(const struct store_opts *where, int64_t since_ms,
+                     void (*row)(void *ctx, const char *entry, size_t len, const char *hash),
+                     void *ctx, err_t *err);
+int pg_export(const struct store_opts *where, const char *const *cols, FILE *out, err_t *err);
 
 /* A 64-bit integer as a text parameter, in buf. */
 #define I64(buf, x) (snprintf((buf), sizeof(buf), "%lld", (long long)(x)), (buf))

@@ -333,4 +333,7 @@ const store_backend pg_backend = {
     .up = pgnode_up,
     .stop = pgnode_stop,
     .close = pgnode_close,
+    .verify = pg_verify,
+    .activity_each = pg_activity_each,
+    .export_cols = pg_export,
 };

@@ -249,6 +249,12 @@ static void read_changes(rjob *job, pgstore *p)
                 (long long)job->since, (long long)first);
         return;
     }
+    if (job->since > last) {
+        err_set(&job->err, E_RESYNC_REQUIRED,
+                "since %lld is ahead of the feed (last seq %lld): not a seq of this database;"
+                " list again", (long long)job->since, (long long)last);
+        return;
+    }
     char since[24], lim[16];
     const char *v[] = {I64(since, job->since), I64(lim, job->limit), job->col};
     r = pq(p, job->col_filter

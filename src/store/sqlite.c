@@ -380,6 +380,9 @@ const store_backend sqlite_backend = {
     .load_auth = sqlite_load_auth,
     .prune = sq_prune,
     .close = sq_close,
+    .verify = sqlite_verify,
+    .activity_each = sqlite_activity_each,
+    .export_cols = sqlite_export,
 };
 
 

@@ -96,6 +96,11 @@ extern const txn_methods sqlite_txn_methods;
  * (yet); the backend's read and load_auth. */
 bool no_table(sqlite3 *db);
 void sqlite_read(store_t *st, rjob *job);
+/* offline.c: the backend's work with a connection of its own. */
+int sqlite_verify(const store_opts *where, int64_t *entries, err_t *err);
+int sqlite_activity_each(const store_opts *where, int64_t since_ms, store_activity_row row,
+                         void *ctx, err_t *err);
+int sqlite_export(const store_opts *where, const char *const *cols, FILE *out, err_t *err);
 int sqlite_load_auth(store_t *st, const store_auth_cb *cb, err_t *err);
 
 #endif

@@ -18,6 +18,11 @@
 
 #include "../util/log.h"
 
+static const store_backend *backend_of(const store_opts *where)
+{
+    return where->postgres ? &pg_backend : &sqlite_backend;
+}
+
 static int mkdir_p(const char *dir)
 {
     char *tmp = xstrdup(dir);
@@ -73,7 +78,7 @@ int store_open(store_t **out, uv_loop_t *loop, const store_opts *opts, err_t *er
         goto fail;
     }
 open:
-    st->be = opts->postgres ? &pg_backend : &sqlite_backend;
+    st->be = backend_of(opts);
     if (st->be->open(st, err))
         goto fail;
     atomic_store(&st->heartbeat, time_mono_ns());
@@ -249,16 +254,14 @@ int store_chain_step(unsigned char h[32], int64_t *expect, int64_t seq, int64_t 
 
 int store_verify(const store_opts *where, int64_t *entries, err_t *err)
 {
-    return where->postgres ? pg_verify(where, entries, err)
-                           : sqlite_verify(where->dir, entries, err);
+    return backend_of(where)->verify(where, entries, err);
 }
 
 int store_activity_each(const store_opts *where, int64_t since_ms,
                         void (*row)(void *ctx, const char *entry, size_t len, const char *hash),
                         void *ctx, err_t *err)
 {
-    return where->postgres ? pg_activity_each(where, since_ms, row, ctx, err)
-                           : sqlite_activity_each(where->dir, since_ms, row, ctx, err);
+    return backend_of(where)->activity_each(where, since_ms, row, ctx, err);
 }
 
 int store_export(const store_opts *where, FILE *out, err_t *err)
@@ -268,8 +271,7 @@ int store_export(const store_opts *where, FILE *out, err_t *err)
 
 int store_export_cols(const store_opts *where, const char *const *cols, FILE *out, err_t *err)
 {
-    return where->postgres ? pg_export(where, cols, out, err)
-                           : sqlite_export(where->dir, cols, out, err);
+    return backend_of(where)->export_cols(where, cols, out, err);
 }
 
 const store_opts *store_where(const store_t *st) { return &st->opts; }

@@ -20,8 +20,11 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 
 #define MAX_GROUP 1024 /* jobs in one transaction */
+
+typedef void (*store_activity_row)(void *ctx, const char *entry, size_t len, const char *hash);
 
 /* What differs between backends, beyond core's txn_methods. */
 typedef struct store_backend {
@@ -47,6 +50,13 @@ typedef struct store_backend {
     void (*stop)(store_t *st);
     /* After the writer stopped: frees the backend's state. */
     void (*close)(store_t *st);
+
+    /* Work with a connection of its own, on where (store.h: verify,
+     * activity_each, export_cols; cols NULL: every collection). */
+    int (*verify)(const store_opts *where, int64_t *entries, err_t *err);
+    int (*activity_each)(const store_opts *where, int64_t since_ms, store_activity_row row,
+                         void *ctx, err_t *err);
+    int (*export_cols)(const store_opts *where, const char *const *cols, FILE *out, err_t *err);
 } store_backend;
 
 struct store {
@@ -120,17 +130,6 @@ int store_chain_step(unsigned char h[32], int64_t *expect, int64_t seq, int64_t 
                      const char *account, const char *action, const char *entry, size_t n,
                      const char *stored, err_t *err);
 
-/* The offline work of each backend (offline.c, pg_offline.c); cols NULL:
- * every collection. */
-typedef void (*store_activity_row)(void *ctx, const char *entry, size_t len, const char *hash);
-int sqlite_verify(const char *dir, int64_t *entries, err_t *err);
-int sqlite_activity_each(const char *dir, int64_t since_ms, store_activity_row row, void *ctx,
-                         err_t *err);
-int sqlite_export(const char *dir, const char *const *cols, FILE *out, err_t *err);
-int pg_verify(const store_opts *where, int64_t *entries, err_t *err);
-int pg_activity_each(const store_opts *where, int64_t since_ms, store_activity_row row,
-                     void *ctx, err_t *err);
-int pg_export(const store_opts *where, const char *const *cols, FILE *out, err_t *err);
 
 /* Reads that every backend shares the result shape of: a document the
  * caller may not read does not exist for them (R_GET). */

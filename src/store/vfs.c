@@ -48,7 +48,15 @@ uint64_t vfs_checksum_failures(void) { return atomic_load(&failures); }
 
 static bool fault(int at, char c) { return faults && faults[at] == c; }
 
-bool vfs_fault(int at, char c) { return fault(at, c); }
+static void map_faults(void);
+static pthread_once_t faults_once = PTHREAD_ONCE_INIT;
+
+/* Also for stores that never open SQLite (PostgreSQL's write seam). */
+bool vfs_fault(int at, char c)
+{
+    pthread_once(&faults_once, map_faults);
+    return fault(at, c);
+}
 
 /* ------------------------------------------------------------------ checksum */
 
@@ -366,7 +374,7 @@ static void setup(void)
         .xCurrentTime = v_current_time, .xGetLastError = v_last_error,
         .xCurrentTimeInt64 = v_current_time64,
     };
-    map_faults();
+    pthread_once(&faults_once, map_faults);
     sqlite3_vfs_register(&shim, 1);
 }
 

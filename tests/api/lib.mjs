@@ -147,7 +147,13 @@ function os_signal_number(signal) {
 
 // runBin(args, opts) runs the binary to its end (60 s at most unless
 // opts.timeout says otherwise): {code, stdout, stderr, signal}.
+// A command naming a data directory (--data DIR) works on that
+// directory's store: on the PostgreSQL pass, its schema.
 export function runBin(args, opts = {}) {
+  const i = args.indexOf('--data');
+  if (PG && i >= 0 && ['export', 'import', 'account', 'activity', 'verify'].includes(args[0])) {
+    args = [...args, ...storeArgs(args[i + 1])];
+  }
   const r = spawnSync(BIN, args, { encoding: 'utf8', timeout: 60_000, ...opts });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr, signal: r.signal };
 }

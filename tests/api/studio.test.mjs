@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import {
   startServer, addAccount, login, BIN, ADMIN, listAll, lastSeq, sleep, assertError, userFields, runBin,
   scratch,
+  storeArgs,
 } from './lib.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -304,7 +305,7 @@ describe('an import killed half-way', () => {
     // On a terminal, so the progress bar says how many records are done
     // (a record counts as done once its write is committed). The shell
     // prints its pid, then becomes livedb.
-    const p = spawn('script', ['-qec', `echo PID=$$; exec ${q(BIN)} import ${q(f)} --data ${q(data)}`, '/dev/null'], {
+    const p = spawn('script', ['-qec', `echo PID=$$; exec ${q(BIN)} import ${q(f)} --data ${q(data)} ${storeArgs(data).map(q).join(' ')}`, '/dev/null'], {
       stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SHELL: '/bin/sh' },
     });
     let out = '';
