@@ -2,7 +2,8 @@
 #
 #   make run     install what is missing, build, serve ./data with demo data
 #   make test    install what is missing, then every test: unit, API (release
-#                and ASan+UBSan builds), and a short run of each fuzzer
+#                and ASan+UBSan builds, then over PostgreSQL), three nodes over
+#                one PostgreSQL, crash, browser, and a short run of each fuzzer
 #   make asan    build/asan/livedb, with AddressSanitizer and UBSan
 #   make fuzz    the fuzzers, longer (FUZZ_SECONDS each, default 300)
 #   make bench   benchmarks side by side with Redis and PostgreSQL (bench/run,
@@ -45,7 +46,7 @@ obj = $(patsubst %.c,$(1)/obj/%.o,$(2)) $(patsubst %.c,$(1)/obj/llhttp/%.o,$(LLS
 # Keep the objects of chained rules (the fuzzers), so a rebuild is incremental.
 .SECONDARY:
 
-.PHONY: FORCE check-layers all asan unit fuzz-build fuzz fuzz-smoke test test-unit test-api test-crash test-browser run deps bench clean
+.PHONY: FORCE check-layers all asan unit fuzz-build fuzz fuzz-smoke test test-unit test-api test-nodes test-crash test-browser run deps bench clean
 
 all: build/livedb
 
@@ -140,9 +141,18 @@ run: deps
 test-unit: build/unit build/asan/unit
 	scripts/with-pg sh -c 'build/unit && build/asan/unit'
 
+# The API suite on SQLite (release and ASan builds), then once more over a
+# throwaway PostgreSQL (a schema per server; what only SQLite has skips).
 test-api: build/livedb build/asan/livedb
 	node --test --test-concurrency=1 tests/api/
 	LIVEDB_BIN=build/asan/livedb node --test --test-concurrency=1 tests/api/
+	LIVEDB_TEST_STORE=postgres scripts/with-pg node --test --test-concurrency=1 tests/api/
+
+# Three nodes over one PostgreSQL (tests/nodes/): one order of seqs
+# everywhere, sessions, resume on another node, kill -9 of a node, a
+# PostgreSQL restart under load, place_order through every node.
+test-nodes: build/livedb
+	LIVEDB_TEST_STORE=postgres scripts/with-pg node --test --test-concurrency=1 tests/nodes/
 
 # Crash and corruption tests (tests/crash/): kill -9 at random moments under
 # concurrent writers (CRASH_CYCLES, default 200), random bytes flipped in the
@@ -165,6 +175,7 @@ test: deps
 	$(MAKE) check-layers
 	$(MAKE) test-unit
 	$(MAKE) test-api
+	$(MAKE) test-nodes
 	$(MAKE) test-crash
 	$(MAKE) test-browser
 	$(MAKE) fuzz-smoke

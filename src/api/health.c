@@ -28,6 +28,7 @@ typedef struct health_state {
     app_t *app;
     int64_t probe_at_ms;  /* when the last probe finished */
     bool probe_ok;
+    err_code probe_code;
     char probe_msg[sizeof(((err_t *)0)->msg)];
     double probe_ms;
     bool in_flight;
@@ -58,12 +59,23 @@ static void answer(health_state *h, conn_t *c, bool detail)
     bool backups_ok = backups_health(app, &bk, detail);
     bool failed = store_failed(app->store);
 
+    /* A node over PostgreSQL that cannot reach it (a restart, a failover)
+     * reconnects by itself: degraded, not down; its writes answer 503. */
+    const char *down_why;
+    bool up = store_up(app->store, &down_why);
+    bool reconnecting = store_shared(app->store) &&
+                        (!up || (!h->probe_ok && h->probe_code == E_UNAVAILABLE));
     const char *status = "ok";
-    if (!h->probe_ok || failed || strcmp(writer, "stuck") == 0)
+    if (reconnecting)
+        status = "degraded";
+    else if (!h->probe_ok || failed || strcmp(writer, "stuck") == 0)
         status = "down";
     else if (strcmp(writer, "ok") != 0 || strcmp(disk, "ok") != 0 || !backups_ok)
         status = "degraded";
-    const char *database = failed ? "failed" : h->probe_ok ? "ok" : "failing";
+    const char *database = failed         ? "failed"
+                           : reconnecting ? "reconnecting"
+                           : h->probe_ok  ? "ok"
+                                          : "failing";
 
     buf_t b = {0};
     if (!detail) {
@@ -86,6 +98,9 @@ static void answer(health_state *h, conn_t *c, bool detail)
     } else if (!h->probe_ok) {
         buf_puts(&b, ",\"message\":");
         buf_put_json_str(&b, h->probe_msg, strlen(h->probe_msg));
+    } else if (!up) {
+        buf_puts(&b, ",\"message\":");
+        buf_put_json_str(&b, down_why, strlen(down_why));
     }
     buf_printf(&b, "},\"writer\":{\"status\":\"%s\",\"queue\":%d,\"idle_ms\":%llu},"
                    "\"disk\":{\"status\":\"%s\",\"free_bytes\":%llu},\"backups\":%s},"
@@ -116,6 +131,7 @@ static void on_probe_done(wjob *job)
     if (h) {
         h->job = NULL;
         h->probe_ok = job->err.code == E_OK;
+        h->probe_code = job->err.code;
         snprintf(h->probe_msg, sizeof h->probe_msg, "%s", job->err.msg);
         h->probe_ms = (double)(time_mono_ns() - h->probe_started) / 1e6;
         h->probe_at_ms = time_now_ms();
@@ -130,6 +146,7 @@ static void on_probe_timeout(uv_timer_t *t)
 {
     health_state *h = t->data;
     h->probe_ok = false;
+    h->probe_code = E_UNAVAILABLE;
     snprintf(h->probe_msg, sizeof h->probe_msg, "a write did not commit within %d ms",
              PROBE_TIMEOUT_MS);
     h->probe_ms = PROBE_TIMEOUT_MS;

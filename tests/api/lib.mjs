@@ -25,6 +25,7 @@ const VERBOSE = !!process.env.LIVEDB_TEST_VERBOSE;
 // `make test-api`. Tests of what only SQLite has (its files, backups,
 // restore) say so with sqliteOnly.
 export const PG = process.env.LIVEDB_TEST_STORE === 'postgres' ? process.env.LIVEDB_TEST_PG : null;
+export const PG_DIR = process.env.LIVEDB_TEST_PG_DIR;
 if (process.env.LIVEDB_TEST_STORE === 'postgres' && !PG) throw new Error('LIVEDB_TEST_STORE=postgres needs LIVEDB_TEST_PG (scripts/with-pg)');
 export const sqliteOnly = PG ? { skip: 'SQLite only (PostgreSQL pass)' } : {};
 const schemas = new Map(); // data dir -> its schema
@@ -187,19 +188,22 @@ export const ADMIN = { email: 'admin@test.livedb', password: 'admin-password-1' 
 //   restart()  start again on the same data dir (after stop/kill); same handle
 //   req(method, path, opts)  request against this server (see req below)
 //   stderrTail()
-export async function startServer({ args = [], env, dataDir, auth = true } = {}) {
+// schema (PostgreSQL): the schema to serve instead of the data directory's
+// own: nodes of one database (tests/nodes).
+export async function startServer({ args = [], env, dataDir, auth = true, schema } = {}) {
   let fresh = false;
   if (!dataDir) {
     dataDir = mkdtempSync(path.join(tmpdir(), 'livedb-test-'));
     tmpDirs.add(dataDir);
     fresh = true;
   }
+  if (schema) schemas.set(dataDir, schema);
   let adminId = null;
   if (auth) {
     try {
       adminId = addAccount(dataDir, { ...ADMIN, role: 'admin' });
     } catch (e) {
-      if (fresh || !/exists/.test(e.message)) throw e; // a data dir with its admin already
+      if ((fresh && !schema) || !/exists/.test(e.message)) throw e; // a data dir with its admin already
     }
   }
   const handle = {
