@@ -356,6 +356,12 @@ void backups_http(app_t *app, conn_t *c, http_req *req, const char *name, const 
     if (api_admin(app, c, req, &who, "backups are for admins"))
         return;
     backups_state *b = app->backups;
+    if (!b && store_shared(app->store))
+        return respond_simple(c, E_CONFLICT, "this node's data is in PostgreSQL, whose backups are"
+                                             " PostgreSQL's: pg_dump, or base backups and WAL"
+                                             " archiving (docs/OPERATIONS.md)");
+    if (!b)
+        return respond_simple(c, E_UNAVAILABLE, "the server is shutting down");
     int m = req->method == HTTP_HEAD ? HTTP_GET : req->method;
     if (!name) {
         if (m == HTTP_GET)

@@ -206,6 +206,20 @@ describe('backup, backups, verify, restore on the command line', () => {
     assert.deepEqual(JSON.parse(readFileSync(path.join(d, 'three.json'), 'utf8')), two);
   });
 
+  test('over PostgreSQL, backups are PostgreSQL\'s: the endpoints say so, health says off', PG ? {} : { skip: 'the PostgreSQL pass' }, async () => {
+    const srv = await startServer();
+    for (const [m, p] of [['GET', '/v1/admin/backups'], ['POST', '/v1/admin/backups'], ['POST', '/v1/admin/backups/livedb-x.db/verify']]) {
+      const r = await srv.req(m, p);
+      assertError(r, 409, 'conflict');
+      assert.match(r.json.error.message, /pg_dump/);
+    }
+    assert.equal((await srv.req('GET', '/v1/health')).json.checks.backups.status, 'off');
+    const v = run(['verify', '--data', srv.dataDir, ...storeArgs(srv.dataDir), 'livedb-x.db']);
+    assert.equal(v.status, 2);
+    assert.match(v.stderr, /PostgreSQL's/);
+    assert.equal(await srv.stop(), 0);
+  });
+
   // The modes share export's shape: data moves from SQLite to PostgreSQL
   // and back with export and import, unchanged.
   test('SQLite -> export -> import into PostgreSQL -> export -> import into SQLite: the same documents', PG ? {} : { skip: 'the PostgreSQL pass' }, async () => {
