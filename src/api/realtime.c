@@ -394,6 +394,7 @@ void realtime_init(app_t *app, const realtime_opts *o)
     uv_timer_start(&rt->ping, on_ping, rt->ping_ms, rt->ping_ms);
     uv_unref((uv_handle_t *)&rt->ping);
     hub_listen(&app->hub, &realtime_listener);
+    rt_presence_init(app);
 }
 
 void realtime_shutdown(app_t *app)
@@ -404,6 +405,7 @@ void realtime_shutdown(app_t *app)
         rt_session_close(s, WS_CLOSE_GOING_AWAY, "the server is shutting down");
     }
     uv_close((uv_handle_t *)&rt->ping, NULL);
+    rt_presence_shutdown(app);
 }
 
 void realtime_free(app_t *app)
@@ -412,6 +414,7 @@ void realtime_free(app_t *app)
     if (!rt)
         return;
     subs_free(&rt->index);
+    rt_presence_free(app);
     free(rt->psubs);
     free(rt->asubs);
     free(rt->slow);

@@ -15,6 +15,7 @@
 #include "../core/subs.h"
 #include "../net/ws.h"
 #include "../util/log.h"
+#include "../util/map.h"
 #include "api.h"
 
 #define SUBS_PER_CONN 100
@@ -86,6 +87,13 @@ struct realtime {
     rt_session **slow;      /* sessions past --ws-max-pending in this fan-out */
     int nslow, cap_slow;
     int64_t presence_seq;
+    /* Several nodes (rt_presence.c): this node's name, the other nodes'
+     * sessions (pid -> remote_pres) and when each node was last heard of
+     * (node -> int64_t ms). */
+    char node[17];
+    map_t remote, nodes;
+    uv_timer_t heartbeat;
+    bool heartbeat_on;
     uv_timer_t ping;
     uint64_t ping_ms;
     size_t max_pending;
@@ -112,6 +120,9 @@ void rt_session_unref(rt_session *s);
 /* rt_presence.c */
 void rt_presence_broadcast(app_t *app, rt_session *s, sub_op op);
 void rt_presence_snapshot(rt_sub *u);
+void rt_presence_init(app_t *app);
+void rt_presence_shutdown(app_t *app);
+void rt_presence_free(app_t *app);
 
 /* rt_subs.c */
 rt_sub *rt_find_sub(rt_session *s, const char *id);

@@ -877,7 +877,23 @@ struct pgfeed {
     int64_t last;
     void (*on_auth)(void *ctx, char kind, const char *key, const char *value);
     void *auth_ctx;
+    void (*on_presence)(void *ctx, const char *line);
+    void *presence_ctx;
 };
+
+void pgfeed_on_presence(pgfeed *f, void (*cb)(void *ctx, const char *line), void *ctx)
+{
+    f->on_presence = cb;
+    f->presence_ctx = ctx;
+}
+
+int pgfeed_say(pgfeed *f, const char *line, err_t *err)
+{
+    char channel[80];
+    snprintf(channel, sizeof channel, "livedb_presence_%s", f->p->schema);
+    const char *v[] = {channel, line};
+    return pq_do(f->p, "SELECT pg_notify($1, $2)", 2, v, err);
+}
 
 void pgfeed_on_auth(pgfeed *f, void (*cb)(void *ctx, char kind, const char *key,
                                          const char *value), void *ctx)
@@ -907,8 +923,9 @@ pgfeed *pgfeed_open(const char *conninfo, const char *schema, int64_t after_seq,
     pgfeed *f = xcalloc(1, sizeof *f);
     f->p = p;
     f->last = after_seq;
-    char sql[200];
-    snprintf(sql, sizeof sql, "LISTEN livedb_feed_%s; LISTEN livedb_auth_%s", schema, schema);
+    char sql[300];
+    snprintf(sql, sizeof sql, "LISTEN livedb_feed_%s; LISTEN livedb_auth_%s;"
+             " LISTEN livedb_presence_%s", schema, schema, schema);
     if (pq_do(p, sql, 0, NULL, err)) {
         pgfeed_close(f);
         return NULL;
@@ -938,6 +955,8 @@ int pgfeed_read(pgfeed *f, int limit, void (*each)(void *ctx, change_t *ch), voi
     while ((n = PQnotifies(p->conn))) {
         if (strncmp(n->relname, "livedb_auth_", 12) == 0)
             auth_heard(f, n->extra);
+        else if (strncmp(n->relname, "livedb_presence_", 16) == 0 && f->on_presence)
+            f->on_presence(f->presence_ctx, n->extra);
         PQfreemem(n);
     }
     char after[24], lim[16];

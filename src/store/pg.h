@@ -73,5 +73,11 @@ int64_t pgfeed_last(const pgfeed *f);
  * hash is now value. */
 void pgfeed_on_auth(pgfeed *f, void (*cb)(void *ctx, char kind, const char *key,
                                          const char *value), void *ctx);
+/* Presence between nodes, on the schema's presence channel: pgfeed_say
+ * notifies line (waiting for PostgreSQL's answer; what the connection
+ * heard meanwhile waits for the next pgfeed_read), and pgfeed_read hands
+ * every line heard, this node's own too, to the callback. */
+int pgfeed_say(pgfeed *f, const char *line, err_t *err);
+void pgfeed_on_presence(pgfeed *f, void (*cb)(void *ctx, const char *line), void *ctx);
 
 #endif

@@ -43,6 +43,7 @@ typedef struct pgnode {
     pgfeed *feed;
     uv_poll_t poll;
     uv_timer_t retry;
+    uv_timer_t soon; /* a drain after this node said something */
     bool started;   /* the timer is made */
     bool poll_open; /* the poll handle is made and not yet closed */
     bool closing;
@@ -180,6 +181,37 @@ static void auth_heard(void *ctx, char kind, const char *key, const char *value)
         st->auth_cb(st->auth_ctx, ev, key, value);
 }
 
+static void presence_heard(void *ctx, const char *line)
+{
+    store_t *st = ((pgnode *)ctx)->store;
+    if (st->presence_cb)
+        st->presence_cb(st->presence_ctx, line);
+}
+
+static void on_soon(uv_timer_t *t)
+{
+    pgnode *n = t->data;
+    if (n->feed)
+        feed_drain(n);
+}
+
+/* Said on the feed's connection; what it heard meanwhile is handed on in
+ * the next turn of the loop (the socket will not wake it for that, and a
+ * drain from here could run inside the one that called us). Lost while
+ * the feed is away: the nodes say it again when it is back ("*"). */
+static void pgnode_presence_say(store_t *st, const char *line)
+{
+    pgnode *n = node_of(st);
+    if (!n->feed)
+        return;
+    err_t e = {0};
+    /* A failure is the connection's: the socket says so to on_feed (not
+     * closed from here, which may be inside a read of this feed). */
+    pgfeed_say(n->feed, line, &e);
+    err_clear(&e);
+    uv_timer_start(&n->soon, on_soon, 0, 0);
+}
+
 static void feed_start(pgnode *n)
 {
     if (n->closing)
@@ -196,6 +228,7 @@ static void feed_start(pgnode *n)
         return;
     }
     pgfeed_on_auth(n->feed, auth_heard, n);
+    pgfeed_on_presence(n->feed, presence_heard, n);
     uv_poll_init_socket(n->store->loop, &n->poll, pgfeed_socket(n->feed));
     n->poll.data = n;
     n->poll_open = true;
@@ -208,6 +241,7 @@ static void feed_start(pgnode *n)
                 (long long)n->feed_last);
         if (n->store->auth_cb)
             n->store->auth_cb(n->store->auth_ctx, STORE_AUTH_RESYNC, "", NULL);
+        presence_heard(n, "*");
     }
 }
 
@@ -216,6 +250,8 @@ static int pgnode_start(store_t *st, err_t *err)
     pgnode *n = node_of(st);
     uv_timer_init(st->loop, &n->retry);
     n->retry.data = n;
+    uv_timer_init(st->loop, &n->soon);
+    n->soon.data = n;
     n->started = true;
     feed_start(n);
     return 0;
@@ -241,6 +277,7 @@ static void pgnode_stop(store_t *st)
         uv_close((uv_handle_t *)&n->poll, poll_closed);
     }
     uv_close((uv_handle_t *)&n->retry, NULL);
+    uv_close((uv_handle_t *)&n->soon, NULL);
 }
 
 /* ------------------------------------------------------------------ the rest */
@@ -333,6 +370,7 @@ const store_backend pg_backend = {
     .up = pgnode_up,
     .stop = pgnode_stop,
     .close = pgnode_close,
+    .presence_say = pgnode_presence_say,
     .verify = pg_verify,
     .activity_each = pg_activity_each,
     .export_cols = pg_export,

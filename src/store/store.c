@@ -116,6 +116,18 @@ void store_set_auth_event_cb(store_t *st, store_auth_event_cb cb, void *ctx)
 
 bool store_shared(const store_t *st) { return !st->feed_from_jobs; }
 
+void store_presence_say(store_t *st, const char *line)
+{
+    if (st->be->presence_say && strlen(line) <= STORE_PRESENCE_MAX)
+        st->be->presence_say(st, line);
+}
+
+void store_set_presence_cb(store_t *st, void (*cb)(void *ctx, const char *line), void *ctx)
+{
+    st->presence_cb = cb;
+    st->presence_ctx = ctx;
+}
+
 void store_close(store_t *st)
 {
     if (!st)

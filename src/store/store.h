@@ -178,6 +178,15 @@ typedef void (*store_auth_event_cb)(void *ctx, store_auth_event ev, const char *
 void store_set_auth_event_cb(store_t *st, store_auth_event_cb cb, void *ctx);
 bool store_shared(const store_t *st);
 
+/* Several nodes: presence, which is not data (nothing is stored): a line
+ * of text (at most STORE_PRESENCE_MAX bytes) this node says to every node,
+ * itself included, and what they say, on the loop thread. "*" heard: the
+ * node may have missed some (the database was away). Nothing happens on a
+ * store without other nodes. */
+#define STORE_PRESENCE_MAX 7900
+void store_presence_say(store_t *st, const char *line);
+void store_set_presence_cb(store_t *st, void (*cb)(void *ctx, const char *line), void *ctx);
+
 /* ------------------------------------------------------------------ activity */
 
 /* The offline work below takes where the data is: where->dir

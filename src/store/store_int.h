@@ -46,6 +46,9 @@ typedef struct store_backend {
     /* May be NULL. Whether the backend can serve at the moment (false
      * while PostgreSQL is unreachable), and why not. */
     bool (*up)(store_t *st, const char **why);
+    /* May be NULL (no other nodes). On the loop thread: presence said to
+     * every node (store_presence_say). */
+    void (*presence_say)(store_t *st, const char *line);
     /* May be NULL. On the loop thread when draining begins. */
     void (*stop)(store_t *st);
     /* After the writer stopped: frees the backend's state. */
@@ -98,6 +101,8 @@ struct store {
     void *commit_ctx;
     store_auth_event_cb auth_cb;
     void *auth_ctx;
+    void (*presence_cb)(void *ctx, const char *line);
+    void *presence_ctx;
 
     /* Indexes known or asked for: "col\tfield" strings (loop thread). */
     char **index_keys;

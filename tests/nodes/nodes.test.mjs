@@ -231,6 +231,34 @@ describe('three nodes over one database', () => {
     await stopAll(nodes);
   });
 
+  test('presence: an admin on any node sees every node\'s connections come, change and go', async () => {
+    const nodes = await startNodes(3);
+    const [a, b, c] = nodes;
+    const watch = await open(a);
+    const snap = await subscribe(watch, { id: 'p', col: '_presence' });
+    assert.equal(snap.docs.length, 1, 'only the watcher itself so far');
+    const onB = await open(b);
+    const added = await watch.next((m) => m.t === 'change' && m.sub === 'p' && m.op === 'added');
+    onB.send({ t: 'presence', state: { page: 'orders' } });
+    const changed = await watch.next((m) => m.t === 'change' && m.sub === 'p' && m.op === 'modified');
+    assert.equal(changed.id, added.id);
+    assert.deepEqual(changed.doc.state, { page: 'orders' });
+    // A subscriber on C that starts now gets all three in its snapshot.
+    const onC = await open(c);
+    const snapC = await subscribe(onC, { id: 'q', col: '_presence' });
+    await until(async () => {
+      const again = await subscribe(onC, { id: `q${Date.now()}`, col: '_presence' });
+      return again.docs.length === 3;
+    }, () => 'C sees the three connections');
+    assert.ok(snapC.docs.length >= 2);
+    await onB.close();
+    const gone = await watch.next((m) => m.t === 'change' && m.sub === 'p' && m.op === 'removed' && m.id === added.id);
+    assert.equal(gone.id, added.id);
+    await watch.close();
+    await onC.close();
+    await stopAll(nodes);
+  });
+
   test('a node killed with kill -9 under load: no acknowledged write is lost; its client resumes on another node exactly', async (t) => {
     const nodes = await startNodes(3);
     const [a, b, c] = nodes;

@@ -107,7 +107,8 @@ static int demo_admin(const char *dir, char *email, size_t elen, char *pw, size_
 /* ------------------------------------------------------------------ the command */
 
 static const char simulate_usage[] =
-    "usage: livedb simulate SCENARIO [--url URL] [--data DIR] [--email E --password-stdin]\n"
+    "usage: livedb simulate SCENARIO [--url URL] [--spread URL]... [--data DIR]\n"
+    "                       [--email E --password-stdin]\n"
     "                       [--partners N] [--rate R] [--seconds T] [--products N]\n"
     "                       [--stock N] [--timeout S]\n"
     "\n"
@@ -122,6 +123,8 @@ static const char simulate_usage[] =
     "  all               the five, then a pass/fail summary\n"
     "\n"
     "  --url URL         the server (default http://127.0.0.1:8080)\n"
+    "  --spread URL      stress: another node of the same database; the partners are\n"
+    "                    dealt over --url and each --spread in turn (repeatable, 8)\n"
     "  --data DIR        a demo server's data directory: the admin is read from\n"
     "                    DIR/demo-accounts.json (default ./data)\n"
     "  --email E         an admin's email; the password is read from standard input\n"
@@ -147,6 +150,17 @@ __attribute__((format(printf, 1, 2))) static int sim_usage_error(const char *fmt
     return 2;
 }
 
+static int parse_spread(const char *v, void *to, char *why, size_t n)
+{
+    sim_opts *o = to;
+    if (o->nspread == SPREAD_MAX) {
+        snprintf(why, n, "at most %d --spread", SPREAD_MAX);
+        return -1;
+    }
+    o->spread[o->nspread++] = v;
+    return 0;
+}
+
 static int parse_opts(int argc, char **argv, sim_opts *o)
 {
     *o = (sim_opts){.url = "http://127.0.0.1:8080", .data = "./data", .partners = 8,
@@ -155,6 +169,7 @@ static int parse_opts(int argc, char **argv, sim_opts *o)
     const arg_opt opts[] = {
         {"--password-stdin", ARG_SET, .to = &from_stdin},
         {"--url", ARG_STR, .to = &o->url},
+        {"--spread", ARG_FN, .to = o, .fn = parse_spread, .takes = "another node's URL"},
         {"--data", ARG_STR, .to = &o->data},
         {"--email", ARG_STR, .to = &o->email},
         {"--partners", ARG_INT, .to = &o->partners, 1, PARTNERS_MAX,
@@ -240,6 +255,11 @@ int simulate_main(int argc, char **argv)
         rc = strncmp(s->o.url, "http://", 7) == 0 && !strstr(err, "port") ? 1 : 2;
         fprintf(stderr, "livedb simulate: %s\n", err);
     }
+    for (int i = 0; rc == 0 && i < s->o.nspread; i++)
+        if (client_target_parse(s->o.spread[i], &s->spread[i], err, sizeof err)) {
+            fprintf(stderr, "livedb simulate: --spread %s\n", err);
+            rc = 2;
+        }
     if (rc == 0)
         rc = credentials(&s->o, email_buf, sizeof email_buf);
     if (rc) {

@@ -36,6 +36,8 @@
 
 /* ------------------------------------------------------------------ state */
 
+#define SPREAD_MAX 8
+
 typedef struct sim_opts {
     const char *scenario;
     const char *url, *data;
@@ -45,6 +47,10 @@ typedef struct sim_opts {
     int partners, products;
     double rate, seconds, timeout;
     int64_t stock;
+    /* stress: more nodes of one database; the partners are dealt over
+     * --url and these in turn (the admin stays on --url). */
+    const char *spread[SPREAD_MAX];
+    int nspread;
 } sim_opts;
 
 typedef struct partner {
@@ -63,6 +69,7 @@ typedef struct sim {
     sim_opts o;
     uv_loop_t loop;
     client_target t;
+    client_target spread[SPREAD_MAX]; /* --spread */
     client_http *admin; /* the admin's connection */
     client_http *part;  /* partner 1's connection */
     char admin_email[256];

@@ -531,9 +531,12 @@ int sc_stress(sim *s)
                           : client_ws_error(st.ws) ? client_ws_error(st.ws) : "no answer");
         goto out;
     }
-    for (int i = 0; i < st.nparts; i++)
+    for (int i = 0; i < st.nparts; i++) {
+        int node = i % (1 + s->o.nspread);
+        client_target *t = node ? &s->spread[node - 1] : &s->t;
         st.parts[i] = (st_partner){.st = &st, .p = &s->partners[i],
-                                   .h = client_http_new(&s->loop, &s->t, s->o.timeout)};
+                                   .h = client_http_new(&s->loop, t, s->o.timeout)};
+    }
     /* Go (bench/run-orders reads this line to know the timed part began). */
     note("go: %d partners ordering", st.nparts);
     st.t0 = st.t_last = uv_hrtime();
