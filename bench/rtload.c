@@ -13,6 +13,9 @@
  *                                       second process); deliveries/s
  *   rtload latency  PORT N RATE SECONDS N subscribers; RATE durable writes
  *                                       a second; write-to-delivery p50/p99
+ *                                       (PORT as W:S1,S2...: writes to port
+ *                                       W, subscribers dealt over S1, S2...:
+ *                                       nodes of one database)
  *   rtload idle     PORT N              N subscribed connections, then wait
  *                                       (the script reads the server's RSS)
  *   rtload load     PORT COL N          N documents into COL (batches)
@@ -54,6 +57,9 @@
 
 static uv_loop_t *loop;
 static int port;
+static int sub_ports[8], nsub_ports; /* "W:S1,S2": the subscribers' nodes */
+
+static int port_of_sub(int idx) { return nsub_ports ? sub_ports[idx % nsub_ports] : port; }
 static char auth[256]; /* "Authorization: Bearer TOKEN\r\n" from LIVEDB_TOKEN, or "" */
 static const char *mode;
 
@@ -234,7 +240,7 @@ static void on_ws_connect(uv_connect_t *req, int status)
                      "GET /v1/realtime HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n%s\r\n",
-                     port, auth);
+                     port_of_sub(c->idx), auth);
     tcp_write((uv_stream_t *)&c->tcp, h, (size_t)n);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_ws_read);
 }
@@ -249,7 +255,7 @@ static void start_connects(void)
         c->tcp.data = c;
         c->creq.data = c;
         struct sockaddr_in a;
-        uv_ip4_addr("127.0.0.1", port, &a);
+        uv_ip4_addr("127.0.0.1", port_of_sub(c->idx), &a);
         ws_connecting++;
         if (uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&a, on_ws_connect) != 0)
             die("uv_tcp_connect");
@@ -836,6 +842,9 @@ int main(int argc, char **argv)
     loop = uv_default_loop();
     mode = argv[1];
     port = arg_int(argv, 2, argc);
+    for (const char *sp = strchr(argv[2], ':'); sp && nsub_ports < 8; sp = strchr(sp, ',')) {
+        sub_ports[nsub_ports++] = atoi(++sp);
+    }
     hist = calloc(HIST_US, sizeof *hist);
     uv_check_t chk;
     if (strcmp(mode, "fanout") == 0) {

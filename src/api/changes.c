@@ -367,6 +367,45 @@ static void sse_start(app_t *app, conn_t *c, const feed_req *fr)
     sse_pump(ss);
 }
 
+/* Several nodes, an event stream whose since is past this node's feed:
+ * the database says first whether the seq is one (else 410, before any
+ * stream), then the stream starts (and reads what follows from it). */
+typedef struct sse_probe {
+    app_t *app;
+    conn_t *c;
+    feed_req fr;
+} sse_probe;
+
+static void on_sse_probe(rjob *job)
+{
+    sse_probe *p = job->ctx;
+    bool go = conn_open(p->c) && !p->app->shutting_down && !job->err.code;
+    if (go) {
+        sse_start(p->app, p->c, &p->fr); /* takes fr.auth */
+    } else {
+        if (conn_open(p->c) && job->err.code)
+            respond_err(p->c, &job->err);
+        feed_req_free(&p->fr);
+    }
+    conn_unref(p->c);
+    free(p);
+    rjob_free(job);
+}
+
+static void sse_start_checked(app_t *app, conn_t *c, const feed_req *fr)
+{
+    if (!ahead_of_feed(app, fr->since))
+        return sse_start(app, c, fr);
+    sse_probe *p = xcalloc(1, sizeof *p);
+    p->app = app;
+    p->c = conn_ref(c);
+    p->fr = *fr;
+    rjob *job = db_read(app, fr, 1, true);
+    job->done = on_sse_probe;
+    job->ctx = p;
+    store_read(app->store, job);
+}
+
 static void on_ping(uv_timer_t *t)
 {
     app_t *app = t->data;
@@ -401,7 +440,7 @@ void changes_get(app_t *app, conn_t *c, http_req *req)
     if (!actor_is_admin(&who))
         fr.auth = actor_auth(&who);
     if (fr.sse)
-        return sse_start(app, c, &fr); /* takes fr.auth */
+        return sse_start_checked(app, c, &fr); /* takes fr.auth */
     if (fr.since < feed_first(app->feed) - 1 || ahead_of_feed(app, fr.since)) {
         rjob *job = db_read(app, &fr, fr.limit, false);
         job->done = on_db_page;

@@ -872,6 +872,19 @@ static int m_probe(void *s, int64_t now_ms, err_t *err)
 
 /* ------------------------------------------------------------------ the feed between nodes */
 
+change_t *pq_change(const PGresult *r, int i)
+{
+    const char *op = PQgetvalue(r, i, 3);
+    change_t *ch = change_new(atoll(PQgetvalue(r, i, 0)), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
+                              op[0] == 'c' ? CH_CREATE : op[0] == 'u' ? CH_UPDATE : CH_DELETE,
+                              atoll(PQgetvalue(r, i, 4)),
+                              PQgetisnull(r, i, 5) ? NULL : PQgetvalue(r, i, 5),
+                              (size_t)PQgetlength(r, i, 5), PQgetvalue(r, i, 6));
+    if (!PQgetisnull(r, i, 7))
+        change_set_prev(ch, PQgetvalue(r, i, 7), (size_t)PQgetlength(r, i, 7));
+    return ch;
+}
+
 struct pgfeed {
     pgstore *p; /* its own connection, out of any transaction */
     int64_t last;
@@ -967,15 +980,7 @@ int pgfeed_read(pgfeed *f, int limit, void (*each)(void *ctx, change_t *ch), voi
         return -1;
     int rows = PQntuples(r);
     for (int i = 0; i < rows; i++) {
-        const char *op = PQgetvalue(r, i, 3);
-        change_t *ch = change_new(atoll(PQgetvalue(r, i, 0)), PQgetvalue(r, i, 1),
-                                  PQgetvalue(r, i, 2),
-                                  op[0] == 'c' ? CH_CREATE : op[0] == 'u' ? CH_UPDATE : CH_DELETE,
-                                  atoll(PQgetvalue(r, i, 4)),
-                                  PQgetisnull(r, i, 5) ? NULL : PQgetvalue(r, i, 5),
-                                  (size_t)PQgetlength(r, i, 5), PQgetvalue(r, i, 6));
-        if (!PQgetisnull(r, i, 7))
-            change_set_prev(ch, PQgetvalue(r, i, 7), (size_t)PQgetlength(r, i, 7));
+        change_t *ch = pq_change(r, i);
         INVARIANT(i == 0 || ch->seq == f->last + 1); /* commits come in seq order */
         f->last = ch->seq;
         each(ctx, ch);

@@ -56,6 +56,9 @@ PGresult *pq(pgstore *p, const char *sql, int n, const char *const *v, err_t *er
 int pq_do(pgstore *p, const char *sql, int n, const char *const *v, err_t *err);
 int pq_fail(pgstore *p, PGresult *r, const char *what, err_t *err);
 int pq_reconnect(pgstore *p, err_t *err);
+/* Row i of "SELECT seq, col, id, op, version, doc, at, prev FROM changes"
+ * as a change (the caller's). */
+change_t *pq_change(const PGresult *r, int i);
 
 /* pg_node.c, pg_reads.c: a reader connection of the node's pool (made
  * or made again when needed; NULL with err set when PostgreSQL cannot be

@@ -265,40 +265,14 @@ static void read_changes(rjob *job, pgstore *p)
            job->col_filter ? 3 : 2, v, &job->err);
     if (!r)
         return;
-    int rows = PQntuples(r), shown = 0;
+    int rows = PQntuples(r);
     int64_t covered = job->since;
-    bool admin = actor_is_admin(&job->actor);
-    json_t *auth = admin ? NULL : actor_auth(&job->actor);
+    json_t *auth = actor_is_admin(&job->actor) ? NULL : actor_auth(&job->actor);
     change_t **tail = &job->recs;
     for (int i = 0; i < rows; i++) {
-        const char *op = PQgetvalue(r, i, 3);
-        change_t *ch = change_new(atoll(PQgetvalue(r, i, 0)), PQgetvalue(r, i, 1),
-                                  PQgetvalue(r, i, 2),
-                                  op[0] == 'c' ? CH_CREATE : op[0] == 'u' ? CH_UPDATE : CH_DELETE,
-                                  atoll(PQgetvalue(r, i, 4)),
-                                  PQgetisnull(r, i, 5) ? NULL : PQgetvalue(r, i, 5),
-                                  (size_t)PQgetlength(r, i, 5), PQgetvalue(r, i, 6));
-        if (!PQgetisnull(r, i, 7))
-            change_set_prev(ch, PQgetvalue(r, i, 7), (size_t)PQgetlength(r, i, 7));
+        change_t *ch = pq_change(r, i);
         covered = ch->seq;
-        if (!admin && !access_change_visible(&job->actor, auth, ch)) {
-            change_unref(ch);
-            continue; /* covered, not shown */
-        }
-        shown++;
-        if (job->want_recs) {
-            *tail = change_ref(ch);
-            tail = &ch->next;
-        } else if (job->sse) {
-            buf_printf(&job->out, "id: %lld\ndata: ", (long long)ch->seq);
-            buf_put(&job->out, ch->json, ch->json_len);
-            buf_puts(&job->out, "\n\n");
-        } else {
-            if (shown > 1)
-                buf_putc(&job->out, ',');
-            buf_put(&job->out, ch->json, ch->json_len);
-        }
-        change_unref(ch);
+        store_emit_change(job, ch, auth, &tail);
     }
     PQclear(r);
     json_decref(auth);
@@ -306,7 +280,6 @@ static void read_changes(rjob *job, pgstore *p)
     job->seq = rows < job->limit ? last : covered;
     if (job->seq < job->since)
         job->seq = job->since;
-    job->count = shown;
 }
 
 static void read_activity(rjob *job, pgstore *p)
@@ -353,18 +326,8 @@ static void read_activity(rjob *job, pgstore *p)
         return;
     job->seq = 0;
     for (int i = 0; i < PQntuples(r); i++) {
-        const char *e = PQgetvalue(r, i, 1);
-        size_t len = (size_t)PQgetlength(r, i, 1);
-        if (job->count++)
-            buf_putc(&job->out, ',');
-        if (len > 1 && e[len - 1] == '}') {
-            buf_put(&job->out, e, len - 1);
-            buf_puts(&job->out, ",\"hash\":\"");
-            buf_put(&job->out, PQgetvalue(r, i, 2), (size_t)PQgetlength(r, i, 2));
-            buf_puts(&job->out, "\"}");
-        } else {
-            buf_put(&job->out, e, len);
-        }
+        store_emit_entry(job, PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1),
+                         PQgetvalue(r, i, 2), (size_t)PQgetlength(r, i, 2));
         job->seq = atoll(PQgetvalue(r, i, 0));
     }
     PQclear(r);

@@ -191,12 +191,11 @@ static void read_changes(rjob *job, sqlite3 *db)
     sqlite3_bind_int(s, 2, job->limit);
     if (job->col_filter)
         sqlite3_bind_text(s, 3, job->col, -1, SQLITE_STATIC);
-    /* n counts rows read (what the limit is on), shown those the caller
-     * may read; a hidden change is still covered by the answer's seq. */
-    int rc, n = 0, shown = 0;
+    /* n counts rows read (what the limit is on), job->count those the
+     * caller may read; a hidden change is still covered by the seq. */
+    int rc, n = 0;
     int64_t covered = job->since;
-    bool admin = actor_is_admin(&job->actor);
-    json_t *auth = admin ? NULL : actor_auth(&job->actor);
+    json_t *auth = actor_is_admin(&job->actor) ? NULL : actor_auth(&job->actor);
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         static const change_op ops[256] = {['c'] = CH_CREATE, ['u'] = CH_UPDATE,
                                            ['d'] = CH_DELETE};
@@ -213,24 +212,7 @@ static void read_changes(rjob *job, sqlite3 *db)
                             (size_t)sqlite3_column_bytes(s, 7));
         n++;
         covered = ch->seq;
-        if (!admin && !access_change_visible(&job->actor, auth, ch)) {
-            change_unref(ch);
-            continue; /* covered, not shown */
-        }
-        shown++;
-        if (job->want_recs) {
-            *tail = change_ref(ch);
-            tail = &ch->next;
-        } else if (job->sse) {
-            buf_printf(&job->out, "id: %lld\ndata: ", (long long)ch->seq);
-            buf_put(&job->out, ch->json, ch->json_len);
-            buf_puts(&job->out, "\n\n");
-        } else {
-            if (shown > 1)
-                buf_putc(&job->out, ',');
-            buf_put(&job->out, ch->json, ch->json_len);
-        }
-        change_unref(ch);
+        store_emit_change(job, ch, auth, &tail);
     }
     json_decref(auth);
     if (rc != SQLITE_DONE) {
@@ -240,7 +222,6 @@ static void read_changes(rjob *job, sqlite3 *db)
         job->seq = n < job->limit ? last : covered;
         if (job->seq < job->since)
             job->seq = job->since;
-        job->count = shown;
     }
     sqlite3_finalize(s);
 }
@@ -340,18 +321,10 @@ static void read_activity(rjob *job, sqlite3 *db)
     int rc;
     job->seq = 0;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        const char *e = (const char *)sqlite3_column_text(s, 1);
-        size_t n = (size_t)sqlite3_column_bytes(s, 1);
-        if (job->count++)
-            buf_putc(&job->out, ',');
-        if (n > 1 && e[n - 1] == '}') {
-            buf_put(&job->out, e, n - 1);
-            buf_puts(&job->out, ",\"hash\":\"");
-            buf_put(&job->out, sqlite3_column_text(s, 2), (size_t)sqlite3_column_bytes(s, 2));
-            buf_puts(&job->out, "\"}");
-        } else {
-            buf_put(&job->out, e, n);
-        }
+        store_emit_entry(job, (const char *)sqlite3_column_text(s, 1),
+                         (size_t)sqlite3_column_bytes(s, 1),
+                         (const char *)sqlite3_column_text(s, 2),
+                         (size_t)sqlite3_column_bytes(s, 2));
         job->seq = sqlite3_column_int64(s, 0);
     }
     if (rc != SQLITE_DONE)

@@ -200,6 +200,43 @@ bool store_may_read(const rjob *job, const char *body, size_t len)
     return ok;
 }
 
+bool store_emit_change(rjob *job, change_t *ch, const json_t *auth, change_t ***tail)
+{
+    if (auth && !access_change_visible(&job->actor, auth, ch)) {
+        change_unref(ch);
+        return false; /* covered, not shown */
+    }
+    if (job->want_recs) {
+        **tail = change_ref(ch);
+        *tail = &ch->next;
+    } else if (job->sse) {
+        buf_printf(&job->out, "id: %lld\ndata: ", (long long)ch->seq);
+        buf_put(&job->out, ch->json, ch->json_len);
+        buf_puts(&job->out, "\n\n");
+    } else {
+        if (job->count)
+            buf_putc(&job->out, ',');
+        buf_put(&job->out, ch->json, ch->json_len);
+    }
+    job->count++;
+    change_unref(ch);
+    return true;
+}
+
+void store_emit_entry(rjob *job, const char *entry, size_t n, const char *hash, size_t hn)
+{
+    if (job->count++)
+        buf_putc(&job->out, ',');
+    if (n > 1 && entry[n - 1] == '}') {
+        buf_put(&job->out, entry, n - 1);
+        buf_puts(&job->out, ",\"hash\":\"");
+        buf_put(&job->out, hash, hn);
+        buf_puts(&job->out, "\"}");
+    } else {
+        buf_put(&job->out, entry, n);
+    }
+}
+
 static void read_work(uv_work_t *req)
 {
     rjob *job = req->data;

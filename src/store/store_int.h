@@ -139,5 +139,10 @@ int store_chain_step(unsigned char h[32], int64_t *expect, int64_t seq, int64_t 
 /* Reads that every backend shares the result shape of: a document the
  * caller may not read does not exist for them (R_GET). */
 bool store_may_read(const rjob *job, const char *body, size_t len);
+/* R_CHANGES: a change read (taken), shown to job's actor if auth (NULL:
+ * an admin) lets it see it, in the form job asks for; true when shown
+ * (job->count counts those). R_ACTIVITY: an entry, with its hash. */
+bool store_emit_change(rjob *job, change_t *ch, const json_t *auth, change_t ***tail);
+void store_emit_entry(rjob *job, const char *entry, size_t n, const char *hash, size_t hn);
 
 #endif
