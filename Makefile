@@ -141,18 +141,20 @@ run: deps
 test-unit: build/unit build/asan/unit
 	scripts/with-pg sh -c 'build/unit && build/asan/unit'
 
-# The API suite on SQLite (release and ASan builds), then once more over a
-# throwaway PostgreSQL (a schema per server; what only SQLite has skips).
+# The API suite on SQLite, then over a throwaway PostgreSQL (a schema per
+# server; what only SQLite has skips), each on the release and ASan builds.
 test-api: build/livedb build/asan/livedb
 	node --test --test-concurrency=1 tests/api/
 	LIVEDB_BIN=build/asan/livedb node --test --test-concurrency=1 tests/api/
 	LIVEDB_TEST_STORE=postgres scripts/with-pg node --test --test-concurrency=1 tests/api/
+	LIVEDB_BIN=build/asan/livedb LIVEDB_TEST_STORE=postgres scripts/with-pg node --test --test-concurrency=1 tests/api/
 
 # Three nodes over one PostgreSQL (tests/nodes/): one order of seqs
 # everywhere, sessions, resume on another node, kill -9 of a node, a
 # PostgreSQL restart under load, place_order through every node.
-test-nodes: build/livedb
+test-nodes: build/livedb build/asan/livedb
 	LIVEDB_TEST_STORE=postgres scripts/with-pg node --test --test-concurrency=1 tests/nodes/
+	LIVEDB_BIN=build/asan/livedb LIVEDB_TEST_STORE=postgres scripts/with-pg node --test --test-concurrency=1 tests/nodes/
 
 # Crash and corruption tests (tests/crash/): kill -9 at random moments under
 # concurrent writers (CRASH_CYCLES, default 200), random bytes flipped in the

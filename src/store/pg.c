@@ -336,7 +336,11 @@ static void cut(json_t *a, size_t n)
  * session settings (search_path) are set again. */
 int pq_reconnect(pgstore *p, err_t *err)
 {
-    if (PQstatus(p->conn) == CONNECTION_OK)
+    /* An idle connection whose server went away still says OK until it is
+     * read: what has arrived is read first (a restarted server's goodbye
+     * and the closed socket), so a stale connection is made again here
+     * instead of failing the next statement. */
+    if (PQconsumeInput(p->conn) && PQstatus(p->conn) == CONNECTION_OK)
         return 0;
     PQreset(p->conn);
     if (PQstatus(p->conn) != CONNECTION_OK)

@@ -366,12 +366,26 @@ static void (*const readers[])(rjob *, pgstore *) = {
     [R_SESSION] = read_session,
 };
 
+/* A read's snapshot. A connection of the pool that PostgreSQL closed while
+ * it was idle (a restart) may only say so now: it is made again, once,
+ * and the read goes on (it wrote nothing). */
+static int begin_read(pgstore *p, err_t *err)
+{
+    const char *sql = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+    if (pq_do(p, sql, 0, NULL, err) == 0)
+        return 0;
+    if (err->code != E_UNAVAILABLE || PQstatus(p->conn) == CONNECTION_OK)
+        return -1;
+    err_clear(err);
+    return pq_reconnect(p, err) ? -1 : pq_do(p, sql, 0, NULL, err);
+}
+
 void pg_read(store_t *st, rjob *job)
 {
     pgstore *p = pgnode_reader_take(st, &job->err);
     if (!p)
         return;
-    if (pq_do(p, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, &job->err) == 0) {
+    if (begin_read(p, &job->err) == 0) {
         if ((size_t)job->kind < sizeof readers / sizeof *readers && readers[job->kind])
             readers[job->kind](job, p);
         else
@@ -394,7 +408,7 @@ int pg_load_auth(store_t *st, const store_auth_cb *cb, err_t *err)
     PGresult *a = NULL, *c = NULL, *s = NULL;
     char now[24];
     const char *v[] = {I64(now, time_now_ms())};
-    if (pq_do(p, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, err) ||
+    if (begin_read(p, err) ||
         !(a = pq(p, "SELECT body FROM docs WHERE col = '_accounts'", 0, NULL, err)) ||
         !(c = pq(p, "SELECT account, hash FROM credentials", 0, NULL, err)) ||
         !(s = pq(p, "SELECT token_hash, session, account, expires_at FROM sessions"
