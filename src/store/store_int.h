@@ -46,6 +46,11 @@ typedef struct store_backend {
     /* May be NULL. Whether the backend can serve at the moment (false
      * while PostgreSQL is unreachable), and why not. */
     bool (*up)(store_t *st, const char **why);
+    /* May be NULL (the jobs carry their changes). On the loop thread,
+     * before the answers of jobs whose changes go up to seq: hand on what
+     * the feed has up to there, so that a client that was answered finds
+     * its own write in this node's feed (read your writes). */
+    void (*catch_up)(store_t *st, int64_t seq);
     /* May be NULL (no other nodes). On the loop thread: presence said to
      * every node (store_presence_say). */
     void (*presence_say)(store_t *st, const char *line);

@@ -196,6 +196,14 @@ void on_done_async(uv_async_t *h)
     st->d_head = st->d_tail = NULL;
     bool exited = st->writer_exited;
     pthread_mutex_unlock(&st->mu);
+    if (st->be->catch_up) {
+        int64_t top = 0;
+        for (wjob *k = j; k; k = k->next)
+            for (change_t *ch = k->changes; ch; ch = ch->next)
+                top = ch->seq > top ? ch->seq : top;
+        if (top > atomic_load(&st->committed_seq))
+            st->be->catch_up(st, top);
+    }
     while (j) {
         wjob *next = j->next;
         j->next = NULL;

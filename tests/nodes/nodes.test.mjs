@@ -123,6 +123,24 @@ describe('three nodes over one database', () => {
     await stopAll(nodes);
   });
 
+  test('read your writes: a write answered by a node is in that node\'s feed at once', async () => {
+    const nodes = await startNodes(2);
+    // Writes on the other node keep the feeds busy meanwhile.
+    let stop = false;
+    const noise = (async () => { while (!stop) await nodes[1].req('POST', '/v1/c/noise', { body: {} }); })();
+    for (let i = 0; i < 100; i++) {
+      const before = (await nodes[0].req('GET', '/v1/health')).json.seq;
+      const w = await nodes[0].req('POST', '/v1/c/mine', { body: { i } });
+      assert.equal(w.status, 201);
+      const r = await nodes[0].req('GET', `/v1/changes?since=${before}&col=mine`);
+      assert.equal(r.status, 200, r.text);
+      assert.ok(r.json.changes.some((c) => c.id === w.json.id), `write ${i} is not in its node's feed yet`);
+    }
+    stop = true;
+    await noise;
+    await stopAll(nodes);
+  });
+
   test('a token from one node works on the others; logout and disabling an account end its connections on every node', async () => {
     const nodes = await startNodes(3);
     const [a, b, c] = nodes;
