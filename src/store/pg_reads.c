@@ -202,33 +202,15 @@ static void read_list(rjob *job, pgstore *p)
 static void read_snapshot(rjob *job, pgstore *p)
 {
     job->query.limit = 0;
-    job->chunks = xcalloc(1, sizeof *job->chunks);
-    job->nchunks = 1;
+    store_snapshot_begin(job);
     int64_t seq = head_seq(p, &job->err);
     scan sc;
     if (seq < 0 || scan_open(&sc, job))
         return;
     job->seq = seq;
-    if (scan_rows(&sc, p, 0) == 0) {
-        size_t cap = 1;
-        snap_chunk *ck = &job->chunks[0];
-        for (size_t i = 0; i < sc.n; i++) {
-            if (ck->count && ck->len >= job->chunk_bytes) {
-                if ((size_t)job->nchunks == cap) {
-                    cap *= 2;
-                    job->chunks = xrealloc(job->chunks, cap * sizeof *job->chunks);
-                }
-                ck = &job->chunks[job->nchunks++];
-                *ck = (snap_chunk){.off = job->out.len};
-            }
-            if (ck->count)
-                buf_putc(&job->out, ',');
-            buf_put(&job->out, sc.hits[i].body, sc.hits[i].len);
-            ck->len = job->out.len - ck->off;
-            ck->count++;
-            job->count++;
-        }
-    }
+    if (scan_rows(&sc, p, 0) == 0)
+        for (size_t i = 0; i < sc.n; i++)
+            store_snapshot_add(job, sc.hits[i].body, sc.hits[i].len);
     scan_free(&sc);
 }
 

@@ -232,9 +232,7 @@ static void read_snapshot(rjob *job, sqlite3 *db)
 {
     job->seq = sq_query_i64(db, "SELECT max(seq) FROM changes", 0);
     job->query.limit = 0;
-    size_t cap = 4;
-    job->chunks = xcalloc(cap, sizeof *job->chunks);
-    job->nchunks = 1;
+    store_snapshot_begin(job);
     rule_t *post = NULL;
     json_t *auth = NULL;
     if (read_scope(job, &post, &auth))
@@ -252,24 +250,10 @@ static void read_snapshot(rjob *job, sqlite3 *db)
     }
     sqlq_bind(s, &q);
     int rc;
-    snap_chunk *ck = &job->chunks[0];
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (!row_visible(post, auth, s))
-            continue;
-        if (ck->count && ck->len >= job->chunk_bytes) {
-            if ((size_t)job->nchunks == cap) {
-                cap *= 2;
-                job->chunks = xrealloc(job->chunks, cap * sizeof *job->chunks);
-            }
-            ck = &job->chunks[job->nchunks++];
-            *ck = (snap_chunk){.off = job->out.len};
-        }
-        if (ck->count)
-            buf_putc(&job->out, ',');
-        buf_put(&job->out, sqlite3_column_text(s, 0), (size_t)sqlite3_column_bytes(s, 0));
-        ck->len = job->out.len - ck->off;
-        ck->count++;
-        job->count++;
+        if (row_visible(post, auth, s))
+            store_snapshot_add(job, (const char *)sqlite3_column_text(s, 0),
+                               (size_t)sqlite3_column_bytes(s, 0));
     }
     if (rc != SQLITE_DONE)
         sq_err(&job->err, db, rc, "snapshot");

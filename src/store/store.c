@@ -223,6 +223,30 @@ bool store_emit_change(rjob *job, change_t *ch, const json_t *auth, change_t ***
     return true;
 }
 
+void store_snapshot_begin(rjob *job)
+{
+    job->chunks = xcalloc(1, sizeof *job->chunks);
+    job->nchunks = 1;
+}
+
+void store_snapshot_add(rjob *job, const char *doc, size_t len)
+{
+    snap_chunk *ck = &job->chunks[job->nchunks - 1];
+    if (ck->count && ck->len >= job->chunk_bytes) {
+        /* The array holds the next power of two of nchunks: full at one. */
+        if ((job->nchunks & (job->nchunks - 1)) == 0)
+            job->chunks = xrealloc(job->chunks, 2 * (size_t)job->nchunks * sizeof *job->chunks);
+        ck = &job->chunks[job->nchunks++];
+        *ck = (snap_chunk){.off = job->out.len};
+    }
+    if (ck->count)
+        buf_putc(&job->out, ',');
+    buf_put(&job->out, doc, len);
+    ck->len = job->out.len - ck->off;
+    ck->count++;
+    job->count++;
+}
+
 void store_emit_entry(rjob *job, const char *entry, size_t n, const char *hash, size_t hn)
 {
     if (job->count++)

@@ -149,5 +149,9 @@ bool store_may_read(const rjob *job, const char *body, size_t len);
  * (job->count counts those). R_ACTIVITY: an entry, with its hash. */
 bool store_emit_change(rjob *job, change_t *ch, const json_t *auth, change_t ***tail);
 void store_emit_entry(rjob *job, const char *entry, size_t n, const char *hash, size_t hn);
+/* R_SNAPSHOT: its first (empty) chunk; then each document, a new chunk
+ * when the last one holds chunk_bytes. */
+void store_snapshot_begin(rjob *job);
+void store_snapshot_add(rjob *job, const char *doc, size_t len);
 
 #endif
