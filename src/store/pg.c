@@ -238,6 +238,17 @@ pgstore *pg_connect(const char *conninfo, const char *schema, bool make_schema, 
                 schema);
         return NULL;
     }
+    /* A string libpq cannot read is the caller's mistake, not a server
+     * that is away: said at once, never retried. */
+    char *why = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &why);
+    if (!opts) {
+        err_set(err, E_BAD_REQUEST, "PostgreSQL: not a connection string or URL: %.*s",
+                why ? (int)strcspn(why, "\n") : 7, why ? why : "invalid");
+        PQfreemem(why);
+        return NULL;
+    }
+    PQconninfoFree(opts);
     pgstore *p = xcalloc(1, sizeof *p);
     snprintf(p->schema, sizeof p->schema, "%s", schema);
     map_init(&p->free_ids);

@@ -23,7 +23,8 @@ describe('exit codes and usage', () => {
     assert.match(r.stdout + r.stderr, /serve/);
   });
   for (const args of [[], ['bogus'], ['serve', '--bogus-flag'], ['serve', '--listen', 'abc'], ['serve', '--listen', '127.0.0.1:99999'],
-    ['serve', '--retain-changes', 'x'], ['serve', '--header-timeout', '-1'], ['serve', '--data']]) {
+    ['serve', '--retain-changes', 'x'], ['serve', '--header-timeout', '-1'], ['serve', '--data'],
+    ['serve', '--pg-schema', 'Bad-Name'], ['export', '--pg-schema', '1x']]) {
     test(`bad usage (${args.join(' ') || 'no arguments'}) -> exit 2 with a message`, () => {
       const d = tmp();
       const full = args[0] === 'serve' && !args.includes('--data') ? [...args, '--data', d] : args;
@@ -39,6 +40,14 @@ describe('exit codes and usage', () => {
     assert.equal(r.code, 1, `exit ${r.code}; stderr: ${r.stderr}`);
     assert.ok(r.stderr.trim().length > 0);
     assert.equal(await s.stop(), 0);
+  });
+  test('--postgres that is not a connection string -> exit 1 at once, said; never retried', () => {
+    for (const args of [['serve', '--data', tmp(), '--listen', '127.0.0.1:0'], ['export'], ['verify'],
+      ['account', 'add', '--email', 'a@b.c', '--role', 'admin', '--password-stdin']]) {
+      const r = run([...args, '--postgres', 'nonsense=1'], { timeout: 5000, input: 'a-password-1\n' });
+      assert.equal(r.code, 1, `${args[0]}: exit ${r.code} signal ${r.signal}; stderr: ${r.stderr}`);
+      assert.match(r.stderr, /not a connection string/, args[0]);
+    }
   });
   test('--data naming a file -> exit 1', () => {
     const d = tmp();
