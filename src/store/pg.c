@@ -50,9 +50,14 @@ static bool result_ok(const PGresult *r)
     return s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK;
 }
 
-/* In pipeline mode: sends sql (one statement) unanswered. */
+static int flush_inserts(pgstore *p, err_t *err);
+
+/* In pipeline mode: sends sql (one statement) unanswered, after the
+ * inserts that wait. */
 static int pq_send(pgstore *p, const char *sql, int n, const char *const *v, err_t *err)
 {
+    if (json_array_size(p->inserts) && flush_inserts(p, err))
+        return -1;
     if (!PQsendQueryParams(p->conn, sql, n, NULL, v, NULL, NULL, 0))
         return pq_fail(p, NULL, sql, err);
     p->pending++;
@@ -254,6 +259,7 @@ pgstore *pg_connect(const char *conninfo, const char *schema, bool make_schema, 
     map_init(&p->free_ids);
     p->changes = json_array();
     p->entries = json_array();
+    p->inserts = json_array();
     p->conn = PQconnectdb(conninfo);
     if (PQstatus(p->conn) != CONNECTION_OK) {
         const char *m = PQerrorMessage(p->conn);
@@ -284,6 +290,7 @@ void pg_close(pgstore *p)
     map_free(&p->free_ids);
     json_decref(p->changes);
     json_decref(p->entries);
+    json_decref(p->inserts);
     free(p);
 }
 
@@ -370,6 +377,7 @@ static int m_begin(void *s, err_t *err)
     p->head_locked = p->tx_failed = false;
     json_array_clear(p->changes);
     json_array_clear(p->entries);
+    json_array_clear(p->inserts);
     err_clear(&p->first_err);
     if (!PQenterPipelineMode(p->conn))
         return pq_fail(p, NULL, "pipeline mode", err);
@@ -381,6 +389,7 @@ static int m_begin(void *s, err_t *err)
  * the connection back to one statement at a time. */
 static void end_tx(pgstore *p)
 {
+    json_array_clear(p->inserts);
     if (p->pending) {
         err_t e = {0};
         pq_sync(p, false, &e);
@@ -446,6 +455,7 @@ static const char *const change_types[] = {"bigint", "text", "text", "text", "bi
                                            "text", "text", NULL};
 static const char *const entry_types[] = {"bigint", "bigint", "text", "text", "text", "text",
                                           NULL};
+static const char *const doc_types[] = {"text", "text", "bigint", "text", "text", "text", NULL};
 
 /* INSERT INTO ... VALUES ($1::T, ...), (...): the rows as parameters. */
 static int insert_rows(pgstore *p, const char *into, json_t *rows, const char *const *types,
@@ -477,6 +487,17 @@ static int insert_rows(pgstore *p, const char *into, json_t *rows, const char *c
     buf_free(&sql);
     free(v);
     free(ints);
+    return rc;
+}
+
+/* The waiting inserts, one statement (taken out of p->inserts first, so
+ * that sending it does not come back here). */
+static int flush_inserts(pgstore *p, err_t *err)
+{
+    json_t *rows = p->inserts;
+    p->inserts = json_array();
+    int rc = insert_rows(p, "INSERT INTO docs VALUES", rows, doc_types, err);
+    json_decref(rows);
     return rc;
 }
 
@@ -533,6 +554,7 @@ static void m_rollback(void *s)
 {
     pgstore *p = s;
     err_t e = {0};
+    json_array_clear(p->inserts); /* never sent: nothing to undo */
     /* What was sent goes first (it may hold the failure), so that the
      * ROLLBACK does not land behind it in an aborted pipeline and go
      * unrun. */
@@ -728,10 +750,18 @@ static int put_row(pgstore *p, const char *col, const char *id, int64_t version,
     char *k = id_key(col, id, &kn);
     bool known_free = map_del(&p->free_ids, k, kn) != NULL;
     free(k);
-    if (known_free) { /* a clash here fails the transaction, never a row */
-        int rc = pq_do(p, "INSERT INTO docs VALUES($1, $2, $3, $4, $5, $6)", 6, ins, err);
+    if (known_free && p->piped) { /* a clash here fails the transaction, never a row */
+        json_t *row = json_array();
+        json_array_append_new(row, json_string_nocheck(col));
+        json_array_append_new(row, json_string_nocheck(id));
+        json_array_append_new(row, json_integer(version));
+        json_array_append_new(row, json_string_nocheck(created));
+        json_array_append_new(row, json_string_nocheck(now));
+        json_array_append_new(row, json_stringn_nocheck(text, len));
+        json_array_append_new(p->inserts, row);
         free(text);
-        return rc;
+        /* A statement's parameters are at most 65,535. */
+        return json_array_size(p->inserts) >= 1000 ? flush_inserts(p, err) : 0;
     }
     long n = pq_count(p, "INSERT INTO docs VALUES($1, $2, $3, $4, $5, $6)"
                          " ON CONFLICT (col, id) DO NOTHING", 6, ins, err);

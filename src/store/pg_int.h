@@ -42,6 +42,11 @@ struct pgstore {
      * savepoint marks where its own begin (rollback_to cuts them off). */
     json_t *changes, *entries;
     size_t changes_mark, entries_mark;
+    /* New documents whose ids were free (prefetch): their rows wait here
+     * and go as one multi-row INSERT just before the next statement of the
+     * transaction, whatever it is, so the server sees every write in the
+     * order core made it and a group of creates costs one statement. */
+    json_t *inserts;
 };
 
 /* Connects and sets the search path to schema; with make_schema, makes
