@@ -6,10 +6,10 @@
  * Several nodes (a shared store): each node also says its sessions' comings
  * and goings to the others (store_presence_say), one line each:
  *   + NODE PID DOC   a session came or changed      - NODE PID   it went
- *   h NODE           NODE is alive (every 10 s)     ? NODE       NODE asks
+ *   h NODE           NODE is alive (every 2 s)      ? NODE       NODE asks
  *                                                                everyone
  * and keeps theirs, so that an admin on any node sees every node's
- * connections. A node not heard of for 35 s is gone (killed): its
+ * connections. A node not heard of for 7 s is gone (killed): its
  * sessions are removed. Nothing is stored: presence is what is open now.
  */
 #include "realtime_int.h"
@@ -47,8 +47,8 @@ static bool presence_visible(rt_sub *u, const char *doc, size_t len)
     return ok;
 }
 
-#define HEARTBEAT_MS 10000
-#define GONE_MS 35000
+#define HEARTBEAT_MS 2000
+#define GONE_MS 7000
 
 /* Another node's session. */
 typedef struct remote_pres {

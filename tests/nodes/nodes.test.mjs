@@ -272,9 +272,18 @@ describe('three nodes over one database', () => {
     await onB.close();
     const gone = await watch.next((m) => m.t === 'change' && m.sub === 'p' && m.op === 'removed' && m.id === added.id);
     assert.equal(gone.id, added.id);
+    // A node killed with kill -9 says nothing: its connections go from the
+    // others' presence once its heartbeats stop (7 s without one).
+    const snapAfter = await subscribe(watch, { id: 'p2', col: '_presence' });
+    const onCid = snapAfter.docs.find((d) => d.id !== snap.docs[0].id)?.id;
+    assert.ok(onCid, 'the connection on C is there');
+    const killedAt = Date.now();
+    await c.kill();
+    const dropped = await watch.next((m) => m.t === 'change' && m.sub === 'p2' && m.op === 'removed' && m.id === onCid, 15000);
+    assert.equal(dropped.id, onCid);
+    assert.ok(Date.now() - killedAt < 12000, `the killed node's connection went after ${Date.now() - killedAt} ms`);
     await watch.close();
-    await onC.close();
-    await stopAll(nodes);
+    await stopAll([a, b]);
   });
 
   test('a node killed with kill -9 under load: no acknowledged write is lost; its client resumes on another node exactly', async (t) => {
