@@ -596,9 +596,7 @@ static bool m_in_tx(void *s) { return ((pgstore *)s)->piped; }
 
 /* ------------------------------------------------------------------ collections */
 
-/* field as a jsonb path literal ("a.b" -> '{a,b}'), for a field name that
- * apps.c has checked ([A-Za-z0-9_.]); false for any other. */
-static bool field_path(const char *field, char *out, size_t n)
+bool pg_field_path(const char *field, char *out, size_t n)
 {
     size_t k = 0;
     out[k++] = '{';
@@ -633,7 +631,7 @@ static int m_ensure_col(void *s, const char *col, err_t *err)
         char path[160], sql[512];
         if (!spec->fields[i].unique)
             continue;
-        if (!name_ok(col) || !field_path(spec->fields[i].name, path, sizeof path))
+        if (!name_ok(col) || !pg_field_path(spec->fields[i].name, path, sizeof path))
             return err_set(err, E_INTERNAL, "cannot index %s.%s", col, spec->fields[i].name);
         snprintf(sql, sizeof sql,
                  "CREATE UNIQUE INDEX IF NOT EXISTS \"ux_%s_%d\" ON docs ((body::jsonb #> '%s'))"
@@ -651,7 +649,7 @@ static int m_auto_index(void *s, const char *col, const char *field, err_t *err)
 {
     pgstore *p = s;
     char path[160], sql[600];
-    if (!name_ok(col) || !field_path(field, path, sizeof path))
+    if (!name_ok(col) || !pg_field_path(field, path, sizeof path))
         return err_set(err, E_INTERNAL, "cannot index %s.%s", col, field);
     const char *v[] = {col, field};
     long have = pq_count(p, "SELECT 1 FROM indexes WHERE col = $1 AND field = $2", 2, v, err);
@@ -712,7 +710,7 @@ static int unique_clash(pgstore *p, const char *col, const char *id, const char 
             break;
         json_t *val = query_field(doc, spec->fields[i].name);
         char path[160];
-        if (!val || !field_path(spec->fields[i].name, path, sizeof path))
+        if (!val || !pg_field_path(spec->fields[i].name, path, sizeof path))
             continue;
         char *vj = json_dumps(val, JSON_ENCODE_ANY | JSON_COMPACT);
         const char *v[] = {col, id, path, vj};

@@ -83,6 +83,11 @@ int pg_activity_each(const struct store_opts *where, int64_t since_ms,
                      void *ctx, err_t *err);
 int pg_export(const struct store_opts *where, const char *const *cols, FILE *out, err_t *err);
 
+/* field as a jsonb path literal ("a.b" -> {a,b}) in out, for a field name
+ * that was checked ([A-Za-z0-9_.]); false for any other. The indexes on
+ * fields (pg.c) and the reads that use them (pg_reads.c) spell it alike. */
+bool pg_field_path(const char *field, char *out, size_t n);
+
 /* A 64-bit integer as a text parameter, in buf. */
 #define I64(buf, x) (snprintf((buf), sizeof(buf), "%lld", (long long)(x)), (buf))
 

@@ -10,7 +10,10 @@
  * means on PostgreSQL exactly what it means on SQLite, to the tie and the
  * cursor. Ordered by id they read the collection in pages, in id order,
  * and stop when the page is full; ordered by a field they read the
- * collection and sort it.
+ * collection and sort it. Either way the rows come through the query's
+ * equalities on strings and booleans first, in SQL (prefilter), so that
+ * the fields' indexes (pg.c's m_auto_index) find them: a prefilter only
+ * lets fewer rows through to the C matcher, never other ones.
  */
 #include "pg_int.h"
 #include "store_int.h"
@@ -111,34 +114,65 @@ static void scan_free(scan *sc)
     json_decref(sc->auth);
 }
 
-/* Every row of the query in its order, at most want (0: all). */
-static int scan_rows(scan *sc, pgstore *p, size_t want)
+/* The query's conditions that SQL can test exactly as query_match does,
+ * as " AND ..." on sql, their values as parameters from $(*n + 1) on (in
+ * v, owned: the caller frees v[first..*n)). Only equalities of strings and
+ * booleans: a number's equality in jsonb (exact) and in the matcher
+ * (doubles) can differ, and the other operators order types their own
+ * way; those stay the matcher's alone. */
+static void prefilter(const query_t *q, buf_t *sql, const char **v, int *n)
+{
+    for (int i = 0; i < q->nconds; i++) {
+        const qcond *c = &q->conds[i];
+        char path[160];
+        if (c->op != Q_EQ || !(json_is_string(c->value) || json_is_boolean(c->value)))
+            continue;
+        if (strcmp(c->field, "id") == 0) {
+            if (!json_is_string(c->value))
+                continue;
+            v[*n] = xstrdup(json_string_value(c->value));
+            buf_printf(sql, " AND id = $%d", ++*n);
+        } else if (pg_field_path(c->field, path, sizeof path)) {
+            v[*n] = json_dumps(c->value, JSON_ENCODE_ANY | JSON_COMPACT);
+            /* the expression of the index, to the letter */
+            buf_printf(sql, " AND (body::jsonb #> '%s') = $%d::jsonb", path, ++*n);
+        }
+    }
+}
+
+/* Ordered by a field: every row that passes, sorted in C. */
+static int scan_sorted(scan *sc, pgstore *p, const char *where, const char **v, int nv)
+{
+    rjob *job = sc->job;
+    /* $2 is the by-id scan's cursor: here it is unused, and said so */
+    buf_t sql = {0};
+    buf_printf(&sql, "SELECT id, body FROM docs WHERE col = $1 AND $2::text IS NULL%s", where);
+    PGresult *r = pq(p, sql.p, nv, v, &job->err);
+    buf_free(&sql);
+    if (!r)
+        return -1;
+    for (int i = 0; i < PQntuples(r); i++)
+        consider(sc, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1));
+    PQclear(r);
+    qsort_r(sc->hits, sc->n, sizeof *sc->hits, by_order, (void *)&job->query);
+    return 0;
+}
+
+/* Ordered by id: a page at a time, from the cursor on, until want pass. */
+static int scan_by_id(scan *sc, pgstore *p, size_t want, const char *where, const char **v, int nv)
 {
     rjob *job = sc->job;
     const query_t *q = &job->query;
-    bool by_id = !q->order[0] || strcmp(q->order, "id") == 0;
-    if (!by_id) {
-        const char *v[] = {job->col};
-        PGresult *r = pq(p, "SELECT id, body FROM docs WHERE col = $1", 1, v, &job->err);
-        if (!r)
-            return -1;
-        for (int i = 0; i < PQntuples(r); i++)
-            consider(sc, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1));
-        PQclear(r);
-        qsort_r(sc->hits, sc->n, sizeof *sc->hits, by_order, (void *)q);
-        return 0;
-    }
-    /* In id order, a page at a time, from the cursor on. */
     char *from = q->has_after ? xstrdup(q->after_id) : NULL;
     /* (ids are COLLATE "C": byte order, SQLite's, and the key's index) */
-    const char *sql_asc = "SELECT id, body FROM docs WHERE col = $1 AND ($2::text IS NULL OR"
-                          " id > $2) ORDER BY id LIMIT " STR(SCAN_PAGE);
-    const char *sql_desc = "SELECT id, body FROM docs WHERE col = $1 AND ($2::text IS NULL OR"
-                           " id < $2) ORDER BY id DESC LIMIT " STR(SCAN_PAGE);
+    buf_t sql = {0};
+    buf_printf(&sql, "SELECT id, body FROM docs WHERE col = $1 AND ($2::text IS NULL OR id %c $2)%s"
+                     " ORDER BY id%s LIMIT " STR(SCAN_PAGE),
+               q->desc ? '<' : '>', where, q->desc ? " DESC" : "");
     int rc = 0;
     for (;;) {
-        const char *v[] = {job->col, from};
-        PGresult *r = pq(p, q->desc ? sql_desc : sql_asc, 2, v, &job->err);
+        v[1] = from; /* freed below, before v[1] is read again */
+        PGresult *r = pq(p, sql.p, nv, v, &job->err);
         if (!r) {
             rc = -1;
             break;
@@ -153,9 +187,27 @@ static int scan_rows(scan *sc, pgstore *p, size_t want)
             break;
     }
     free(from);
+    buf_free(&sql);
     return rc;
 }
 
+/* Every row of the query in its order, at most want (0: all). */
+static int scan_rows(scan *sc, pgstore *p, size_t want)
+{
+    rjob *job = sc->job;
+    const query_t *q = &job->query;
+    bool by_id = !q->order[0] || strcmp(q->order, "id") == 0;
+    const char *v[2 + QUERY_MAX_CONDS] = {job->col, NULL};
+    int nv = 2;
+    buf_t where = {0};
+    buf_puts(&where, ""); /* "" when nothing is prefiltered */
+    prefilter(q, &where, v, &nv);
+    int rc = by_id ? scan_by_id(sc, p, want, where.p, v, nv) : scan_sorted(sc, p, where.p, v, nv);
+    for (int i = 2; i < nv; i++)
+        free((char *)v[i]); /* prefilter's */
+    buf_free(&where);
+    return rc;
+}
 static int scan_open(scan *sc, rjob *job)
 {
     *sc = (scan){.job = job};
