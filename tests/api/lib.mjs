@@ -66,6 +66,18 @@ export function sleep(ms) {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+// Polls check() every `every` ms until it is truthy and returns its value;
+// fails with what() after ms.
+export async function until(check, what, ms = 20_000, every = 20) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > end) assert.fail(`timed out: ${what()}`);
+    await sleep(every);
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Server process
 

@@ -5,7 +5,7 @@
 
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, assertError, snapshot, lastSeq, userFields, PG, pgExec } from './lib.mjs';
+import { startServer, assertError, snapshot, lastSeq, userFields, PG, pgExec, until } from './lib.mjs';
 
 let srv;
 const r = (...a) => srv.req(...a);
@@ -452,12 +452,6 @@ for (const n of ['0', '1']) {
 // Over PostgreSQL a list's equalities go to SQL, where the field's index
 // (made after the first query by that field) finds the rows: the index is
 // scanned, and the answers are the matcher's.
-async function until(check, what, ms) {
-  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 200)))
-    if (await check()) return;
-  assert.fail(what());
-}
-
 describe('PostgreSQL: equalities use the field index', PG ? {} : { skip: 'PostgreSQL pass only' }, () => {
   test('a list by status reads through ix_big_*', async () => {
     const s = await startServer({ args: ['--no-access-log'] });
@@ -479,7 +473,7 @@ describe('PostgreSQL: equalities use the field index', PG ? {} : { skip: 'Postgr
       if (before0 === null) { before0 = n; return false; }
       return n > before0;
     // (a backend reports its counts when idle, within about 10 s)
-    }, () => 'the index on status was never scanned', 30000);
+    }, () => 'the index on status was never scanned', 30_000, 200);
     // The other kinds of condition still answer from the matcher, with
     // the equality narrowing first: a string, a boolean, and a number.
     const both = await s.req('GET', `/v1/c/big?limit=1000&order=-n&where=${encodeURIComponent('status:eq:"rare"')}&where=${encodeURIComponent('flag:eq:false')}&where=${encodeURIComponent('n:gt:500')}`);

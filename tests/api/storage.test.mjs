@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync, existsSync, openSync, readSync, writeSync, closeSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { BIN, startServer, assertError, listAll, sleep, req, PG, storeArgs, sqliteOnly } from './lib.mjs';
+import { BIN, startServer, assertError, listAll, sleep, until, req, PG, storeArgs, sqliteOnly } from './lib.mjs';
 
 const run = (args, opts = {}) => spawnSync(BIN, args, { encoding: 'utf8', timeout: 60_000, ...opts });
 const tmp = () => mkdtempSync(path.join(tmpdir(), 'livedb-dur-'));
@@ -19,16 +19,6 @@ async function fill(srv, col, n, from = 0) {
   for (let i = from; i < from + n; i++) {
     const r = await srv.req('PUT', `/v1/c/${col}/d${i}`, { body: { i, text: `document ${i}` } });
     assert.ok(r.status === 200 || r.status === 201, r.text);
-  }
-}
-
-async function until(fn, ms = 10_000, what = 'condition') {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
   }
 }
 
@@ -52,7 +42,7 @@ describe('backups', sqliteOnly, () => {
     const h = await until(async () => {
       const r = await srv.req('GET', '/v1/health');
       return r.json.checks.backups.seq === r.json.seq ? r.json : null;
-    }, 10_000, 'a backup of the newest seq');
+    }, () => 'a backup of the newest seq', 10_000, 50);
     const b = h.checks.backups;
     assert.equal(h.status, 'ok');
     assert.equal(b.status, 'ok');

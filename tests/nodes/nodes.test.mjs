@@ -14,7 +14,7 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startServer, login, req, sleep, listAll, PG, PG_DIR } from '../api/lib.mjs';
+import { startServer, login, req, sleep, until, listAll, PG, PG_DIR } from '../api/lib.mjs';
 import { open, subscribe } from '../api/rt.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -40,16 +40,6 @@ async function stopAll(nodes) {
   for (const n of nodes) if (!n.exited) assert.equal(await n.stop(), 0, n.stderrTail());
 }
 
-// Waits (polling) until check() is truthy; fails with what() after ms.
-async function until(check, what, ms = 20_000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > end) assert.fail(`timed out: ${what()}`);
-    await sleep(20);
-  }
-}
 
 // A subscriber to col on a node: the changes it was sent, in order.
 async function subscriber(node, col, opts = {}) {
