@@ -1,4 +1,4 @@
-# bench/lib.sh: helpers shared by bench/run and bench/run-realtime.
+# bench/lib.sh: helpers shared by the bench/ scripts.
 # Sourced, not run.
 
 log() { echo "bench: $*" >&2; }
@@ -67,4 +67,21 @@ livedb_token() {
   curl -sS -m 10 "$1/v1/auth/login" \
     -d "{\"email\":\"$BENCH_EMAIL\",\"password\":\"$BENCH_PASSWORD\"}" |
     sed -n 's/.*"token":"\([^"]*\)".*/\1/p'
+}
+
+# wrk prints durations as 950.00us, 1.23ms, 1.02s or 1.50m: to milliseconds.
+to_ms() {
+  awk -v v="$1" 'BEGIN {
+    n = v + 0
+    if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n
+    else if (v ~ /m$/) n *= 60000; else if (v ~ /s$/) n *= 1000
+    printf "%.2f", n }'
+}
+
+wrk_field() {             # wrk_field FILE: requests/s, p50 ms, p99 ms
+  local f=$1 rps p50 p99
+  rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$f")
+  p50=$(awk '$1 == "50%" {print $2}' "$f")
+  p99=$(awk '$1 == "99%" {print $2}' "$f")
+  echo "${rps:-n/a} $( [ -n "$p50" ] && to_ms "$p50" || echo n/a) $( [ -n "$p99" ] && to_ms "$p99" || echo n/a)"
 }
