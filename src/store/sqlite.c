@@ -198,10 +198,13 @@ static int sq_open_backend(store_t *store, err_t *err)
         return -1;
     if (sq_exec(st->wdb, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                       "PRAGMA foreign_keys=OFF; PRAGMA mmap_size=1073741824;"
-                      /* Checkpoint every 32 MiB of WAL, not 4: pages written
-                       * by many commits (the feed's tail, inner B-tree
-                       * pages) are copied to the database once. */
-                      "PRAGMA wal_autocheckpoint=8192; PRAGMA journal_size_limit=67108864;"
+                      /* Checkpoint every 4 MiB of WAL (SQLite's default).
+                       * The checkpoint runs inside the commit that passes
+                       * the mark, so its length is the p99 of writes: at
+                       * 32 MiB it was 35-46 ms, at 4 MiB 11-18 ms with the
+                       * same creates/s; at 2 MiB creates were slower
+                       * (docs/BENCHMARKS.md, bench/ab-creates). */
+                      "PRAGMA wal_autocheckpoint=1024; PRAGMA journal_size_limit=67108864;"
                       /* Each job of a group runs in its own SAVEPOINT, whose
                        * sub-journal keeps the pages it changes: in memory,
                        * not in a temporary file past 64 KiB (a server
