@@ -183,9 +183,6 @@ void rt_session_unref(rt_session *s)
     ws_free(s->ws);
     json_decref(s->pstate);
     json_decref(s->auth);
-    free(s->who_id);
-    free(s->who_role);
-    free(s->who_email);
     free(s);
 }
 
@@ -334,19 +331,22 @@ void realtime_upgrade(app_t *app, conn_t *c, http_req *req)
         respond_simple(c, E_UNAVAILABLE, "the server is shutting down");
         return;
     }
-    rt_session *s = xcalloc(1, sizeof *s);
+    /* Who it is follows the struct, in the same allocation. */
+    size_t li = strlen(who.id) + 1, lr = strlen(who.role) + 1, le = strlen(who.email) + 1;
+    rt_session *s = xcalloc(1, sizeof *s + li + lr + le);
+    char *tail = (char *)(s + 1);
+    s->who_id = memcpy(tail, who.id, li);
+    s->who_role = memcpy(tail + li, who.role, lr);
+    s->who_email = memcpy(tail + li + lr, who.email, le);
     s->app = app;
     s->c = conn_ref(c);
     s->refs = 1;
     s->ws = ws_new(&ws_callbacks, s);
-    s->who_id = xstrdup(who.id);
-    s->who_role = xstrdup(who.role);
-    s->who_email = xstrdup(who.email);
     snprintf(s->who_session, sizeof s->who_session, "%s", who.session);
     s->who_admin = actor_is_admin(&who);
     s->last_rx = uv_now(app->loop);
     random_id(s->pid, 16);
-    time_format_rfc3339(time_now_ms(), s->since);
+    s->since_ms = time_now_ms();
     s->next = app->rt->sessions;
     if (s->next)
         s->next->prev = s;

@@ -32,7 +32,7 @@ typedef enum { SUB_SNAPSHOT, SUB_CATCHUP, SUB_READING, SUB_LIVE } sub_state;
 struct rt_sub {
     sub_entry e;            /* first: the index hands back sub_entry* */
     rt_session *s;
-    char id[RT_ID_MAX + 1];
+    const char *id;         /* in the same allocation, after the struct, with e.col */
     query_t *where;         /* owned */
     char *doc_id;           /* owned */
     query_t *rule_where;    /* owned: the read rule's conditions for this caller */
@@ -57,7 +57,7 @@ struct rt_session {
     ws_t *ws;
     /* Who it is, kept small (an idle connection should cost little):
      * who() rebuilds the actor when one is needed. */
-    char *who_id, *who_role, *who_email;
+    const char *who_id, *who_role, *who_email; /* after the struct */
     char who_session[17];
     bool who_admin;
     json_t *auth;           /* who as rules see it, made on first use */
@@ -71,7 +71,7 @@ struct rt_session {
     int refs;
     char pid[17];           /* presence document id */
     json_t *pstate;
-    char since[TIME_RFC3339_LEN + 1];
+    int64_t since_ms;       /* connected at (wall clock) */
     rt_session *prev, *next;
 };
 

@@ -32,8 +32,10 @@ static void presence_doc(buf_t *b, rt_session *s)
     } else {
         buf_puts(b, "null");
     }
+    char since[TIME_RFC3339_LEN + 1];
+    time_format_rfc3339(s->since_ms, since);
     buf_puts(b, ",\"since\":\"");
-    buf_puts(b, s->since);
+    buf_puts(b, since);
     buf_puts(b, "\"}");
 }
 

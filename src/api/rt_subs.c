@@ -392,11 +392,17 @@ void rt_handle_sub(rt_session *s, rt_msg *m)
         }
     }
 
-    rt_sub *u = xcalloc(1, sizeof *u);
+    /* The id and the collection's name follow the struct, as long as they
+     * are (an idle subscription should cost little). */
+    size_t idlen = strlen(m->id), collen = strlen(m->col);
+    rt_sub *u = xcalloc(1, sizeof *u + idlen + collen + 2);
+    char *tail = (char *)(u + 1);
+    memcpy(tail, m->id, idlen + 1);
+    memcpy(tail + idlen + 1, m->col, collen + 1);
+    u->id = tail;
+    u->e.col = tail + idlen + 1;
     u->refs = 1;
     u->s = s;
-    snprintf(u->id, sizeof u->id, "%s", m->id);
-    snprintf(u->e.col, sizeof u->e.col, "%s", m->col);
     u->where = m->where;
     m->where = NULL;
     u->doc_id = m->doc;

@@ -22,6 +22,14 @@ typedef struct pinfield {
     struct pinfield *next;
 } pinfield;
 
+/* The subscribers filed under one key, newest first. The key is kept once
+ * a bucket, not once a subscriber (an idle connection should cost little). */
+struct subs_bucket {
+    sub_entry *head;
+    size_t len;
+    char key[];
+};
+
 typedef struct subs_col {
     int refs;
     pinfield *fields;
@@ -50,7 +58,7 @@ void subs_free(subs_t *x)
         free(c);
     }
     map_free(&x->cols);
-    map_free(&x->buckets);
+    map_free_values(&x->buckets);
 }
 
 /* A scalar that may be pinned, in canonical text; false for others. */
@@ -113,9 +121,6 @@ void subs_add(subs_t *x, sub_entry *e)
     }
     bucket_key(&key, e->col, field, value);
     json_decref(idv);
-    e->bucket_len = key.len;
-    e->bucket = buf_take(&key, NULL);
-    e->pin_field = field ? xstrdup(field) : NULL;
 
     subs_col *c = map_get(&x->cols, e->col, strlen(e->col));
     if (!c) {
@@ -134,27 +139,40 @@ void subs_add(subs_t *x, sub_entry *e)
             c->fields = f;
         }
         f->refs++;
+        e->pin_field = f->name;
     }
-    sub_entry *head = map_get(&x->buckets, e->bucket, e->bucket_len);
+    subs_bucket *b = map_get(&x->buckets, key.p, key.len);
+    if (!b) {
+        b = xmalloc(sizeof *b + key.len + 1);
+        b->head = NULL;
+        b->len = key.len;
+        memcpy(b->key, key.p, key.len + 1);
+        map_put(&x->buckets, b->key, b->len, b);
+    }
+    buf_free(&key);
+    e->bucket = b;
     e->prev = NULL;
-    e->next = head;
-    if (head)
-        head->prev = e;
-    map_put(&x->buckets, e->bucket, e->bucket_len, e);
+    e->next = b->head;
+    if (b->head)
+        b->head->prev = e;
+    b->head = e;
 }
 
 void subs_remove(subs_t *x, sub_entry *e)
 {
-    if (!e->bucket)
+    subs_bucket *b = e->bucket;
+    if (!b)
         return;
     if (e->prev)
         e->prev->next = e->next;
-    else if (e->next)
-        map_put(&x->buckets, e->bucket, e->bucket_len, e->next);
     else
-        map_del(&x->buckets, e->bucket, e->bucket_len);
+        b->head = e->next;
     if (e->next)
         e->next->prev = e->prev;
+    if (!b->head) {
+        map_del(&x->buckets, b->key, b->len);
+        free(b);
+    }
     subs_col *c = map_get(&x->cols, e->col, strlen(e->col));
     if (c && e->pin_field) {
         for (pinfield **pf = &c->fields; *pf; pf = &(*pf)->next) {
@@ -173,16 +191,16 @@ void subs_remove(subs_t *x, sub_entry *e)
         map_del(&x->cols, e->col, strlen(e->col));
         free(c);
     }
-    free(e->bucket);
-    free(e->pin_field);
-    e->bucket = e->pin_field = NULL;
+    e->bucket = NULL;
+    e->pin_field = NULL;
     e->prev = e->next = NULL;
 }
 
 static void visit(subs_t *x, const char *key, size_t klen, change_t *ch,
                   void (*fn)(sub_entry *, change_t *, void *), void *ctx)
 {
-    for (sub_entry *e = map_get(&x->buckets, key, klen); e;) {
+    subs_bucket *b = map_get(&x->buckets, key, klen);
+    for (sub_entry *e = b ? b->head : NULL; e;) {
         sub_entry *next = e->next;
         fn(e, ch, ctx);
         e = next;

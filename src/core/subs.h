@@ -26,8 +26,9 @@
 typedef enum sub_op { SUBOP_NONE, SUBOP_ADDED, SUBOP_MODIFIED, SUBOP_REMOVED } sub_op;
 
 typedef struct sub_entry sub_entry;
+typedef struct subs_bucket subs_bucket;
 struct sub_entry {
-    char col[65];
+    const char *col;        /* borrowed */
     const query_t *where;   /* borrowed; NULL: every document */
     const char *doc_id;     /* borrowed; NULL: any document */
     /* The read rule's conditions for this subscriber (e.g. partner_id ==
@@ -37,9 +38,8 @@ struct sub_entry {
     bool (*visible)(const sub_entry *e, const json_t *doc);
     void *owner;
     /* Set by subs_add. */
-    char *bucket;           /* the index key it is filed under */
-    size_t bucket_len;
-    char *pin_field;        /* NULL: unpinned */
+    subs_bucket *bucket;    /* what it is filed under */
+    const char *pin_field;  /* NULL: unpinned */
     sub_entry *prev, *next;
 };
 

@@ -15,6 +15,7 @@
 #include "server.h"
 
 #include <arpa/inet.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,12 +30,22 @@
 
 typedef enum { T_NONE, T_HEADER, T_BODY, T_IDLE, T_LINGER } tmode;
 
+/* A connection's place in its timeout's queue. Each queue holds the
+ * connections of one timeout length in the order their deadlines come
+ * (each joins at the tail with now + the same length), so one timer for the
+ * server, set to the earliest head, replaces a uv_timer_t (152 bytes) in
+ * every connection. */
+typedef struct tlink {
+    struct tlink *prev, *next;
+} tlink;
+enum { TQ_HEADER, TQ_IDLE, TQ_LINGER, TQ_N }; /* BODY and IDLE share --idle-timeout */
+
 struct conn {
     uv_tcp_t tcp;
-    uv_timer_t timer;
+    tlink tq;          /* first after tcp: conn_of_tq */
+    uint64_t deadline; /* loop ms, while in a timeout queue */
     server_t *srv;
     int refs;
-    int handles_open;
     bool closing;
     bool busy;         /* a request is with the handler */
     bool in_process;   /* process() is on the stack */
@@ -68,6 +79,9 @@ struct conn {
 struct server {
     uv_loop_t *loop;
     uv_tcp_t listener;
+    uv_timer_t timer;   /* the earliest deadline of the timeout queues */
+    uint64_t timer_at;  /* when it fires; 0: stopped */
+    tlink tqs[TQ_N];    /* sentinels */
     uv_check_t flusher; /* writes the gathered output of upgraded connections */
     uv_idle_t kick;     /* active while output waits: the loop must not block */
     conn_t *dirty;      /* upgraded connections with output to write */
@@ -118,11 +132,15 @@ void conn_set_headers(conn_t *c, const char *lines)
 }
 size_t conn_pending_bytes(const conn_t *c) { return c->write_pending; }
 
-static void on_handle_closed(uv_handle_t *h)
+static void on_handle_closed(uv_handle_t *h) { conn_unref(h->data); }
+
+static void tq_unlink(conn_t *c)
 {
-    conn_t *c = h->data;
-    if (--c->handles_open == 0)
-        conn_unref(c);
+    if (c->tq.next) {
+        c->tq.prev->next = c->tq.next;
+        c->tq.next->prev = c->tq.prev;
+        c->tq.prev = c->tq.next = NULL;
+    }
 }
 
 void conn_close(conn_t *c)
@@ -138,20 +156,48 @@ void conn_close(conn_t *c)
         c->on_stream_close = NULL;
         cb(c, c->stream_ctx);
     }
-    uv_timer_stop(&c->timer);
+    tq_unlink(c);
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
-    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 }
 
 /* ------------------------------------------------------------------ timers */
 
+static conn_t *conn_of_tq(tlink *l) { return (conn_t *)((char *)l - offsetof(conn_t, tq)); }
+
+static void on_timer(uv_timer_t *t);
+
+/* Sets the server's timer to the earliest deadline, if it fires later. */
+static void timer_arm(server_t *s, uint64_t at)
+{
+    if (s->timer_at && s->timer_at <= at)
+        return;
+    uint64_t now = uv_now(s->loop);
+    s->timer_at = at;
+    uv_timer_start(&s->timer, on_timer, at > now ? at - now : 0, 0);
+}
+
 static void on_timer(uv_timer_t *t)
 {
-    conn_t *c = t->data;
-    if (c->mode == T_HEADER && c->in->head_started)
-        log_msg(LOG_INFO, "dropped %s: headers not complete within %.0f s", c->remote,
-                c->srv->opts.header_timeout);
-    conn_close(c);
+    server_t *s = t->data;
+    uint64_t now = uv_now(s->loop), next = 0;
+    s->timer_at = 0;
+    for (int q = 0; q < TQ_N; q++) {
+        tlink *head = &s->tqs[q];
+        while (head->next != head) {
+            conn_t *c = conn_of_tq(head->next);
+            if (c->deadline > now) {
+                if (!next || c->deadline < next)
+                    next = c->deadline;
+                break;
+            }
+            if (c->mode == T_HEADER && c->in->head_started)
+                log_msg(LOG_INFO, "dropped %s: headers not complete within %.0f s", c->remote,
+                        s->opts.header_timeout);
+            conn_close(c); /* unlinks it */
+        }
+    }
+    if (next)
+        timer_arm(s, next);
 }
 
 static void set_mode(conn_t *c, tmode m)
@@ -159,15 +205,24 @@ static void set_mode(conn_t *c, tmode m)
     if (c->closing)
         return;
     c->mode = m;
+    tq_unlink(c);
     double secs = 0;
+    int q = TQ_IDLE;
     switch (m) {
-    case T_HEADER: secs = c->srv->opts.header_timeout; break;
+    case T_HEADER: secs = c->srv->opts.header_timeout; q = TQ_HEADER; break;
     case T_BODY:
     case T_IDLE: secs = c->srv->opts.idle_timeout; break;
-    case T_LINGER: secs = LINGER_MS / 1000.0; break;
-    case T_NONE: uv_timer_stop(&c->timer); return;
+    case T_LINGER: secs = LINGER_MS / 1000.0; q = TQ_LINGER; break;
+    case T_NONE: return;
     }
-    uv_timer_start(&c->timer, on_timer, (uint64_t)(secs * 1000), 0);
+    server_t *s = c->srv;
+    c->deadline = uv_now(s->loop) + (uint64_t)(secs * 1000);
+    tlink *head = &s->tqs[q];
+    c->tq.next = head;
+    c->tq.prev = head->prev;
+    head->prev->next = &c->tq;
+    head->prev = &c->tq;
+    timer_arm(s, c->deadline);
 }
 
 /* ------------------------------------------------------------------ writing */
@@ -580,7 +635,11 @@ static void raw_flush(conn_t *c)
     if (sent == q->len) {
         if (bufs != stackbufs)
             free(bufs);
+        /* An idle connection keeps no queue (208 bytes): the next output
+         * makes one. */
         outq_release(q);
+        free(q);
+        c->out = NULL;
         if (c->close_after_write && !c->write_pending)
             maybe_close_after_write(c);
         else if (c->raw->on_drain && !c->write_pending)
@@ -598,6 +657,8 @@ static void raw_flush(conn_t *c)
     rawwrite *w = xmalloc(sizeof *w);
     w->c = conn_ref(c);
     outq_move(&w->q, q);
+    free(q);
+    c->out = NULL;
     c->write_pending += w->q.len;
     int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs + first, (unsigned)(nbufs - first),
                       on_raw_write);
@@ -673,17 +734,11 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
 {
     conn_t *c = h->data;
     (void)suggested;
-    if (c->raw) {
-        /* Consumed before the next read of any connection: share one. */
-        *out = uv_buf_init(c->srv->rbuf, RAW_RBUF);
-        return;
-    }
-    if (c->mode == T_LINGER || c->streaming) {
-        /* Drop what arrives: reuse the start of the buffer. */
-        c->inbuf.len = c->inpos = 0;
-    }
-    buf_reserve(&c->inbuf, 64 * 1024);
-    *out = uv_buf_init(c->inbuf.p + c->inbuf.len, (unsigned)(c->inbuf.cap - c->inbuf.len - 1));
+    /* Every read lands in one buffer that all connections share: its bytes
+     * are consumed (or, for HTTP, copied into the connection's input as
+     * long as they wait to be parsed) before the next read of any
+     * connection, so an idle connection holds no read buffer. */
+    *out = uv_buf_init(c->srv->rbuf, RAW_RBUF);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
@@ -715,12 +770,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     }
     if (nread == 0)
         return;
-    if (c->mode == T_LINGER || c->streaming) {
-        c->inbuf.len = c->inpos = 0;
-        return;
-    }
-    c->inbuf.len += (size_t)nread;
-    c->inbuf.p[c->inbuf.len] = '\0';
+    if (c->mode == T_LINGER || c->streaming)
+        return; /* dropped */
+    buf_put(&c->inbuf, b->base, (size_t)nread);
     process(c);
 }
 
@@ -787,8 +839,8 @@ static void process(conn_t *c)
     /* Keep the input buffer small: drop what was parsed. */
     if (c->inpos == c->inbuf.len) {
         c->inbuf.len = c->inpos = 0;
-        if (c->inbuf.cap > 256 * 1024 && !c->busy)
-            buf_free(&c->inbuf);
+        if (!c->busy)
+            buf_free(&c->inbuf); /* between requests a connection holds no input */
     } else if (c->inpos > 64 * 1024) {
         memmove(c->inbuf.p, c->inbuf.p + c->inpos, c->inbuf.len - c->inpos);
         c->inbuf.len -= c->inpos;
@@ -814,9 +866,7 @@ static void on_connection(uv_stream_t *l, int status)
     c->srv = s;
     c->refs = 1;
     uv_tcp_init(s->loop, &c->tcp);
-    uv_timer_init(s->loop, &c->timer);
-    c->tcp.data = c->timer.data = c;
-    c->handles_open = 2;
+    c->tcp.data = c;
     c->in = xmalloc(sizeof *c->in);
     http_in_init(c->in);
     c->next = &s->conns;
@@ -859,6 +909,8 @@ int server_start(server_t **out, uv_loop_t *loop, const server_opts *opts, serve
     s->handler = h;
     s->app = app;
     s->conns.next = s->conns.prev = &s->conns;
+    for (int q = 0; q < TQ_N; q++)
+        s->tqs[q].next = s->tqs[q].prev = &s->tqs[q];
     struct sockaddr_storage addr;
     int rc = strchr(opts->host, ':')
                  ? uv_ip6_addr(opts->host, opts->port, (struct sockaddr_in6 *)&addr)
@@ -881,6 +933,9 @@ int server_start(server_t **out, uv_loop_t *loop, const server_opts *opts, serve
     }
     s->listening = true;
     s->rbuf = xmalloc(RAW_RBUF);
+    uv_timer_init(loop, &s->timer);
+    s->timer.data = s;
+    uv_unref((uv_handle_t *)&s->timer);
     uv_check_init(loop, &s->flusher);
     s->flusher.data = s;
     uv_check_start(&s->flusher, on_flush);
@@ -911,6 +966,7 @@ void server_close_all(server_t *s)
     on_flush(&s->flusher); /* drops the references of the dirty list */
     uv_close((uv_handle_t *)&s->flusher, NULL);
     uv_close((uv_handle_t *)&s->kick, NULL);
+    uv_close((uv_handle_t *)&s->timer, NULL);
 }
 
 void server_free(server_t *s)
