@@ -184,7 +184,7 @@ test: deps
 
 # The realtime load generator: libuv, livedb's own net/ (HTTP answers,
 # WebSocket on a client's side) and hiredis for Redis.
-RTLOADSRC := src/net/http.c src/net/http_resp.c src/net/ws.c src/util/util.c
+RTLOADSRC := src/net/http.c src/net/http_resp.c src/net/ws.c src/util/util.c src/util/slab.c
 build/rtload: bench/rtload.c $(call obj,build,$(RTLOADSRC))
 	@mkdir -p build
 	$(CC) $(CPPFLAGS) -O2 -g -Wall -Wextra -o $@ $^ -luv -lwslay -lhiredis -lsodium -lnettle

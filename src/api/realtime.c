@@ -28,6 +28,8 @@
  */
 #include "realtime_int.h"
 
+#include "../util/slab.h"
+
 void rt_session_actor(const rt_session *s, actor_t *a)
 {
     memset(a, 0, sizeof *a);
@@ -183,7 +185,7 @@ void rt_session_unref(rt_session *s)
     ws_free(s->ws);
     json_decref(s->pstate);
     json_decref(s->auth);
-    free(s);
+    slab_free(s, sizeof *s + strlen(s->who_id) + strlen(s->who_role) + strlen(s->who_email) + 3);
 }
 
 static void on_data(conn_t *c, void *ctx, const char *data, size_t len)
@@ -333,7 +335,7 @@ void realtime_upgrade(app_t *app, conn_t *c, http_req *req)
     }
     /* Who it is follows the struct, in the same allocation. */
     size_t li = strlen(who.id) + 1, lr = strlen(who.role) + 1, le = strlen(who.email) + 1;
-    rt_session *s = xcalloc(1, sizeof *s + li + lr + le);
+    rt_session *s = slab_alloc(sizeof *s + li + lr + le);
     char *tail = (char *)(s + 1);
     s->who_id = memcpy(tail, who.id, li);
     s->who_role = memcpy(tail + li, who.role, lr);

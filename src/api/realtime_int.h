@@ -33,22 +33,21 @@ struct rt_sub {
     sub_entry e;            /* first: the index hands back sub_entry* */
     rt_session *s;
     const char *id;         /* in the same allocation, after the struct, with e.col */
-    query_t *where;         /* owned */
-    char *doc_id;           /* owned */
-    query_t *rule_where;    /* owned: the read rule's conditions for this caller */
+    /* e.where, e.doc_id and e.rule_where (the read rule's conditions for
+     * this caller) are owned by the subscription. */
     rule_t *rule_post;      /* owned: what else the rule checks, or NULL */
-    sub_state state;
+    rjob *snap;             /* SNAPSHOT: the read, and the next chunk to send */
+    rt_sub *next;           /* in the session */
     int64_t pos;
+    sub_state state;
+    int refs;
+    int snap_next;
     bool since_given;       /* send `synced` when caught up */
     bool ahead;             /* since is past this node's feed: ask the database */
     bool presence;          /* on _presence */
     bool activity;          /* on _activity */
     bool indexed;
     bool dead;              /* unsubscribed or its session ended */
-    int refs;
-    rjob *snap;             /* SNAPSHOT: the read, and the next chunk to send */
-    int snap_next;
-    rt_sub *next;           /* in the session */
 };
 
 struct rt_session {
@@ -58,21 +57,21 @@ struct rt_session {
     /* Who it is, kept small (an idle connection should cost little):
      * who() rebuilds the actor when one is needed. */
     const char *who_id, *who_role, *who_email; /* after the struct */
-    char who_session[17];
-    bool who_admin;
     json_t *auth;           /* who as rules see it, made on first use */
     rt_sub *subs;
-    int nsubs;
+    json_t *pstate;
+    rt_session *prev, *next;
     uint64_t last_rx;       /* loop time (ms) of the last bytes from the client */
+    int64_t since_ms;       /* connected at (wall clock) */
+    int nsubs;
+    int refs;
+    char who_session[17];
+    char pid[17];           /* presence document id */
+    bool who_admin;
     bool in_feed;
     bool slow_noted;        /* in rt->slow */
     bool closed;            /* the connection is gone */
     bool ending;            /* a close was sent: nothing more goes out */
-    int refs;
-    char pid[17];           /* presence document id */
-    json_t *pstate;
-    int64_t since_ms;       /* connected at (wall clock) */
-    rt_session *prev, *next;
 };
 
 struct realtime {

@@ -41,7 +41,7 @@ static void presence_doc(buf_t *b, rt_session *s)
 
 static bool presence_visible(rt_sub *u, const char *doc, size_t len)
 {
-    if (!u->where)
+    if (!u->e.where)
         return true;
     json_t *j = json_loadb(doc, len, 0, NULL);
     bool ok = j && sub_matches(&u->e, j);

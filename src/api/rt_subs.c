@@ -6,6 +6,8 @@
  */
 #include "realtime_int.h"
 
+#include "../util/slab.h"
+
 /* ------------------------------------------------------------------ subscriptions */
 
 static rt_sub *sub_ref(rt_sub *u)
@@ -19,17 +21,19 @@ static void sub_unref(rt_sub *u)
     if (--u->refs > 0)
         return;
     rjob_free(u->snap);
-    if (u->where) {
-        query_free(u->where);
-        free(u->where);
+    /* The index's entry borrows them; the subscription owns them. */
+    query_t *where = (query_t *)u->e.where, *rule_where = (query_t *)u->e.rule_where;
+    if (where) {
+        query_free(where);
+        free(where);
     }
-    if (u->rule_where) {
-        query_free(u->rule_where);
-        free(u->rule_where);
+    if (rule_where) {
+        query_free(rule_where);
+        free(rule_where);
     }
     rule_free(u->rule_post);
-    free(u->doc_id);
-    free(u);
+    free((char *)u->e.doc_id);
+    slab_free(u, sizeof *u + strlen(u->id) + strlen(u->e.col) + 2);
 }
 
 /* The small arrays of system subscriptions (and slow sessions). */
@@ -395,7 +399,7 @@ void rt_handle_sub(rt_session *s, rt_msg *m)
     /* The id and the collection's name follow the struct, as long as they
      * are (an idle subscription should cost little). */
     size_t idlen = strlen(m->id), collen = strlen(m->col);
-    rt_sub *u = xcalloc(1, sizeof *u + idlen + collen + 2);
+    rt_sub *u = slab_alloc(sizeof *u + idlen + collen + 2);
     char *tail = (char *)(u + 1);
     memcpy(tail, m->id, idlen + 1);
     memcpy(tail + idlen + 1, m->col, collen + 1);
@@ -403,13 +407,10 @@ void rt_handle_sub(rt_session *s, rt_msg *m)
     u->e.col = tail + idlen + 1;
     u->refs = 1;
     u->s = s;
-    u->where = m->where;
+    u->e.where = m->where;
     m->where = NULL;
-    u->doc_id = m->doc;
+    u->e.doc_id = m->doc;
     m->doc = NULL;
-    u->e.where = u->where;
-    u->e.doc_id = u->doc_id;
-    u->rule_where = rule_where;
     u->rule_post = post;
     u->e.rule_where = rule_where;
     u->e.visible = post ? rule_visible : NULL;
@@ -448,15 +449,15 @@ void rt_handle_sub(rt_session *s, rt_msg *m)
     rjob *job = rjob_new(R_SNAPSHOT);
     rt_session_actor(s, &job->actor); /* the reader applies the read rule itself */
     snprintf(job->col, sizeof job->col, "%s", u->e.col);
-    if (u->where) {
-        for (int i = 0; i < u->where->nconds; i++) {
-            qcond *c = &u->where->conds[i];
+    if (u->e.where) {
+        for (int i = 0; i < u->e.where->nconds; i++) {
+            const qcond *c = &u->e.where->conds[i];
             query_add_cond(&job->query, c->field, strlen(c->field), qop_name(c->op),
                            strlen(qop_name(c->op)), c->value, &e);
         }
     }
-    if (u->doc_id) {
-        json_t *idv = json_string(u->doc_id);
+    if (u->e.doc_id) {
+        json_t *idv = json_string(u->e.doc_id);
         query_add_cond(&job->query, "id", 2, "eq", 2, idv, &e);
         json_decref(idv);
     }

@@ -19,6 +19,7 @@
 #include <sodium.h>
 #include <wslay/wslay.h>
 
+#include "../util/slab.h"
 #include "../util/util.h"
 
 struct ws {
@@ -28,14 +29,14 @@ struct ws {
     buf_t part;                   /* an incomplete frame */
     const char *in;               /* bytes being handed to wslay */
     size_t in_len;
+    uint64_t msg_len;             /* of the open fragmented message, so far */
+    uint64_t max_message;
+    const char *refused;          /* what of the peer's we refused, for people */
     bool in_message;              /* a fragmented data message is open */
-    uint64_t msg_len;             /* its bytes so far */
     bool closing;                 /* a close frame was sent */
     bool done;
     bool in_recv;                 /* inside wslay_event_recv */
     bool client;                  /* our frames masked, the peer's not */
-    const char *refused;          /* what of the peer's we refused, for people */
-    uint64_t max_message;
 };
 
 const unsigned char ws_ping_frame[2] = {0x89, 0x00};
@@ -128,7 +129,7 @@ static wslay_event_context_ptr context(ws_t *ws)
 
 ws_t *ws_new(const ws_cb *cb, void *ctx)
 {
-    ws_t *ws = xcalloc(1, sizeof *ws);
+    ws_t *ws = slab_alloc(sizeof *ws);
     ws->cb = cb;
     ws->ctx = ctx;
     ws->max_message = WS_MAX_MESSAGE;
@@ -150,7 +151,7 @@ void ws_free(ws_t *ws)
     if (ws->wctx)
         wslay_event_context_free(ws->wctx);
     buf_free(&ws->part);
-    free(ws);
+    slab_free(ws, sizeof *ws);
 }
 
 bool ws_closing(const ws_t *ws) { return ws->closing || ws->done; }
