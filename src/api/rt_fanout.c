@@ -46,34 +46,65 @@ static void frame_cache_clear(frame_cache *fc)
     fc->ch = NULL;
 }
 
+/* A change message is its envelope (up to `"doc":`), the document and
+ * "}"; a removal has no document. */
+static void change_envelope(buf_t *b, const char *sub, const change_t *ch, sub_op op)
+{
+    buf_puts(b, "{\"t\":\"change\",\"sub\":");
+    buf_put_json_str(b, sub, strlen(sub));
+    buf_puts(b, ",\"seq\":");
+    buf_put_i64(b, ch->seq);
+    buf_puts(b, ",\"op\":\"");
+    buf_puts(b, sub_op_name(op));
+    buf_puts(b, "\",\"id\":");
+    buf_put_json_str(b, ch->id, strlen(ch->id));
+    if (op != SUBOP_REMOVED)
+        buf_puts(b, ",\"doc\":");
+}
+
+static size_t change_payload_len(size_t envelope, const change_t *ch, sub_op op)
+{
+    return envelope + (op == SUBOP_REMOVED ? 0 : ch->doc_len) + 1;
+}
+
+/* The whole frame in one allocation, to be shared. */
 static frame_blob *change_frame(const char *sub, change_t *ch, sub_op op)
 {
-    buf_t b = {0};
-    buf_reserve(&b, 128 + ch->doc_len);
-    buf_puts(&b, "{\"t\":\"change\",\"sub\":");
-    buf_put_json_str(&b, sub, strlen(sub));
-    buf_puts(&b, ",\"seq\":");
-    buf_put_i64(&b, ch->seq);
-    buf_puts(&b, ",\"op\":\"");
-    buf_puts(&b, sub_op_name(op));
-    buf_puts(&b, "\",\"id\":");
-    buf_put_json_str(&b, ch->id, strlen(ch->id));
-    if (op == SUBOP_REMOVED) {
-        buf_putc(&b, '}');
-    } else {
-        buf_puts(&b, ",\"doc\":");
-        buf_put(&b, ch->doc, ch->doc_len);
-        buf_putc(&b, '}');
-    }
+    static buf_t env; /* the loop thread's, reused */
+    env.len = 0;
+    change_envelope(&env, sub, ch, op);
+    size_t plen = change_payload_len(env.len, ch, op);
     unsigned char fh[10];
-    size_t fl = ws_text_header(fh, b.len);
-    frame_blob *f = xmalloc(sizeof *f + fl + b.len);
+    size_t fl = ws_text_header(fh, plen);
+    frame_blob *f = xmalloc(sizeof *f + fl + plen);
     f->refs = 1;
-    f->len = fl + b.len;
-    memcpy(f->data, fh, fl);
-    memcpy(f->data + fl, b.p, b.len);
-    buf_free(&b);
+    f->len = fl + plen;
+    char *p = f->data;
+    memcpy(p, fh, fl);
+    memcpy(p += fl, env.p, env.len);
+    p += env.len;
+    if (op != SUBOP_REMOVED) {
+        memcpy(p, ch->doc, ch->doc_len);
+        p += ch->doc_len;
+    }
+    *p = '}';
     return f;
+}
+
+/* The frame copied straight into one connection's output (catch-up: one
+ * subscriber, nothing to share): one copy of the document, no allocation. */
+static void change_frame_to(conn_t *c, const char *sub, const change_t *ch, sub_op op)
+{
+    static buf_t env; /* the loop thread's, reused */
+    env.len = 0;
+    change_envelope(&env, sub, ch, op);
+    unsigned char fh[10];
+    size_t fl = ws_text_header(fh, change_payload_len(env.len, ch, op));
+    conn_out_copy(c, fh, fl);
+    conn_out_copy(c, env.p, env.len);
+    if (op != SUBOP_REMOVED)
+        conn_out_copy(c, ch->doc, ch->doc_len);
+    conn_out_copy(c, "}", 1);
 }
 
 /* The change message for u. fc (may be NULL) shares frames between the
@@ -83,6 +114,11 @@ void rt_send_change(rt_sub *u, change_t *ch, sub_op op, frame_cache *fc)
     rt_session *s = u->s;
     if (!rt_can_send(s))
         return;
+    if (!fc) {
+        change_frame_to(s->c, u->id, ch, op);
+        metrics_add(M_WS_MESSAGES_OUT, 1);
+        return;
+    }
     frame_blob *f = NULL;
     if (fc) {
         INVARIANT(!fc->ch || fc->ch == ch); /* cleared between changes */
