@@ -107,6 +107,7 @@ struct server {
     uv_timer_t trim_timer;
     uv_work_t trim_work;
     bool trimming;
+    bool trimmed;   /* at the last tick: the end of a burst gets one more */
     unsigned churn; /* connections opened and closed since the last trim */
 };
 
@@ -982,9 +983,12 @@ static void trim_done(uv_work_t *w, int status)
 static void on_trim_tick(uv_timer_t *t)
 {
     server_t *s = t->data;
-    if (s->trimming || s->churn < TRIM_CHURN)
+    bool tail = s->trimmed && s->churn > 0;
+    s->trimmed = false;
+    if (s->trimming || (s->churn < TRIM_CHURN && !tail))
         return;
     s->churn = 0;
+    s->trimmed = true;
     s->trimming = true;
     s->trim_work.data = s;
     uv_queue_work(s->loop, &s->trim_work, trim_work, trim_done);
