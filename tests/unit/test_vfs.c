@@ -88,16 +88,9 @@ static bool make_db(const char *path, bool checksums)
     return ok;
 }
 
-/* What reading every row answers: SQLITE_OK, or the error. */
-static int read_all(const char *path, bool mmap_on, long long *sum)
+/* The sum of every row through one open connection. */
+static int sum_on(sqlite3 *db, long long *sum)
 {
-    sqlite3 *db;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        sqlite3_close(db);
-        return SQLITE_CANTOPEN;
-    }
-    sqlite3_exec(db, mmap_on ? "PRAGMA mmap_size=1000000" : "PRAGMA mmap_size=0", NULL, NULL,
-                 NULL);
     sqlite3_stmt *st;
     int rc = sqlite3_prepare_v2(db, "SELECT sum(id + length(v)) FROM t", -1, &st, NULL);
     if (rc == SQLITE_OK) {
@@ -110,6 +103,20 @@ static int read_all(const char *path, bool mmap_on, long long *sum)
         }
     }
     sqlite3_finalize(st);
+    return rc;
+}
+
+/* What reading every row answers: SQLITE_OK, or the error. */
+static int read_all(const char *path, bool mmap_on, long long *sum)
+{
+    sqlite3 *db;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        sqlite3_close(db);
+        return SQLITE_CANTOPEN;
+    }
+    sqlite3_exec(db, mmap_on ? "PRAGMA mmap_size=1000000" : "PRAGMA mmap_size=0", NULL, NULL,
+                 NULL);
+    int rc = sum_on(db, sum);
     sqlite3_close(db);
     return rc;
 }
@@ -160,24 +167,6 @@ TEST(vfs_detects_a_flipped_byte_in_every_page)
     CHECK_INT(read_all(path, true, &sum), SQLITE_OK);
     CHECK(sum == good);
     rm_db(path);
-}
-
-/* The sum of every row through one open connection. */
-static int sum_on(sqlite3 *db, long long *sum)
-{
-    sqlite3_stmt *st;
-    int rc = sqlite3_prepare_v2(db, "SELECT sum(id + length(v)) FROM t", -1, &st, NULL);
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-            *sum = sqlite3_column_int64(st, 0);
-            rc = SQLITE_OK;
-        } else {
-            rc = sqlite3_extended_errcode(db);
-        }
-    }
-    sqlite3_finalize(st);
-    return rc;
 }
 
 /* A mapped page is checked once a second at most, not at every visit
