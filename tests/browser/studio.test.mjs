@@ -156,6 +156,17 @@ async function serverDocs(col) {
 
 // ------------------------------------------------------------ tests
 
+
+// Runs fn (which may be async) in the page every 250 ms until it answers
+// true; fails after ms.
+async function pollPage(page, fn, arg, ms, what) {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (await page.evaluate(fn, arg)) return;
+    if (Date.now() > end) throw new Error(`waited ${ms} ms for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
 test('a creator added in one browser shows in another within 1 s, and is still there after a reload', async (t) => {
   const actx = await browser.newContext();
   const bctx = await browser.newContext();
@@ -325,6 +336,9 @@ test('editing: admins edit creators and jobs, staff only jobs; a 403 and an edit
   assert.equal(await staff.locator('#users-body .edit').count(), 0);
   assert.equal(await staff.isHidden('#tab-migrate'), true);
   await staff.click('#tab-jobs');
+  // The tab's controls are shown once the tab has drawn (later than the
+  // click's return in Chromium 156): wait for them, then look.
+  await staff.waitForSelector('#add-job', { state: 'visible', timeout: 5_000 });
   assert.equal(await staff.isVisible('#add-job'), true);
   assert.equal(await staff.isVisible('#assign-job'), true);
   // The server agrees: a creator's change from staff is 403.
@@ -726,8 +740,10 @@ test('the server stopped: a reload shows the saved copy with its age; older than
   await page.evaluate(() => navigator.serviceWorker.ready.then(() => true));
   const jobsShown = await page.textContent('#tab-jobs-count');
   // The SDK writes its cache a little after changes, later for big results
-  // (2,000 jobs by now): wait until IndexedDB holds every job shown.
-  await page.waitForFunction(async (n) => {
+  // (2,000 jobs by now): wait until IndexedDB holds every job shown. (Not
+  // with waitForFunction: an async predicate returns a promise, which is
+  // truthy at once, so it did not wait.)
+  await pollPage(page, async (n) => {
     for (const { name } of await indexedDB.databases()) {
       const db = await new Promise((ok, no) => { const r = indexedDB.open(name); r.onsuccess = () => ok(r.result); r.onerror = no; });
       if (!db.objectStoreNames.contains('cache')) { db.close(); continue; }
@@ -736,7 +752,7 @@ test('the server stopped: a reload shows the saved copy with its age; older than
       if (all.some((rec) => rec.docs.length === n)) return true;
     }
     return false;
-  }, Number(jobsShown.replace(/,/g, '')), { timeout: 15_000, polling: 250 });
+  }, Number(jobsShown.replace(/,/g, '')), 15_000, 'IndexedDB to hold every job shown');
 
   await srv.stop();
   await page.waitForSelector('#conn:not([data-state="live"])', { timeout: 10_000 });
@@ -746,6 +762,10 @@ test('the server stopped: a reload shows the saved copy with its age; older than
   await page.waitForSelector('#app', { state: 'visible' });
   await page.waitForSelector(userRow('c-001'));
   await page.waitForSelector('body[data-source="cache"]');
+  // The jobs come out of IndexedDB after the creators (2,000 of them): wait
+  // for their count to be drawn, then compare it.
+  await page.waitForFunction(() => document.querySelector('#tab-jobs-count')?.textContent !== '',
+    null, { timeout: 10_000 });
   assert.equal(await page.textContent('#tab-jobs-count'), jobsShown);
   assert.match(await page.textContent('#source'), /^Saved copy from (a moment|\d+ s) ago$/);
   assert.match(await page.textContent('#notice'), /Showing the saved copy from (a moment|\d+ s) ago/);
