@@ -52,7 +52,19 @@ typedef struct vfile {
     bool cksum; /* pages of this file carry checksums */
     uint32_t page_size;
     stamps checked; /* pages fetched through the mapping (one thread at a time) */
+    /* A WAL's writes gathered (see v_write), and where they go. */
+    bool wal;
+    unsigned char *gather;
+    size_t glen;
+    sqlite3_int64 goff;
 } vfile;
+
+/* SQLite writes a WAL frame as two pwrite()s, header and page, and a
+ * commit as all its frames in a row: gathered, they are one pwrite() a
+ * commit (up to this many bytes; the unix VFS refuses one write past
+ * 0x1ffff bytes). They are written before the WAL is synced, read,
+ * truncated, measured or closed, and before a write elsewhere in it. */
+#define GATHER_MAX (120 * 1024)
 
 /* Pages written to database files, ever (by any connection). */
 static _Atomic uint64_t writes;
@@ -160,16 +172,28 @@ static int verify(vfile *f, const unsigned char *page, sqlite3_int64 off)
 
 #define REAL(f) (((vfile *)(f))->real)
 
+static int g_flush(vfile *f)
+{
+    if (!f->glen)
+        return SQLITE_OK;
+    int rc = f->real->pMethods->xWrite(f->real, f->gather, (int)f->glen, f->goff);
+    f->glen = 0;
+    return rc;
+}
+
 static int v_close(sqlite3_file *file)
 {
     vfile *f = (vfile *)file;
+    int frc = g_flush(f);
+    free(f->gather);
+    f->gather = NULL;
     for (uint32_t i = 0; i < f->checked.nchunks; i++)
         free(f->checked.chunk[i]);
     free(f->checked.chunk);
     f->checked = (stamps){0};
     int rc = f->real->pMethods->xClose(f->real);
     f->base.pMethods = NULL;
-    return rc;
+    return frc != SQLITE_OK ? frc : rc;
 }
 
 static int v_read(sqlite3_file *file, void *buf, int amt, sqlite3_int64 off)
@@ -177,7 +201,10 @@ static int v_read(sqlite3_file *file, void *buf, int amt, sqlite3_int64 off)
     vfile *f = (vfile *)file;
     if (fault(2, 'R'))
         return SQLITE_IOERR_READ;
-    int rc = f->real->pMethods->xRead(f->real, buf, amt, off);
+    int rc = g_flush(f);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = f->real->pMethods->xRead(f->real, buf, amt, off);
     if (rc != SQLITE_OK || !f->main_db)
         return rc;
     if (off == 0 && amt >= 100)
@@ -192,6 +219,22 @@ static int v_write(sqlite3_file *file, const void *buf, int amt, sqlite3_int64 o
     vfile *f = (vfile *)file;
     if (fault(0, 'F'))
         return SQLITE_FULL;
+    if (f->wal) {
+        if (f->glen && off == f->goff + (sqlite3_int64)f->glen && f->glen + (size_t)amt <= GATHER_MAX) {
+            memcpy(f->gather + f->glen, buf, (size_t)amt);
+            f->glen += (size_t)amt;
+            return SQLITE_OK;
+        }
+        int rc = g_flush(f);
+        if (rc != SQLITE_OK || (size_t)amt > GATHER_MAX)
+            return rc != SQLITE_OK ? rc : f->real->pMethods->xWrite(f->real, buf, amt, off);
+        if (!f->gather)
+            f->gather = xmalloc(GATHER_MAX);
+        memcpy(f->gather, buf, (size_t)amt);
+        f->glen = (size_t)amt;
+        f->goff = off;
+        return SQLITE_OK;
+    }
     if (f->main_db) {
         if (off == 0 && amt >= 100)
             read_header(f, buf);
@@ -211,12 +254,18 @@ static int v_truncate(sqlite3_file *file, sqlite3_int64 size)
 {
     if (((vfile *)file)->main_db)
         atomic_fetch_add_explicit(&writes, 1, memory_order_release);
+    int rc = g_flush((vfile *)file);
+    if (rc != SQLITE_OK)
+        return rc;
     return REAL(file)->pMethods->xTruncate(REAL(file), size);
 }
 
 static int v_sync(sqlite3_file *file, int flags)
 {
-    int rc = fault(1, 'S') ? SQLITE_IOERR_FSYNC : REAL(file)->pMethods->xSync(REAL(file), flags);
+    int rc = g_flush((vfile *)file); /* a failed write, not a failed fsync */
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = fault(1, 'S') ? SQLITE_IOERR_FSYNC : REAL(file)->pMethods->xSync(REAL(file), flags);
     if (rc != SQLITE_OK)
         sync_failures++;
     return rc;
@@ -224,6 +273,9 @@ static int v_sync(sqlite3_file *file, int flags)
 
 static int v_file_size(sqlite3_file *file, sqlite3_int64 *size)
 {
+    int rc = g_flush((vfile *)file);
+    if (rc != SQLITE_OK)
+        return rc;
     return REAL(file)->pMethods->xFileSize(REAL(file), size);
 }
 
@@ -244,6 +296,9 @@ static int v_check_reserved(sqlite3_file *file, int *out)
 
 static int v_file_control(sqlite3_file *file, int op, void *arg)
 {
+    int rc = g_flush((vfile *)file);
+    if (rc != SQLITE_OK)
+        return rc;
     return REAL(file)->pMethods->xFileControl(REAL(file), op, arg);
 }
 
@@ -342,6 +397,7 @@ static int v_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *file, i
     }
     f->name = name;
     f->main_db = (flags & SQLITE_OPEN_MAIN_DB) != 0;
+    f->wal = (flags & SQLITE_OPEN_WAL) != 0;
     f->base.pMethods = &methods;
     return SQLITE_OK;
 }

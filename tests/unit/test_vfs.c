@@ -226,3 +226,85 @@ TEST(vfs_leaves_databases_without_room_alone)
     CHECK(sum > 0);
     rm_db(path);
 }
+
+/* Copies path to to, byte for byte (what a kill -9 leaves on disk). */
+static bool copy_file(const char *path, const char *to)
+{
+    FILE *a = fopen(path, "rb"), *b = fopen(to, "wb");
+    bool ok = a && b;
+    char buf[65536];
+    size_t n;
+    while (ok && (n = fread(buf, 1, sizeof buf, a)) > 0)
+        ok = fwrite(buf, 1, n, b) == n;
+    if (a)
+        fclose(a);
+    if (b)
+        fclose(b);
+    return ok;
+}
+
+static long long count_rows(const char *path)
+{
+    sqlite3 *db;
+    long long n = -1;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK) {
+        sqlite3_stmt *st;
+        if (sqlite3_prepare_v2(db, "SELECT count(*) FROM t", -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+            n = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    return n;
+}
+
+/* The WAL's writes are gathered into one write a commit (vfs.c): every
+ * commit must still be in the file when it returns (a copy of the files
+ * then, as a kill -9 leaves them, holds it), other connections must see
+ * it at once, and a transaction larger than the gathering buffer (its
+ * pages spill to the WAL before the commit) must come out whole. */
+TEST(vfs_gathered_wal_writes_are_in_the_file_at_each_commit)
+{
+    char *path = tmp_db();
+    REQUIRE(path && make_db(path, true));
+    sqlite3 *w, *r;
+    REQUIRE(sqlite3_open(path, &w) == SQLITE_OK);
+    REQUIRE(sqlite3_open_v2(path, &r, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
+    sqlite3_exec(w, "PRAGMA synchronous=FULL; PRAGMA cache_size=20; PRAGMA wal_autocheckpoint=0",
+                 NULL, NULL, NULL);
+    char copy[600], wal[600], copy_wal[600];
+    snprintf(copy, sizeof copy, "%s.copy", path);
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    snprintf(copy_wal, sizeof copy_wal, "%s.copy-wal", path);
+    long long rows = 400;
+    for (int k = 0; k < 12; k++) {
+        /* Small commits, and then some past 120 KiB (spilled with a cache
+         * of 20 pages). */
+        int n = k < 8 ? 3 : 600;
+        char sql[300];
+        snprintf(sql, sizeof sql,
+                 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < %d)"
+                 " INSERT INTO t(v) SELECT printf('k%d %%d %%.*c', i, 300, 'y') FROM n;",
+                 n, k);
+        REQUIRE(sqlite3_exec(w, sql, NULL, NULL, NULL) == SQLITE_OK);
+        rows += n;
+        long long seen = 0;
+        sqlite3_stmt *st;
+        REQUIRE(sqlite3_prepare_v2(r, "SELECT count(*) FROM t", -1, &st, NULL) == SQLITE_OK);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            seen = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        CHECK_INT(seen, rows);
+        REQUIRE(copy_file(path, copy) && copy_file(wal, copy_wal));
+        CHECK_INT(count_rows(copy), rows);
+        unlink(copy);
+        unlink(copy_wal);
+        char shm[620];
+        snprintf(shm, sizeof shm, "%s-shm", copy);
+        unlink(shm);
+    }
+    sqlite3_close(r);
+    sqlite3_close(w);
+    CHECK_INT(count_rows(path), rows);
+    rm_db(path);
+}
