@@ -46,7 +46,7 @@ enum { TQ_HEADER, TQ_IDLE, TQ_LINGER, TQ_N }; /* BODY and IDLE share --idle-time
 
 struct conn {
     uv_tcp_t tcp;
-    tlink tq;          /* first after tcp: conn_of_tq */
+    tlink tq;          /* its place in a timeout queue (conn_of_tq) */
     uint64_t deadline; /* loop ms, while in a timeout queue */
     server_t *srv;
     http_side *h;      /* NULL once upgraded */
