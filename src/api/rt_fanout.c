@@ -47,35 +47,35 @@ static void frame_cache_clear(frame_cache *fc)
 }
 
 /* A change message is its envelope (up to `"doc":`), the document and
- * "}"; a removal has no document. */
-static void change_envelope(buf_t *b, const char *sub, const change_t *ch, sub_op op)
-{
-    buf_puts(b, "{\"t\":\"change\",\"sub\":");
-    buf_put_json_str(b, sub, strlen(sub));
-    buf_puts(b, ",\"seq\":");
-    buf_put_i64(b, ch->seq);
-    buf_puts(b, ",\"op\":\"");
-    buf_puts(b, sub_op_name(op));
-    buf_puts(b, "\",\"id\":");
-    buf_put_json_str(b, ch->id, strlen(ch->id));
-    if (op != SUBOP_REMOVED)
-        buf_puts(b, ",\"doc\":");
-}
+ * "}"; a removal has no document. change_head composes the envelope in env
+ * (the loop thread's, reused) and the frame's header in fh (*fl bytes),
+ * and returns the payload's length. */
+static buf_t env;
 
-static size_t change_payload_len(size_t envelope, const change_t *ch, sub_op op)
+static size_t change_head(const char *sub, const change_t *ch, sub_op op, unsigned char fh[10],
+                          size_t *fl)
 {
-    return envelope + (op == SUBOP_REMOVED ? 0 : ch->doc_len) + 1;
+    env.len = 0;
+    buf_puts(&env, "{\"t\":\"change\",\"sub\":");
+    buf_put_json_str(&env, sub, strlen(sub));
+    buf_puts(&env, ",\"seq\":");
+    buf_put_i64(&env, ch->seq);
+    buf_puts(&env, ",\"op\":\"");
+    buf_puts(&env, sub_op_name(op));
+    buf_puts(&env, "\",\"id\":");
+    buf_put_json_str(&env, ch->id, strlen(ch->id));
+    if (op != SUBOP_REMOVED)
+        buf_puts(&env, ",\"doc\":");
+    size_t plen = env.len + (op == SUBOP_REMOVED ? 0 : ch->doc_len) + 1;
+    *fl = ws_text_header(fh, plen);
+    return plen;
 }
 
 /* The whole frame in one allocation, to be shared. */
 static frame_blob *change_frame(const char *sub, change_t *ch, sub_op op)
 {
-    static buf_t env; /* the loop thread's, reused */
-    env.len = 0;
-    change_envelope(&env, sub, ch, op);
-    size_t plen = change_payload_len(env.len, ch, op);
     unsigned char fh[10];
-    size_t fl = ws_text_header(fh, plen);
+    size_t fl, plen = change_head(sub, ch, op, fh, &fl);
     frame_blob *f = xmalloc(sizeof *f + fl + plen);
     f->refs = 1;
     f->len = fl + plen;
@@ -95,11 +95,9 @@ static frame_blob *change_frame(const char *sub, change_t *ch, sub_op op)
  * subscriber, nothing to share): one copy of the document, no allocation. */
 static void change_frame_to(conn_t *c, const char *sub, const change_t *ch, sub_op op)
 {
-    static buf_t env; /* the loop thread's, reused */
-    env.len = 0;
-    change_envelope(&env, sub, ch, op);
     unsigned char fh[10];
-    size_t fl = ws_text_header(fh, change_payload_len(env.len, ch, op));
+    size_t fl;
+    change_head(sub, ch, op, fh, &fl);
     conn_out_copy(c, fh, fl);
     conn_out_copy(c, env.p, env.len);
     if (op != SUBOP_REMOVED)

@@ -28,7 +28,7 @@
 
 #define INBUF_MAX (HTTP_MAX_BODY + HTTP_MAX_HEAD + 64 * 1024)
 #define LINGER_MS 2000
-#define RAW_RBUF (64 * 1024)
+#define RBUF_SIZE (64 * 1024)
 #define RAW_LOW_WATER (256 * 1024) /* on_drain below this many bytes */
 
 typedef enum { T_NONE, T_HEADER, T_BODY, T_IDLE, T_LINGER } tmode;
@@ -95,7 +95,7 @@ struct server {
     uv_check_t flusher; /* writes the gathered output of upgraded connections */
     uv_idle_t kick;     /* active while output waits: the loop must not block */
     conn_t *dirty;      /* upgraded connections with output to write */
-    char *rbuf;         /* the read buffer every upgraded connection shares */
+    char *rbuf;         /* the read buffer every connection shares (on_alloc) */
     bool listening;
     server_opts opts;
     server_handler handler;
@@ -125,7 +125,7 @@ static http_side *side_new(server_t *s)
 #if SLAB_SANITIZED
     (void)s;
     return xcalloc(1, sizeof(http_side)); /* so that AddressSanitizer sees its misuse */
-#endif
+#else
     if (s->nspare) {
         http_side *h = s->spare[--s->nspare];
         memset(h, 0, sizeof *h);
@@ -138,6 +138,7 @@ static http_side *side_new(server_t *s)
         abort();
     }
     return p; /* zeroed */
+#endif
 }
 
 static void side_free(server_t *s, http_side *h)
@@ -146,13 +147,14 @@ static void side_free(server_t *s, http_side *h)
     buf_free(&h->buf);
     free(h->xhdr);
 #if SLAB_SANITIZED
+    (void)s;
     free(h);
-    return;
-#endif
+#else
     if (s->nspare < SPARE_SIDES)
         s->spare[s->nspare++] = h;
     else
         munmap(h, sizeof *h);
+#endif
 }
 
 /* ------------------------------------------------------------------ lifetime */
@@ -796,7 +798,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
      * are consumed (or, for HTTP, copied into the connection's input as
      * long as they wait to be parsed) before the next read of any
      * connection, so an idle connection holds no read buffer. */
-    *out = uv_buf_init(c->srv->rbuf, RAW_RBUF);
+    *out = uv_buf_init(c->srv->rbuf, RBUF_SIZE);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
@@ -1026,7 +1028,7 @@ int server_start(server_t **out, uv_loop_t *loop, const server_opts *opts, serve
         return -1;
     }
     s->listening = true;
-    s->rbuf = xmalloc(RAW_RBUF);
+    s->rbuf = xmalloc(RBUF_SIZE);
     uv_timer_init(loop, &s->timer);
     s->timer.data = s;
     uv_unref((uv_handle_t *)&s->timer);
